@@ -1,0 +1,394 @@
+//! One generation: its index (hash slots) and its log (a ring of immutable records).
+//!
+//! Readers use [`Gen::load`] and [`Gen::lookup`] without any lock and validate afterwards;
+//! writers, holding the writer lock, use the same probing plus [`Gen::append`].
+
+use std::sync::atomic::{Ordering, fence};
+
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::error::{Error, Result};
+use crate::format::{
+    self, Desc, FLAG_PAD, LOG_HEADER_LEN, LogHeader, RECORD_HEADER_LEN, RecordHeader, ctl, slot,
+};
+use crate::raw::{Mem, Window};
+
+const HEAD: u64 = std::mem::offset_of!(LogHeader, head) as u64;
+const TAIL: u64 = std::mem::offset_of!(LogHeader, tail) as u64;
+
+/// A validated view of one generation's descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gen {
+    pub desc: Desc,
+}
+
+/// Where a value read from the ring goes.
+pub(crate) trait Sink {
+    /// Space for a value of `len` bytes, or `None` when it cannot hold that many.
+    fn space(&mut self, len: usize) -> Option<&mut [u8]>;
+}
+
+impl Sink for Vec<u8> {
+    fn space(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.clear();
+        self.resize(len, 0);
+        Some(&mut self[..])
+    }
+}
+
+/// A fixed buffer (the Node addon's reusable one).
+pub(crate) struct SliceSink<'a>(pub &'a mut [u8]);
+
+impl Sink for SliceSink<'_> {
+    fn space(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.0.get_mut(..len)
+    }
+}
+
+/// Discards the value (for `contains`).
+pub(crate) struct NoSink;
+
+impl Sink for NoSink {
+    fn space(&mut self, _len: usize) -> Option<&mut [u8]> {
+        Some(&mut [])
+    }
+}
+
+/// A record found by a probe.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hit {
+    /// Index of the slot that points at it.
+    pub idx: u64,
+    /// The slot's value when read.
+    pub slot: u64,
+    /// The record's header.
+    pub hdr: RecordHeader,
+    /// Whether the value was copied (false when the sink was too small).
+    pub copied: bool,
+}
+
+/// The outcome of one probe.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Probe {
+    /// The key is absent; `free` is where it would be inserted (first tombstone or the empty slot).
+    Miss { free: Option<u64> },
+    /// The key is present.
+    Hit(Hit),
+    /// The bytes made no sense: a race with a writer, or damage (the caller decides which).
+    /// `pos` is the record position involved, if any, and `idx` the slot.
+    Suspect {
+        offset: u64,
+        what: &'static str,
+        idx: u64,
+        pos: Option<u64>,
+    },
+}
+
+impl Gen {
+    /// Loads the active generation optimistically: `active_gen`, then its descriptor, then
+    /// `active_gen` again. Validates the descriptor and maps everything it names.
+    pub fn load(mem: &Mem) -> Result<Gen> {
+        let w = mem.w();
+        for _ in 0..100 {
+            let g = w.load_u64(ctl!(active_gen), Ordering::Acquire)?;
+            let desc = read_desc(w, g)?;
+            fence(Ordering::Acquire);
+            if w.load_u64(ctl!(active_gen), Ordering::Relaxed)? != g {
+                continue;
+            }
+            return Gen::from_desc(mem, desc, g);
+        }
+        Err(Error::Busy)
+    }
+
+    /// Validates `desc` as generation `g` and makes sure its regions are mapped.
+    pub fn from_desc(mem: &Mem, desc: Desc, g: u64) -> Result<Gen> {
+        let end = desc
+            .index_off
+            .saturating_add(desc.index_len())
+            .max(desc.log_off.saturating_add(desc.log_len()));
+        // Validate against the largest length the file may have; `ensure` rechecks for real.
+        desc.validate(g, u64::MAX)?;
+        mem.ensure(end)?;
+        desc.validate(g, mem.file_len())?;
+        Ok(Gen { desc })
+    }
+
+    /// The generation number.
+    #[inline]
+    pub fn number(&self) -> u64 {
+        self.desc.generation
+    }
+
+    #[inline]
+    fn slot_off(&self, i: u64) -> u64 {
+        self.desc.index_off + i * format::SLOT_LEN
+    }
+
+    #[inline]
+    pub fn slots(&self) -> u64 {
+        self.desc.index_slots
+    }
+
+    #[inline]
+    pub fn cap(&self) -> u64 {
+        self.desc.log_cap
+    }
+
+    /// File offset of ring byte `phys`.
+    #[inline]
+    fn ring(&self, phys: u64) -> u64 {
+        self.desc.log_off + LOG_HEADER_LEN + phys
+    }
+
+    /// Ring offset of virtual position `pos`.
+    #[inline]
+    pub fn phys(&self, pos: u64) -> u64 {
+        pos % self.desc.log_cap
+    }
+
+    pub fn head(&self, w: &Window) -> Result<u64> {
+        w.load_u64(self.desc.log_off + HEAD, Ordering::Acquire)
+    }
+
+    pub fn tail(&self, w: &Window) -> Result<u64> {
+        w.load_u64(self.desc.log_off + TAIL, Ordering::Acquire)
+    }
+
+    pub fn set_head(&self, w: &Window, v: u64) -> Result<()> {
+        w.store_u64(self.desc.log_off + HEAD, v, Ordering::Release)
+    }
+
+    /// Moves the tail. The release fence orders it before any later overwrite of the bytes it
+    /// passed, so a reader that sees an overwritten byte also sees the new tail.
+    pub fn set_tail(&self, w: &Window, v: u64) -> Result<()> {
+        w.store_u64(self.desc.log_off + TAIL, v, Ordering::Release)?;
+        fence(Ordering::Release);
+        Ok(())
+    }
+
+    pub fn load_slot(&self, w: &Window, i: u64) -> Result<u64> {
+        w.load_u64(self.slot_off(i), Ordering::Acquire)
+    }
+
+    /// Publishes a slot value: the one store that makes a write visible.
+    pub fn store_slot(&self, w: &Window, i: u64, v: u64) -> Result<()> {
+        w.store_u64(self.slot_off(i), v, Ordering::Release)
+    }
+
+    /// Sets the CLOCK reference bit if the slot still holds `seen` (never a blind store).
+    pub fn touch(&self, w: &Window, i: u64, seen: u64) {
+        if seen & slot::REF == 0 && w.writable() {
+            let _ = w.cas_u64(self.slot_off(i), seen, seen | slot::REF);
+        }
+    }
+
+    /// Reads the record header at virtual position `pos`, checking its lengths.
+    pub fn header_at(
+        &self,
+        w: &Window,
+        pos: u64,
+    ) -> Result<std::result::Result<(RecordHeader, u64), &'static str>> {
+        let phys = self.phys(pos);
+        if self.cap() - phys < RECORD_HEADER_LEN {
+            return Ok(Err("record header crosses the end of the ring"));
+        }
+        let mut buf = [0u8; RECORD_HEADER_LEN as usize];
+        w.read(self.ring(phys), &mut buf)?;
+        let hdr = RecordHeader::read_from_bytes(&buf).map_err(|_| Error::corrupt(pos, "header"))?;
+        match hdr.check_bounds(phys, self.cap()) {
+            Some(size) => Ok(Ok((hdr, size))),
+            None => Ok(Err("record lengths exceed the ring")),
+        }
+    }
+
+    /// Copies the key of the record at `pos` (with header `hdr`) into `buf`.
+    pub fn read_key(
+        &self,
+        w: &Window,
+        pos: u64,
+        hdr: &RecordHeader,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        buf.clear();
+        buf.resize(hdr.key_len.get() as usize, 0);
+        w.read(self.ring(self.phys(pos)) + RECORD_HEADER_LEN, buf)
+    }
+
+    /// Copies the value of the record at `pos` into `dst` (of exactly `value_len` bytes).
+    pub fn read_value(
+        &self,
+        w: &Window,
+        pos: u64,
+        hdr: &RecordHeader,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        let off = self.ring(self.phys(pos)) + RECORD_HEADER_LEN + hdr.key_len.get() as u64;
+        w.read(off, dst)
+    }
+
+    /// Probes for `key` (hash `h`). With `sink`, the value of a hit is copied into it and its
+    /// checksum verified. Without validation: readers must call [`Gen::still_valid`] after.
+    pub fn lookup(
+        &self,
+        w: &Window,
+        key: &[u8],
+        h: u64,
+        sink: &mut dyn Sink,
+        keybuf: &mut Vec<u8>,
+    ) -> Result<Probe> {
+        let mask = self.slots() - 1;
+        let mut i = h & mask;
+        let mut free = None;
+        for _ in 0..self.slots() {
+            let s = self.load_slot(w, i)?;
+            if s == slot::EMPTY {
+                return Ok(Probe::Miss {
+                    free: free.or(Some(i)),
+                });
+            }
+            if s == slot::TOMBSTONE {
+                free = free.or(Some(i));
+            } else if !slot::is_valid(s) {
+                return Ok(Probe::Suspect {
+                    offset: self.slot_off(i),
+                    what: "index slot holds an invalid value",
+                    idx: i,
+                    pos: None,
+                });
+            } else if slot::matches(s, h) {
+                let pos = slot::pos(s);
+                let hdr = match self.header_at(w, pos)? {
+                    Ok((hdr, _)) => hdr,
+                    Err(what) => {
+                        return Ok(Probe::Suspect {
+                            offset: self.ring(self.phys(pos)),
+                            what,
+                            idx: i,
+                            pos: Some(pos),
+                        });
+                    }
+                };
+                if hdr.key_len.get() as usize == key.len() && hdr.flags.get() & FLAG_PAD == 0 {
+                    self.read_key(w, pos, &hdr, keybuf)?;
+                    if keybuf == key {
+                        let len = hdr.value_len.get() as usize;
+                        let copied = match sink.space(len) {
+                            Some(dst) if dst.len() == len => {
+                                self.read_value(w, pos, &hdr, dst)?;
+                                if hdr.checksum(key, dst) != hdr.crc.get() {
+                                    return Ok(Probe::Suspect {
+                                        offset: self.ring(self.phys(pos)),
+                                        what: "record checksum mismatch",
+                                        idx: i,
+                                        pos: Some(pos),
+                                    });
+                                }
+                                true
+                            }
+                            _ => false,
+                        };
+                        return Ok(Probe::Hit(Hit {
+                            idx: i,
+                            slot: s,
+                            hdr,
+                            copied,
+                        }));
+                    }
+                }
+            }
+            i = (i + 1) & mask;
+        }
+        Ok(Probe::Miss { free })
+    }
+
+    /// After an optimistic read: true if nothing it read can have changed under it.
+    pub fn still_valid(&self, w: &Window, probe: &Probe) -> Result<bool> {
+        fence(Ordering::Acquire);
+        if w.load_u64(ctl!(active_gen), Ordering::Relaxed)? != self.number() {
+            return Ok(false);
+        }
+        let pos = match probe {
+            Probe::Hit(hit) => slot::pos(hit.slot),
+            Probe::Suspect { pos: Some(p), .. } => *p,
+            _ => return Ok(true),
+        };
+        Ok(self.tail(w)? <= pos)
+    }
+
+    /// Bytes the ring has free, given head and tail.
+    pub fn free(&self, head: u64, tail: u64) -> u64 {
+        self.cap().saturating_sub(head.saturating_sub(tail))
+    }
+
+    /// Ring bytes an append of `size` bytes at `head` consumes, including the pad to the end
+    /// of the ring when the record would cross it.
+    pub fn footprint(&self, head: u64, size: u64) -> u64 {
+        let room = self.cap() - self.phys(head);
+        if room < size { room + size } else { size }
+    }
+
+    /// Appends a record at the head; the caller has made room. Returns its position. The record
+    /// is not visible until a slot points at it.
+    pub fn append(&self, w: &Window, hdr: &RecordHeader, key: &[u8], value: &[u8]) -> Result<u64> {
+        let mut head = self.head(w)?;
+        let size = hdr.size();
+        let room = self.cap() - self.phys(head);
+        if room < size {
+            self.write_pad(w, head, room)?;
+            head += room;
+            self.set_head(w, head)?;
+        }
+        // Bytes here may still be read by a reader that loaded an older slot; they will fail
+        // validation because the tail (or the generation) moved before this point.
+        fence(Ordering::Release);
+        let at = self.ring(self.phys(head));
+        w.write(at, hdr.as_bytes())?;
+        w.write(at + RECORD_HEADER_LEN, key)?;
+        w.write(at + RECORD_HEADER_LEN + key.len() as u64, value)?;
+        let used = RECORD_HEADER_LEN + key.len() as u64 + value.len() as u64;
+        w.write(at + used, &[0u8; 8][..(size - used) as usize])?;
+        self.set_head(w, head + size)?;
+        Ok(head)
+    }
+
+    fn write_pad(&self, w: &Window, pos: u64, room: u64) -> Result<()> {
+        if room >= RECORD_HEADER_LEN {
+            let hdr = RecordHeader::new(0, (room - RECORD_HEADER_LEN) as usize, FLAG_PAD, 0)
+                .seal(&[], &[]);
+            // The pad's checksum covers only its header: its body is not meaningful.
+            fence(Ordering::Release);
+            w.write(self.ring(self.phys(pos)), hdr.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Position just past the pad or implicit pad at `pos` (the start of the next lap).
+    pub fn next_lap(&self, pos: u64) -> u64 {
+        pos - self.phys(pos) + self.cap()
+    }
+}
+
+fn read_desc(w: &Window, g: u64) -> Result<Desc> {
+    let mut buf = [0u8; std::mem::size_of::<Desc>()];
+    w.read(format::desc_off(g), &mut buf)?;
+    Desc::read_from_bytes(&buf).map_err(|_| Error::corrupt(format::desc_off(g), "descriptor"))
+}
+
+/// Writes descriptor slot `desc.generation & 1` (with its checksum).
+pub(crate) fn write_desc(w: &Window, mut desc: Desc) -> Result<()> {
+    desc.crc = desc.compute_crc();
+    w.write(format::desc_off(desc.generation), desc.as_bytes())
+}
+
+/// Initialises a log region's header.
+pub(crate) fn init_log(w: &Window, desc: &Desc, head: u64) -> Result<()> {
+    let hdr = LogHeader {
+        head,
+        tail: 0,
+        log_cap: desc.log_cap,
+        generation: desc.generation,
+        reserved: [0; 4],
+    };
+    w.write(desc.log_off, hdr.as_bytes())
+}

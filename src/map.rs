@@ -1,0 +1,1134 @@
+//! The public handle: opening and attaching, lock-free reads, and the write API (which
+//! delegates to [`crate::write`]).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::ErrorKind;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use zerocopy::FromBytes;
+
+use crate::arena::{Gen, NoSink, Probe, Sink, SliceSink};
+use crate::error::{Error, Result};
+use crate::format::{
+    self, CONFIG_NO_EVICT, Control, FLAG_INT, FLAG_LEASE, HEADER_LEN, PAGE, Superblock, ctl,
+};
+use crate::lock::{self, Acquired, Proc};
+use crate::raw::Mem;
+use crate::write::Writer;
+
+/// A source of wall-clock milliseconds since the Unix epoch (replaceable for tests).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
+/// Default cap on the file's memory: 800 MiB, as in the original.
+pub const DEFAULT_MAX_SIZE: u64 = 800 << 20;
+/// Default size of a new map's file.
+pub const DEFAULT_INITIAL_SIZE: u64 = 1 << 20;
+/// Smallest accepted size (initial or max).
+pub const MIN_SIZE: u64 = 64 << 10;
+
+/// How to open a map.
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) initial_size: u64,
+    pub(crate) max_size: Option<u64>,
+    pub(crate) max_age_ms: Option<u64>,
+    pub(crate) reset: bool,
+    pub(crate) read_only: bool,
+    pub(crate) evict: Option<bool>,
+    pub(crate) create: bool,
+    pub(crate) seed: Option<u64>,
+    pub(crate) clock: Clock,
+    pub(crate) grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            initial_size: DEFAULT_INITIAL_SIZE,
+            max_size: None,
+            max_age_ms: None,
+            reset: false,
+            read_only: false,
+            evict: None,
+            create: true,
+            seed: None,
+            clock: system_clock(),
+            grace: Duration::from_secs(1),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("initial_size", &self.initial_size)
+            .field("max_size", &self.max_size)
+            .field("max_age_ms", &self.max_age_ms)
+            .field("reset", &self.reset)
+            .field("read_only", &self.read_only)
+            .field("evict", &self.evict)
+            .field("create", &self.create)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    /// Defaults: 1 MiB initial size, 800 MiB max size, no expiry, eviction on.
+    pub fn new() -> Options {
+        Options::default()
+    }
+    /// Size of the file when the map is created (at least 64 KiB). Shrinking never goes below it.
+    pub fn initial_size(mut self, bytes: u64) -> Self {
+        self.initial_size = bytes;
+        self
+    }
+    /// Cap on the file's allocated bytes, shared by every process (stored in the map). When
+    /// given, it replaces the stored value at open.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+    /// Default time to live of entries set without one; `None` = never expire. Stored in the
+    /// map when given.
+    pub fn max_age(mut self, max_age: Option<Duration>) -> Self {
+        self.max_age_ms = Some(max_age.map_or(0, |d| d.as_millis().max(1) as u64));
+        self
+    }
+    /// Start empty. Safe while other processes are attached (it is a `clear`); on a file of
+    /// another format version with nobody attached, it re-creates the map.
+    pub fn reset(mut self, reset: bool) -> Self {
+        self.reset = reset;
+        self
+    }
+    /// Refuse writes through this handle. The file is opened read-only if it cannot be opened
+    /// for writing.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+    /// Whether a full map evicts (default) or refuses `set` with [`Error::Full`]. Stored in the
+    /// map when given.
+    pub fn evict(mut self, evict: bool) -> Self {
+        self.evict = Some(evict);
+        self
+    }
+    /// Whether to create the file if it is missing (default true).
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+    /// Fixes the hash seed of a new map (tests and reproducible fixtures).
+    #[doc(hidden)]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// Replaces the wall clock (tests and reproducible fixtures).
+    #[doc(hidden)]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// How long retired regions keep their pages before they are punched out (default 1 s).
+    #[doc(hidden)]
+    pub fn retire_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+}
+
+/// Resolves a map name: a bare name is `/dev/shm/<name>` (the OS temp dir where `/dev/shm` is
+/// missing); anything with a `/` is a path.
+pub fn resolve(name: &str) -> Result<PathBuf> {
+    if name.is_empty() || name.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "map name {name:?} is empty or contains NUL"
+        )));
+    }
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    if name == "." || name == ".." {
+        return Err(Error::InvalidArgument(format!(
+            "map name {name:?} is not a file name"
+        )));
+    }
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    Ok(dir.join(name))
+}
+
+/// Per-process state of one attached file, shared by every handle (and thread) of the process.
+pub(crate) struct Shared {
+    pub mem: Mem,
+    pub me: Option<Proc>,
+    pub seed: u64,
+    pub path: PathBuf,
+    pub clock: Clock,
+    pub grace: Duration,
+    pub on_tmpfs: bool,
+    pub created_ms: u64,
+    /// Serialises this process's writers before they touch the map's writer lock.
+    local: Mutex<()>,
+    key: (u64, u64),
+}
+
+/// One process's open maps, so worker threads share a mapping and a process slot.
+type Registry = HashMap<(u64, u64), Weak<Shared>>;
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// A handle on a map. Cheap to clone; `Send + Sync`; threads and processes mix freely.
+pub struct Shmap {
+    sh: Arc<Shared>,
+    read_only: bool,
+    closed: AtomicBool,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Clone for Shmap {
+    fn clone(&self) -> Self {
+        Shmap {
+            sh: self.sh.clone(),
+            read_only: self.read_only,
+            closed: AtomicBool::new(self.closed.load(Ordering::Relaxed)),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for Shmap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shmap")
+            .field("path", &self.sh.path)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Metadata of a value found by a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Length of the value in bytes.
+    pub len: usize,
+    /// The flags it was stored with (user bits 0..16, plus [`Shmap::FLAG_INT`] for counters).
+    pub flags: u32,
+    /// Expiry in wall-clock milliseconds, 0 = never.
+    pub expires_ms: u64,
+}
+
+/// Result of reading into a caller's fixed buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// No such key (or expired).
+    Miss,
+    /// Copied into the buffer.
+    Hit(Meta),
+    /// The buffer is smaller than the value (`meta.len` bytes); nothing useful was copied.
+    TooSmall(Meta),
+}
+
+/// One entry, as returned by [`Shmap::entries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// Its flags.
+    pub flags: u32,
+    /// Expiry in wall-clock milliseconds, 0 = never.
+    pub expires_ms: u64,
+}
+
+/// Per-call write options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    /// Time to live in milliseconds: `None` = the map's default, `Some(0)` = never expire.
+    pub ttl_ms: Option<u64>,
+    /// User flags (bits 0..16), returned by reads; the Node addon stores value types here.
+    pub flags: u32,
+}
+
+/// What a lease request found (see [`Shmap::lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseState {
+    /// The key holds a value.
+    Value(Entry),
+    /// This caller now holds the lease (with this token): load the value and `set` it, or
+    /// `release_lease` on failure.
+    Acquired(u64),
+    /// Another live process holds an unexpired lease: wait and ask again.
+    Wait,
+}
+
+/// A snapshot of a map's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Live entries (including expired ones not yet reclaimed).
+    pub entries: u64,
+    /// Bytes of records live entries occupy.
+    pub live_bytes: u64,
+    /// Bytes of superseded, deleted or padding records still in the ring.
+    pub dead_bytes: u64,
+    /// Bytes of the ring.
+    pub log_capacity: u64,
+    /// Slots of the index.
+    pub index_slots: u64,
+    /// Used index slots (live and tombstones).
+    pub used_slots: u64,
+    /// The file's length.
+    pub file_bytes: u64,
+    /// The file's allocated storage.
+    pub file_allocated_bytes: u64,
+    /// The configured cap.
+    pub max_size: u64,
+    /// The active generation.
+    pub generation: u64,
+    /// Live entries evicted so far.
+    pub evictions: u64,
+    /// Expired entries reclaimed so far.
+    pub expirations: u64,
+    /// Generation switches so far (growth, shrink, rebuilds, clears).
+    pub switches: u64,
+    /// Record bytes written by writes.
+    pub bytes_written: u64,
+    /// Record bytes copied by cleaning and switches.
+    pub bytes_copied: u64,
+    /// Default time to live in ms (0 = none).
+    pub default_ttl_ms: u64,
+    /// Whether eviction is on.
+    pub evict: bool,
+    /// Hits of this handle's reads.
+    pub hits: u64,
+    /// Misses of this handle's reads.
+    pub misses: u64,
+}
+
+impl Shmap {
+    /// Flag of values written by [`Shmap::incr`]: an 8-byte little-endian `i64`.
+    pub const FLAG_INT: u32 = FLAG_INT;
+    /// Longest key.
+    pub const MAX_KEY_LEN: usize = format::MAX_KEY_LEN;
+
+    /// Opens (creating if needed) the map `name_or_path`: a bare name is `/dev/shm/<name>`,
+    /// a path is that file.
+    pub fn open(name_or_path: impl AsRef<str>, opts: &Options) -> Result<Shmap> {
+        let path = resolve(name_or_path.as_ref())?;
+        Shmap::open_path(&path, opts)
+    }
+
+    /// Opens the map at exactly `path`.
+    pub fn open_path(path: &Path, opts: &Options) -> Result<Shmap> {
+        check_sizes(opts)?;
+        let sh = attach(path, opts)?;
+        let map = Shmap {
+            sh,
+            read_only: opts.read_only,
+            closed: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        };
+        if !opts.read_only {
+            map.apply_options(opts)?;
+        }
+        Ok(map)
+    }
+
+    fn apply_options(&self, opts: &Options) -> Result<()> {
+        let w = self.sh.mem.w();
+        if let Some(max) = opts.max_size {
+            w.store_u64(ctl!(max_size), max, Ordering::Release)?;
+        }
+        if let Some(ttl) = opts.max_age_ms {
+            w.store_u64(ctl!(default_ttl_ms), ttl, Ordering::Release)?;
+        }
+        if let Some(evict) = opts.evict {
+            self.set_evict(evict)?;
+        }
+        if opts.reset {
+            self.clear()?;
+        }
+        Ok(())
+    }
+
+    /// The file behind the map.
+    pub fn path(&self) -> &Path {
+        &self.sh.path
+    }
+
+    fn live(&self) -> Result<&Shared> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
+        Ok(&self.sh)
+    }
+
+    fn hash(&self, key: &[u8]) -> Result<u64> {
+        if key.is_empty() || key.len() > format::MAX_KEY_LEN {
+            return Err(Error::TooLarge {
+                what: "key",
+                len: key.len() as u64,
+                max: format::MAX_KEY_LEN as u64,
+            });
+        }
+        Ok(format::hash(key, self.sh.seed))
+    }
+
+    /// The lock-free read path shared by every single-key read.
+    fn read(&self, key: &[u8], sink: &mut dyn Sink) -> Result<Option<(Meta, bool)>> {
+        let sh = self.live()?;
+        let h = self.hash(key)?;
+        let now = (sh.clock)();
+        let mut keybuf = Vec::new();
+        let mut last_suspect = None;
+        for _ in 0..3 {
+            let g = Gen::load(&sh.mem)?;
+            let w = sh.mem.w();
+            let probe = g.lookup(w, key, h, sink, &mut keybuf)?;
+            if !g.still_valid(w, &probe)? {
+                continue;
+            }
+            match probe {
+                Probe::Suspect { offset, what, .. } => last_suspect = Some((offset, what)),
+                _ => return Ok(self.finish_read(&g, probe, now)),
+            }
+        }
+        if let Some((offset, what)) = last_suspect {
+            return Err(Error::corrupt(offset, what));
+        }
+        // Writers kept racing us: read under a shared hold, which excludes them.
+        let Some(me) = sh.me else {
+            return self.read_without_lock(key, h, sink, now);
+        };
+        let _hold = SharedHold::take(sh, me)?;
+        let g = Gen::load(&sh.mem)?;
+        match g.lookup(sh.mem.w(), key, h, sink, &mut keybuf)? {
+            Probe::Suspect { offset, what, .. } => Err(Error::corrupt(offset, what)),
+            probe => Ok(self.finish_read(&g, probe, now)),
+        }
+    }
+
+    /// Reads for handles that may not take the lock (read-only files): retry with backoff.
+    fn read_without_lock(
+        &self,
+        key: &[u8],
+        h: u64,
+        sink: &mut dyn Sink,
+        now: u64,
+    ) -> Result<Option<(Meta, bool)>> {
+        let mut keybuf = Vec::new();
+        for attempt in 0..200u32 {
+            let g = Gen::load(&self.sh.mem)?;
+            let w = self.sh.mem.w();
+            let probe = g.lookup(w, key, h, sink, &mut keybuf)?;
+            if g.still_valid(w, &probe)? {
+                if let Probe::Suspect { offset, what, .. } = probe {
+                    return Err(Error::corrupt(offset, what));
+                }
+                return Ok(self.finish_read(&g, probe, now));
+            }
+            std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
+        }
+        Err(Error::Busy)
+    }
+
+    fn finish_read(&self, g: &Gen, probe: Probe, now: u64) -> Option<(Meta, bool)> {
+        let hit = match probe {
+            Probe::Hit(hit) if !hit.hdr.expired(now) && hit.hdr.flags.get() & FLAG_LEASE == 0 => {
+                hit
+            }
+            _ => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        g.touch(self.sh.mem.w(), hit.idx, hit.slot);
+        let meta = Meta {
+            len: hit.hdr.value_len.get() as usize,
+            flags: hit.hdr.flags.get() & !format::FLAG_PAD,
+            expires_ms: hit.hdr.expires_ms.get(),
+        };
+        Some((meta, hit.copied))
+    }
+
+    /// The value of `key`, copied out.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut v = Vec::new();
+        Ok(self.get_into(key, &mut v)?.map(|_| v))
+    }
+
+    /// Copies the value of `key` into `buf` (reusing its allocation); returns its metadata.
+    pub fn get_into(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<Meta>> {
+        Ok(self.read(key, buf)?.map(|(m, _)| m))
+    }
+
+    /// Copies the value of `key` into a fixed buffer; reports the needed length if it is too
+    /// small. No allocation: this is the Node addon's hot path.
+    pub fn read_into(&self, key: &[u8], out: &mut [u8]) -> Result<Lookup> {
+        Ok(match self.read(key, &mut SliceSink(out))? {
+            None => Lookup::Miss,
+            Some((m, true)) => Lookup::Hit(m),
+            Some((m, false)) => Lookup::TooSmall(m),
+        })
+    }
+
+    /// Calls `f` with the value of `key` (copied into a per-thread buffer, so no allocation
+    /// per call); `None` when absent.
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8], Meta) -> R) -> Result<Option<R>> {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with(|b| {
+            let mut b = b.try_borrow_mut().map_err(|_| {
+                Error::InvalidArgument("get_with called from inside get_with".into())
+            })?;
+            match self.read(key, &mut *b)? {
+                Some((m, _)) => Ok(Some(f(&b, m))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Whether `key` is present (and not expired).
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.read(key, &mut NoSink)?.is_some())
+    }
+
+    fn writer(&self) -> Result<WriteGuard<'_>> {
+        let sh = self.live()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        WriteGuard::take(sh)
+    }
+
+    /// Stores `value` under `key` with the map's default time to live.
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.set_with(key, value, SetOptions::default()).map(|_| ())
+    }
+
+    /// Stores `value` under `key`; returns the number of live entries evicted to make room.
+    pub fn set_with(&self, key: &[u8], value: &[u8], o: SetOptions) -> Result<u64> {
+        let h = self.hash(key)?;
+        check_flags(o.flags)?;
+        let mut g = self.writer()?;
+        let wr = g.writer()?;
+        wr.put(key, h, value, o.flags, wr.expiry(o.ttl_ms)?, false)
+            .map(|r| r.evicted)
+    }
+
+    /// Stores `value` only if `key` is absent (or expired); true if stored.
+    pub fn add(&self, key: &[u8], value: &[u8], o: SetOptions) -> Result<bool> {
+        let h = self.hash(key)?;
+        check_flags(o.flags)?;
+        let mut g = self.writer()?;
+        let wr = g.writer()?;
+        wr.put(key, h, value, o.flags, wr.expiry(o.ttl_ms)?, true)
+            .map(|r| r.stored)
+    }
+
+    /// Removes `key`; true if it was present.
+    pub fn remove(&self, key: &[u8]) -> Result<bool> {
+        let h = self.hash(key)?;
+        let mut g = self.writer()?;
+        g.writer()?.remove(key, h)
+    }
+
+    /// Adds `delta` to the integer counter at `key`, atomically across processes; a missing
+    /// (or expired) key starts at `init`. `ttl_ms` as in [`SetOptions`]; `None` keeps an existing
+    /// entry's expiry. Fails with [`Error::NotAnInteger`] on a value not written by `incr`/`set_int`.
+    pub fn incr(&self, key: &[u8], delta: i64, init: i64, ttl_ms: Option<u64>) -> Result<i64> {
+        let h = self.hash(key)?;
+        let mut g = self.writer()?;
+        g.writer()?.incr(key, h, delta, init, ttl_ms)
+    }
+
+    /// Stores an integer counter (readable by `incr`).
+    pub fn set_int(&self, key: &[u8], v: i64, ttl_ms: Option<u64>) -> Result<()> {
+        self.set_with(
+            key,
+            &v.to_le_bytes(),
+            SetOptions {
+                ttl_ms,
+                flags: FLAG_INT,
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// Removes every entry and shrinks the map to its initial size.
+    pub fn clear(&self) -> Result<()> {
+        let mut g = self.writer()?;
+        g.writer()?.clear()
+    }
+
+    /// Rebuilds the map compactly now (normally this happens by itself).
+    pub fn compact(&self) -> Result<()> {
+        let mut g = self.writer()?;
+        g.writer()?.compact()
+    }
+
+    /// Asks to load `key` once across all processes (see format.md, Leases): returns its value
+    /// if present, `Acquired(token)` if the caller should load it (for at most `lease_ms`), or
+    /// `Wait` while another live process loads it.
+    pub fn lease(&self, key: &[u8], lease_ms: u64) -> Result<LeaseState> {
+        let h = self.hash(key)?;
+        let token = next_token();
+        let mut g = self.writer()?;
+        g.writer()?.lease(key, h, lease_ms, token)
+    }
+
+    /// Drops the lease `token` on `key`, if it is still held (a loader that failed).
+    pub fn release_lease(&self, key: &[u8], token: u64) -> Result<bool> {
+        let h = self.hash(key)?;
+        let mut g = self.writer()?;
+        g.writer()?.release_lease(key, h, token)
+    }
+
+    /// Number of entries (including expired ones not yet reclaimed).
+    pub fn len(&self) -> Result<u64> {
+        let sh = self.live()?;
+        sh.mem.w().load_u64(ctl!(entries), Ordering::Acquire)
+    }
+
+    /// Whether the map has no entries.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Every live, unexpired entry, read under a shared hold (a consistent snapshot).
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        self.scan(true)
+    }
+
+    /// Every live, unexpired key.
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
+        Ok(self.scan(false)?.into_iter().map(|e| e.key).collect())
+    }
+
+    fn scan(&self, values: bool) -> Result<Vec<Entry>> {
+        let sh = self.live()?;
+        let now = (sh.clock)();
+        match sh.me {
+            Some(me) => {
+                let _hold = SharedHold::take(sh, me)?;
+                let g = Gen::load(&sh.mem)?;
+                Ok(crate::write::scan(sh.mem.w(), &g, now, values)?.0)
+            }
+            None => {
+                for attempt in 0..200u32 {
+                    let g = Gen::load(&sh.mem)?;
+                    let w = sh.mem.w();
+                    let (entries, min_pos) = crate::write::scan(w, &g, now, values)?;
+                    std::sync::atomic::fence(Ordering::Acquire);
+                    if w.load_u64(ctl!(active_gen), Ordering::Relaxed)? == g.number()
+                        && g.tail(w)? <= min_pos
+                    {
+                        return Ok(entries);
+                    }
+                    std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
+                }
+                Err(Error::Busy)
+            }
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Result<Stats> {
+        let sh = self.live()?;
+        let w = sh.mem.w();
+        let g = Gen::load(&sh.mem)?;
+        let c = read_control(&sh.mem)?;
+        let (head, tail) = (g.head(w)?, g.tail(w)?);
+        Ok(Stats {
+            entries: c.entries,
+            live_bytes: c.live_bytes,
+            dead_bytes: head.saturating_sub(tail).saturating_sub(c.live_bytes),
+            log_capacity: g.cap(),
+            index_slots: g.slots(),
+            used_slots: c.used_slots,
+            file_bytes: sh.mem.refresh_len()?,
+            file_allocated_bytes: sh.mem.allocated_bytes()?,
+            max_size: c.max_size,
+            generation: g.number(),
+            evictions: c.evictions,
+            expirations: c.expirations,
+            switches: c.switches,
+            bytes_written: c.bytes_written,
+            bytes_copied: c.bytes_copied,
+            default_ttl_ms: c.default_ttl_ms,
+            evict: c.config_flags & CONFIG_NO_EVICT == 0,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Writes the map to its file and waits (a no-op in effect on tmpfs); also returns retired
+    /// regions' memory to the OS once their grace period has passed.
+    pub fn flush(&self) -> Result<()> {
+        let sh = self.live()?;
+        if !self.read_only && sh.mem.writable() {
+            let mut g = WriteGuard::take(sh)?;
+            g.writer()?.maintain()?;
+        }
+        sh.mem.sync(0, sh.mem.file_len())
+    }
+
+    /// Sets the cap on the file's memory, for every process.
+    pub fn set_max_size(&self, bytes: u64) -> Result<()> {
+        if bytes < MIN_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "max_size {bytes} is below the minimum {MIN_SIZE}"
+            )));
+        }
+        self.writable_window()?
+            .store_u64(ctl!(max_size), bytes, Ordering::Release)
+    }
+
+    /// Sets the default time to live for every process (`None` = never expire).
+    pub fn set_max_age(&self, max_age: Option<Duration>) -> Result<()> {
+        let ms = max_age.map_or(0, |d| d.as_millis().max(1) as u64);
+        self.writable_window()?
+            .store_u64(ctl!(default_ttl_ms), ms, Ordering::Release)
+    }
+
+    /// Turns eviction on or off for every process.
+    pub fn set_evict(&self, evict: bool) -> Result<()> {
+        let w = self.writable_window()?;
+        let off = ctl!(config_flags);
+        loop {
+            let cur = w.load_u32(off, Ordering::Acquire)?;
+            let new = if evict {
+                cur & !CONFIG_NO_EVICT
+            } else {
+                cur | CONFIG_NO_EVICT
+            };
+            if w.cas_u32(off, cur, new)?.is_ok() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn writable_window(&self) -> Result<&crate::raw::Window> {
+        let sh = self.live()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(sh.mem.w())
+    }
+
+    /// Whether this handle refuses writes.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// A handle on the same map that refuses writes (or accepts them again).
+    pub fn with_read_only(&self, read_only: bool) -> Result<Shmap> {
+        let sh = self.live()?;
+        if !read_only && !sh.mem.writable() {
+            return Err(Error::ReadOnly);
+        }
+        Ok(Shmap {
+            sh: self.sh.clone(),
+            read_only,
+            closed: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
+    }
+
+    /// Closes this handle: later calls fail with [`Error::Closed`]. The process detaches when its
+    /// last handle is closed or dropped.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if self.sh.mem.writable() {
+            self.sh.mem.sync(0, self.sh.mem.file_len())?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Shmap::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// A process-unique lease token.
+fn next_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn check_flags(flags: u32) -> Result<()> {
+    if flags & !(format::USER_FLAGS | FLAG_INT) != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "flags {flags:#x} use bits reserved by the format"
+        )));
+    }
+    Ok(())
+}
+
+fn check_sizes(opts: &Options) -> Result<()> {
+    if opts.initial_size < MIN_SIZE {
+        return Err(Error::InvalidArgument(format!(
+            "initial_size {} is below the minimum {MIN_SIZE}",
+            opts.initial_size
+        )));
+    }
+    if let Some(max) = opts.max_size
+        && (max < MIN_SIZE || max < opts.initial_size)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "max_size {max} is below the minimum {MIN_SIZE} or below initial_size {}",
+            opts.initial_size
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a copy of the control block.
+pub(crate) fn read_control(mem: &Mem) -> Result<Control> {
+    let mut buf = [0u8; std::mem::size_of::<Control>()];
+    // Each field is read with relaxed loads; counters may be mutually a little out of date.
+    mem.w().read(format::CONTROL_OFF, &mut buf)?;
+    Control::read_from_bytes(&buf).map_err(|_| Error::corrupt(format::CONTROL_OFF, "control"))
+}
+
+/// The writer lock plus this process's mutex, released on drop.
+pub(crate) struct WriteGuard<'a> {
+    sh: &'a Shared,
+    _local: MutexGuard<'a, ()>,
+    how: Acquired,
+    wr: Option<Writer<'a>>,
+}
+
+impl<'a> WriteGuard<'a> {
+    pub fn take(sh: &'a Shared) -> Result<WriteGuard<'a>> {
+        let me = sh.me.ok_or(Error::ReadOnly)?;
+        let local = sh.local.lock().unwrap_or_else(|p| p.into_inner());
+        let how = lock::lock_writer(&sh.mem, me)?;
+        Ok(WriteGuard {
+            sh,
+            _local: local,
+            how,
+            wr: None,
+        })
+    }
+
+    /// The writer for this critical section; recovers first if the lock came from a dead owner.
+    pub fn writer(&mut self) -> Result<&mut Writer<'a>> {
+        if self.wr.is_none() {
+            let mut wr = Writer::new(self.sh)?;
+            if self.how == Acquired::FromDead {
+                wr.recover()?;
+                self.how = Acquired::Clean;
+            }
+            self.wr = Some(wr);
+        }
+        self.wr.as_mut().ok_or(Error::Busy)
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(wr) = self.wr.as_mut() {
+            let _ = wr.maintain();
+        }
+        lock::unlock_writer(&self.sh.mem);
+    }
+}
+
+/// A shared hold, released on drop.
+struct SharedHold<'a> {
+    sh: &'a Shared,
+    me: Proc,
+}
+
+impl<'a> SharedHold<'a> {
+    fn take(sh: &'a Shared, me: Proc) -> Result<SharedHold<'a>> {
+        let recover = || {
+            let mut g = WriteGuard::take(sh)?;
+            g.writer().map(|_| ())
+        };
+        lock::lock_shared(&sh.mem, me, &recover)?;
+        Ok(SharedHold { sh, me })
+    }
+}
+
+impl Drop for SharedHold<'_> {
+    fn drop(&mut self) {
+        let _ = lock::unlock_shared(&self.sh.mem, self.me);
+    }
+}
+
+/// Finds or creates this process's attachment to `path`.
+fn attach(path: &Path, opts: &Options) -> Result<Arc<Shared>> {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    let reg = reg.get_or_insert_with(HashMap::new);
+    if let Ok(m) = std::fs::metadata(path)
+        && let Some(sh) = reg.get(&(m.dev(), m.ino())).and_then(Weak::upgrade)
+        && (sh.mem.writable() || opts.read_only)
+    {
+        return Ok(sh);
+    }
+    let sh = Arc::new(open_shared(path, opts)?);
+    reg.retain(|_, w| w.strong_count() > 0);
+    reg.insert(sh.key, Arc::downgrade(&sh));
+    Ok(sh)
+}
+
+fn open_file(path: &Path, opts: &Options) -> Result<(File, bool)> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).create(opts.create).mode(0o600);
+    match o.open(path) {
+        Ok(f) => Ok((f, true)),
+        Err(e)
+            if opts.read_only
+                && matches!(
+                    e.kind(),
+                    ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+                ) =>
+        {
+            File::open(path)
+                .map(|f| (f, false))
+                .map_err(|e| Error::io(format!("open {}", path.display()), e))
+        }
+        Err(e) => Err(Error::io(format!("open {}", path.display()), e)),
+    }
+}
+
+fn open_shared(path: &Path, opts: &Options) -> Result<Shared> {
+    let (file, writable) = open_file(path, opts)?;
+    if !writable {
+        return open_read_only(path, file, opts);
+    }
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match file.try_lock() {
+            Ok(()) => {
+                let sh = init_alone(path, &file, opts)?;
+                // Converting to shared is not atomic, but nobody acts on the map between: a
+                // process that takes the exclusive lock in the gap only sees a valid map.
+                file.lock_shared()
+                    .map_err(|e| Error::io("flock map file", e))?;
+                return finish_attach(path, file, opts, sh);
+            }
+            Err(TryLockError::WouldBlock) => {
+                file.lock_shared()
+                    .map_err(|e| Error::io("flock map file", e))?;
+                let len = file.metadata().map_err(|e| Error::io("stat", e))?.len();
+                if len >= HEADER_LEN {
+                    let sb = read_superblock(&file, path)?;
+                    return finish_attach(path, file, opts, sb);
+                }
+                // The creator died before finishing: try to become the creator.
+                file.unlock().map_err(|e| Error::io("flock map file", e))?;
+                if tries > 50 {
+                    return Err(Error::corrupt(0, "map file is shorter than its header"));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io("flock map file", e)),
+        }
+    }
+}
+
+fn read_superblock(file: &File, path: &Path) -> Result<Superblock> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 128];
+    let n = file
+        .read_at(&mut buf, 0)
+        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    if n < 128 {
+        return Err(Error::corrupt(
+            n as u64,
+            "file is shorter than the superblock",
+        ));
+    }
+    Superblock::decode(&buf, path)
+}
+
+/// Alone with the file (exclusive flock): create, re-create, or validate and recover it.
+fn init_alone(path: &Path, file: &File, opts: &Options) -> Result<Superblock> {
+    let len = file.metadata().map_err(|e| Error::io("stat", e))?.len();
+    let fresh = if len == 0 {
+        true
+    } else {
+        match read_superblock(file, path) {
+            Ok(sb) => {
+                recover_alone(path, file, opts, &sb)?;
+                return Ok(sb);
+            }
+            // A map of another version, or a damaged header, may be re-created on request; a
+            // file that is not a map never is.
+            Err(Error::UnsupportedVersion { .. }) | Err(Error::Corrupt { .. }) if opts.reset => {
+                true
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    debug_assert!(fresh);
+    crate::compact::create(file, opts)
+}
+
+fn recover_alone(path: &Path, file: &File, opts: &Options, sb: &Superblock) -> Result<()> {
+    let mem = Mem::new(file.try_clone().map_err(|e| Error::io("dup", e))?, true, 0)?;
+    lock::reset_all(&mem)?;
+    let w = mem.w();
+    let clean = w.load_u32(ctl!(clean), Ordering::Acquire)? == 1;
+    let stored_boot = [
+        w.load_u64(ctl!(boot_id), Ordering::Acquire)?,
+        w.load_u64(ctl!(boot_id) + 8, Ordering::Acquire)?,
+    ];
+    let os_crashed = !clean && stored_boot != boot_id();
+    let sh = Shared::new(mem, None, sb, path, opts, (0, 0))?;
+    {
+        let mut wr = Writer::new(&sh)?;
+        if os_crashed {
+            wr.rebuild_verified()?;
+        } else if !clean {
+            wr.recover()?;
+        }
+        wr.trim_alone()?;
+    }
+    let w = sh.mem.w();
+    let b = boot_id();
+    w.store_u64(ctl!(boot_id), b[0], Ordering::Release)?;
+    w.store_u64(ctl!(boot_id) + 8, b[1], Ordering::Release)?;
+    w.store_u32(ctl!(clean), 0, Ordering::Release)?;
+    Ok(())
+}
+
+fn finish_attach(path: &Path, file: File, opts: &Options, sb: Superblock) -> Result<Shared> {
+    let meta = file.metadata().map_err(|e| Error::io("stat", e))?;
+    let key = (meta.dev(), meta.ino());
+    let mem = Mem::new(file, true, window_for(&meta))?;
+    let me = lock::claim(&mem)?;
+    // Mark the map in use even if we did not initialise it (a clean detach sets it back).
+    mem.w().store_u32(ctl!(clean), 0, Ordering::Release)?;
+    Shared::new(mem, Some(me), &sb, path, opts, key)
+}
+
+fn open_read_only(path: &Path, file: File, opts: &Options) -> Result<Shared> {
+    let sb = read_superblock(&file, path)?;
+    let meta = file.metadata().map_err(|e| Error::io("stat", e))?;
+    let key = (meta.dev(), meta.ino());
+    let mem = Mem::new(file, false, window_for(&meta))?;
+    Shared::new(mem, None, &sb, path, opts, key)
+}
+
+fn window_for(meta: &std::fs::Metadata) -> u64 {
+    meta.len().max(2 * DEFAULT_MAX_SIZE)
+}
+
+/// The Linux boot id as two words (zero where unavailable).
+fn boot_id() -> [u64; 2] {
+    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    let a = u64::from_str_radix(hex.get(..16).unwrap_or("0"), 16).unwrap_or(0);
+    let b = u64::from_str_radix(hex.get(16..32).unwrap_or("0"), 16).unwrap_or(0);
+    [a, b]
+}
+
+impl Shared {
+    fn new(
+        mem: Mem,
+        me: Option<Proc>,
+        sb: &Superblock,
+        path: &Path,
+        opts: &Options,
+        key: (u64, u64),
+    ) -> Result<Shared> {
+        let on_tmpfs = mem.is_tmpfs();
+        Ok(Shared {
+            mem,
+            me,
+            seed: sb.seed.get(),
+            path: path.to_path_buf(),
+            clock: opts.clock.clone(),
+            grace: opts.grace,
+            on_tmpfs,
+            created_ms: sb.created_ms.get(),
+            local: Mutex::new(()),
+            key,
+        })
+    }
+
+    /// Whether writes must be `msync`ed to be durable (false on tmpfs).
+    pub fn durable(&self) -> bool {
+        !self.on_tmpfs
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let Some(me) = self.me else { return };
+        lock::release(&self.mem, me);
+        // The last process out (we get the exclusive lock without waiting) marks a clean detach.
+        if self.mem.file().try_lock().is_ok() {
+            let _ = self.mem.sync(0, self.mem.file_len());
+            let w = self.mem.w();
+            let _ = w.store_u32(ctl!(clean), 1, Ordering::Release);
+            let _ = self.mem.sync(0, PAGE);
+        }
+        let _ = self.mem.file().unlock();
+    }
+}
+
+/// A read-only view for tools: no lock, no process slot, never writes a byte.
+#[doc(hidden)]
+pub fn open_for_inspection(path: &Path) -> Result<Shmap> {
+    let file = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let opts = Options::new().read_only(true);
+    let sh = Arc::new(open_read_only(path, file, &opts)?);
+    Ok(Shmap {
+        sh,
+        read_only: true,
+        closed: AtomicBool::new(false),
+        hits: AtomicU64::new(0),
+        misses: AtomicU64::new(0),
+    })
+}
+
+impl Shmap {
+    /// The creation time of the map (wall-clock ms).
+    pub fn created_ms(&self) -> u64 {
+        self.sh.created_ms
+    }
+
+    pub(crate) fn shared(&self) -> Result<&Shared> {
+        self.live()
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Shmap>();
+    check::<Options>();
+}

@@ -1,0 +1,618 @@
+//! Mutations, run by the holder of the writer lock: set, add, remove, incr, leases, and making
+//! room in the ring (cleaning and CLOCK eviction). Generation switches live in `compact`.
+
+use std::sync::atomic::Ordering;
+
+use crate::arena::{Gen, NoSink, Probe};
+use crate::error::{Error, Result};
+use crate::format::{
+    self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, FLAG_PAD, RECORD_HEADER_LEN, RecordHeader, ctl,
+    record_size, slot,
+};
+use crate::lock;
+use crate::map::{Entry, LeaseState, Shared};
+use crate::raw::Window;
+
+/// The state of one critical section under the writer lock.
+pub(crate) struct Writer<'a> {
+    pub sh: &'a Shared,
+    pub g: Gen,
+    pub now: u64,
+    pub keybuf: Vec<u8>,
+    pub buf: Vec<u8>,
+    /// Growth failed for lack of file-system space during this critical section.
+    pub no_space: bool,
+}
+
+/// Outcome of a put.
+pub(crate) struct Put {
+    pub stored: bool,
+    pub evicted: u64,
+}
+
+/// A lease value: the owner's process slot, incarnation and a per-request token.
+fn lease_value(slot: u32, incarnation: u32, token: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..4].copy_from_slice(&slot.to_le_bytes());
+    v[4..8].copy_from_slice(&incarnation.to_le_bytes());
+    v[8..].copy_from_slice(&token.to_le_bytes());
+    v
+}
+
+fn parse_lease(v: &[u8]) -> Option<(u32, u32, u64)> {
+    let v: &[u8; 16] = v.try_into().ok()?;
+    Some((
+        u32::from_le_bytes([v[0], v[1], v[2], v[3]]),
+        u32::from_le_bytes([v[4], v[5], v[6], v[7]]),
+        u64::from_le_bytes([v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]]),
+    ))
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(sh: &'a Shared) -> Result<Writer<'a>> {
+        Ok(Writer {
+            sh,
+            g: Gen::load(&sh.mem)?,
+            now: (sh.clock)(),
+            keybuf: Vec::new(),
+            buf: Vec::new(),
+            no_space: false,
+        })
+    }
+
+    #[inline]
+    pub fn w(&self) -> &'a Window {
+        self.sh.mem.w()
+    }
+
+    pub fn ctl(&self, off: u64) -> Result<u64> {
+        self.w().load_u64(off, Ordering::Acquire)
+    }
+
+    pub fn ctl_set(&self, off: u64, v: u64) -> Result<()> {
+        self.w().store_u64(off, v, Ordering::Release)
+    }
+
+    pub fn ctl_add(&self, off: u64, v: u64) -> Result<()> {
+        self.w().add_u64(off, v).map(|_| ())
+    }
+
+    pub fn ctl_sub(&self, off: u64, v: u64) -> Result<()> {
+        self.w().sub_u64(off, v).map(|_| ())
+    }
+
+    pub fn evict_enabled(&self) -> Result<bool> {
+        Ok(self.w().load_u32(ctl!(config_flags), Ordering::Acquire)? & CONFIG_NO_EVICT == 0)
+    }
+
+    /// The absolute expiry for a TTL choice (see `SetOptions::ttl_ms`).
+    pub fn expiry(&self, ttl_ms: Option<u64>) -> Result<u64> {
+        let ttl = match ttl_ms {
+            Some(t) => t,
+            None => self.ctl(ctl!(default_ttl_ms))?,
+        };
+        Ok(if ttl == 0 {
+            0
+        } else {
+            self.now.saturating_add(ttl)
+        })
+    }
+
+    /// Ring bytes kept free so that moving any record during cleaning always fits.
+    pub fn reserve(&self) -> u64 {
+        self.g.cap() / 8
+    }
+
+    /// Probes for `key` as the writer. Damaged entries met on the way are dropped (tombstoned)
+    /// and counted, then the probe is repeated.
+    pub fn probe(&mut self, key: &[u8], h: u64, with_value: bool) -> Result<Probe> {
+        for _ in 0..16 {
+            let w = self.w();
+            let probe = if with_value {
+                let mut buf = std::mem::take(&mut self.buf);
+                let p = self.g.lookup(w, key, h, &mut buf, &mut self.keybuf);
+                self.buf = buf;
+                p?
+            } else {
+                self.g.lookup(w, key, h, &mut NoSink, &mut self.keybuf)?
+            };
+            match probe {
+                Probe::Suspect { idx, .. } => self.drop_damaged(idx)?,
+                p => return Ok(p),
+            }
+        }
+        Err(Error::corrupt(
+            self.g.desc.index_off,
+            "index probe keeps finding damage",
+        ))
+    }
+
+    /// Tombstones a slot whose record is damaged, and recounts.
+    fn drop_damaged(&mut self, idx: u64) -> Result<()> {
+        self.g.store_slot(self.w(), idx, slot::TOMBSTONE)?;
+        self.recount()
+    }
+
+    fn has_room(&self, size: u64) -> Result<bool> {
+        let (head, tail) = (self.g.head(self.w())?, self.g.tail(self.w())?);
+        Ok(self.g.free(head, tail) >= self.g.footprint(head, size) + self.reserve())
+    }
+
+    /// Stores a record for `key`. With `only_if_absent`, an existing live value wins.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        h: u64,
+        value: &[u8],
+        flags: u32,
+        expires_ms: u64,
+        only_if_absent: bool,
+    ) -> Result<Put> {
+        if value.len() > u32::MAX as usize - 64 {
+            return Err(Error::TooLarge {
+                what: "value",
+                len: value.len() as u64,
+                max: u32::MAX as u64 - 64,
+            });
+        }
+        let size = record_size(key.len(), value.len());
+        let evictions_before = self.ctl(ctl!(evictions))?;
+        for _ in 0..64 {
+            let (idx, old) = match self.probe(key, h, false)? {
+                Probe::Hit(hit) => {
+                    let present =
+                        !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0;
+                    if only_if_absent && present {
+                        return Ok(Put {
+                            stored: false,
+                            evicted: 0,
+                        });
+                    }
+                    (hit.idx, Some(hit.hdr.size()))
+                }
+                Probe::Miss { free: Some(idx) } => (idx, None),
+                Probe::Miss { free: None } => {
+                    self.make_index_room()?;
+                    continue;
+                }
+                Probe::Suspect { .. } => unreachable_suspect()?,
+            };
+            if old.is_none() && self.index_needs_room()? {
+                self.make_index_room()?;
+                continue;
+            }
+            if size.saturating_mul(16) > self.g.cap() || !self.has_room(size)? {
+                self.make_room(size)?;
+                continue;
+            }
+            let hdr = RecordHeader::new(key.len(), value.len(), flags, expires_ms).seal(key, value);
+            let w = self.w();
+            let pos = self.g.append(w, &hdr, key, value)?;
+            let prev = self.g.load_slot(w, idx)?;
+            self.g.store_slot(w, idx, slot::live(pos, h))?;
+            // Counters follow the publication; a crash here leaves them for recovery.
+            match old {
+                Some(old_size) => {
+                    self.ctl_add(ctl!(live_bytes), size)?;
+                    self.ctl_sub(ctl!(live_bytes), old_size)?;
+                }
+                None => {
+                    self.ctl_add(ctl!(entries), 1)?;
+                    self.ctl_add(ctl!(live_bytes), size)?;
+                    if prev == slot::EMPTY {
+                        self.ctl_add(ctl!(used_slots), 1)?;
+                    }
+                }
+            }
+            self.ctl_add(ctl!(bytes_written), size)?;
+            let evicted = self.ctl(ctl!(evictions))?.saturating_sub(evictions_before);
+            return Ok(Put {
+                stored: true,
+                evicted,
+            });
+        }
+        Err(Error::Full { needed: size })
+    }
+
+    /// Removes `key`; true if a live (unexpired) value was there.
+    pub fn remove(&mut self, key: &[u8], h: u64) -> Result<bool> {
+        let Probe::Hit(hit) = self.probe(key, h, false)? else {
+            return Ok(false);
+        };
+        self.g.store_slot(self.w(), hit.idx, slot::TOMBSTONE)?;
+        self.ctl_sub(ctl!(entries), 1)?;
+        self.ctl_sub(ctl!(live_bytes), hit.hdr.size())?;
+        let present = !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0;
+        self.maybe_shrink()?;
+        Ok(present)
+    }
+
+    /// Atomic add on an integer counter.
+    pub fn incr(
+        &mut self,
+        key: &[u8],
+        h: u64,
+        delta: i64,
+        init: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64> {
+        let overflow = || Error::InvalidArgument("counter overflows i64".into());
+        let (value, expires) = match self.probe(key, h, true)? {
+            Probe::Hit(hit)
+                if !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0 =>
+            {
+                let bytes: [u8; 8] = match self.buf.as_slice().try_into() {
+                    Ok(b) if hit.hdr.flags.get() & FLAG_INT != 0 => b,
+                    _ => return Err(Error::NotAnInteger),
+                };
+                let v = i64::from_le_bytes(bytes)
+                    .checked_add(delta)
+                    .ok_or_else(overflow)?;
+                let expires = match ttl_ms {
+                    Some(_) => self.expiry(ttl_ms)?,
+                    None => hit.hdr.expires_ms.get(),
+                };
+                (v, expires)
+            }
+            _ => (
+                init.checked_add(delta).ok_or_else(overflow)?,
+                self.expiry(ttl_ms)?,
+            ),
+        };
+        self.put(key, h, &value.to_le_bytes(), FLAG_INT, expires, false)?;
+        Ok(value)
+    }
+
+    /// Grants a loader's lease on `key`, or reports its value, or that another process loads it.
+    pub fn lease(&mut self, key: &[u8], h: u64, lease_ms: u64, token: u64) -> Result<LeaseState> {
+        let me = self.sh.me.ok_or(Error::ReadOnly)?;
+        if let Probe::Hit(hit) = self.probe(key, h, true)?
+            && !hit.hdr.expired(self.now)
+        {
+            let flags = hit.hdr.flags.get();
+            if flags & FLAG_LEASE == 0 {
+                return Ok(LeaseState::Value(Entry {
+                    key: key.to_vec(),
+                    value: std::mem::take(&mut self.buf),
+                    flags,
+                    expires_ms: hit.hdr.expires_ms.get(),
+                }));
+            }
+            if let Some((slot, inc, _)) = parse_lease(&self.buf)
+                && lock::alive(&self.sh.mem, Some(me), slot, inc)?
+            {
+                return Ok(LeaseState::Wait);
+            }
+        }
+        let v = lease_value(me.slot, me.incarnation, token);
+        let expires = self.now.saturating_add(lease_ms.max(1));
+        self.put(key, h, &v, FLAG_LEASE, expires, false)?;
+        Ok(LeaseState::Acquired(token))
+    }
+
+    /// Removes `key` if it holds this caller's lease.
+    pub fn release_lease(&mut self, key: &[u8], h: u64, token: u64) -> Result<bool> {
+        let me = self.sh.me.ok_or(Error::ReadOnly)?;
+        if let Probe::Hit(hit) = self.probe(key, h, true)?
+            && hit.hdr.flags.get() & FLAG_LEASE != 0
+            && parse_lease(&self.buf) == Some((me.slot, me.incarnation, token))
+        {
+            return self.remove(key, h);
+        }
+        Ok(false)
+    }
+
+    fn index_needs_room(&self) -> Result<bool> {
+        let used = self.ctl(ctl!(used_slots))?;
+        Ok((used + 1) * 4 > self.g.slots() * 3)
+    }
+
+    /// Makes the index able to take one more key: rebuild it without tombstones, larger if the
+    /// live entries need it, evicting first when the map is at its cap.
+    fn make_index_room(&mut self) -> Result<()> {
+        let entries = self.ctl(ctl!(entries))?;
+        let want = crate::compact::slots_for_entries(entries + 1);
+        if want > self.g.slots() && !self.switch_index(want)? {
+            if !self.evict_enabled()? {
+                return Err(self.full_error(RECORD_HEADER_LEN));
+            }
+            // Evict down to a quarter of the slots, then rebuild at the same size.
+            self.clean(Target::Entries(self.g.slots() / 4), true)?;
+            self.switch_index(self.g.slots())?;
+        } else if want <= self.g.slots() {
+            self.switch_index(self.g.slots())?;
+        }
+        Ok(())
+    }
+
+    fn full_error(&self, needed: u64) -> Error {
+        if self.no_space {
+            Error::NoSpace { requested: needed }
+        } else {
+            Error::Full { needed }
+        }
+    }
+
+    /// Makes room in the ring for a record of `size` bytes (plus the reserve): grow if live
+    /// data is dense and the cap allows, else clean in place, evicting at the cap.
+    fn make_room(&mut self, size: u64) -> Result<()> {
+        let cap = self.g.cap();
+        let live = self.ctl(ctl!(live_bytes))?;
+        let too_big = size.saturating_mul(16) > cap;
+        let wont_fit = live + size + self.reserve() > cap;
+        if too_big || wont_fit || live * 2 > cap {
+            if self.grow(size)? {
+                return Ok(());
+            }
+            if too_big {
+                let max = crate::compact::largest_cap(self)? / 16;
+                return Err(Error::TooLarge {
+                    what: "value",
+                    len: size,
+                    max: max.saturating_sub(RECORD_HEADER_LEN),
+                });
+            }
+            if wont_fit {
+                if !self.evict_enabled()? {
+                    return Err(self.full_error(size));
+                }
+                return self.clean(Target::Room(size), true);
+            }
+        }
+        match self.clean(Target::Room(size), false) {
+            Err(Error::Full { .. }) if self.evict_enabled()? => {
+                self.clean(Target::Room(size), true)
+            }
+            Err(Error::Full { .. }) => Err(self.full_error(size)),
+            r => r,
+        }
+    }
+
+    /// Advances the tail until `target` holds: dead records and pads are skipped, expired ones
+    /// reclaimed, live ones moved to the head, or (with `evict`) evicted unless their CLOCK bit
+    /// gives them a second chance.
+    pub fn clean(&mut self, target: Target, evict: bool) -> Result<()> {
+        let w = self.w();
+        let g = self.g;
+        let cap = g.cap();
+        let start = g.tail(w)?;
+        // Second chances are bounded per call so one set never walks the whole ring twice.
+        let mut second_chances = 0u64;
+        loop {
+            let done = match target {
+                Target::Room(size) => self.has_room(size)?,
+                Target::Entries(n) => self.ctl(ctl!(entries))? <= n,
+            };
+            if done {
+                return Ok(());
+            }
+            let (head, tail) = (g.head(w)?, g.tail(w)?);
+            if tail >= head || tail - start > 2 * cap {
+                return Err(Error::Full { needed: 0 });
+            }
+            if cap - g.phys(tail) < RECORD_HEADER_LEN {
+                g.set_tail(w, g.next_lap(tail))?;
+                continue;
+            }
+            let (hdr, size) = match g.header_at(w, tail)? {
+                Ok(x) => x,
+                Err(_) => return self.rebuild_verified(),
+            };
+            if hdr.flags.get() & FLAG_PAD != 0 {
+                g.set_tail(w, g.next_lap(tail))?;
+                continue;
+            }
+            g.read_key(w, tail, &hdr, &mut self.keybuf)?;
+            let key = std::mem::take(&mut self.keybuf);
+            let h = format::hash(&key, self.sh.seed);
+            let probe = g.lookup(w, &key, h, &mut NoSink, &mut Vec::new())?;
+            self.keybuf = key;
+            let hit = match probe {
+                Probe::Hit(hit) if slot::pos(hit.slot) == tail => hit,
+                _ => {
+                    g.set_tail(w, tail + size)?;
+                    continue;
+                }
+            };
+            let referenced = hit.slot & slot::REF != 0;
+            if hdr.expired(self.now) {
+                self.reclaim(hit.idx, size, ctl!(expirations))?;
+            } else if evict && (!referenced || second_chances * 4 > cap) {
+                self.reclaim(hit.idx, size, ctl!(evictions))?;
+            } else {
+                let head = g.head(w)?;
+                if g.footprint(head, size) > g.free(head, tail) {
+                    if !evict {
+                        return Err(Error::Full { needed: size });
+                    }
+                    self.reclaim(hit.idx, size, ctl!(evictions))?;
+                } else {
+                    if evict {
+                        second_chances += size;
+                    }
+                    self.move_record(hit.idx, hit.slot, tail, &hdr, referenced && !evict)?;
+                }
+            }
+            g.set_tail(w, tail + size)?;
+        }
+    }
+
+    /// Tombstones a live slot and counts the reclaimed record under `counter`.
+    fn reclaim(&mut self, idx: u64, size: u64, counter: u64) -> Result<()> {
+        self.g.store_slot(self.w(), idx, slot::TOMBSTONE)?;
+        self.ctl_sub(ctl!(entries), 1)?;
+        self.ctl_sub(ctl!(live_bytes), size)?;
+        self.ctl_add(counter, 1)
+    }
+
+    /// Copies the record at `pos` to the head and re-points its slot with one store.
+    fn move_record(
+        &mut self,
+        idx: u64,
+        s: u64,
+        pos: u64,
+        hdr: &RecordHeader,
+        keep_ref: bool,
+    ) -> Result<()> {
+        let w = self.w();
+        let mut value = std::mem::take(&mut self.buf);
+        value.resize(hdr.value_len.get() as usize, 0);
+        self.g.read_value(w, pos, hdr, &mut value)?;
+        if hdr.checksum(&self.keybuf, &value) != hdr.crc.get() {
+            self.buf = value;
+            return self.drop_damaged(idx);
+        }
+        let new = self.g.append(w, hdr, &self.keybuf, &value)?;
+        self.g.store_slot(w, idx, slot::moved(s, new, keep_ref))?;
+        self.ctl_add(ctl!(bytes_copied), hdr.size())?;
+        self.buf = value;
+        Ok(())
+    }
+
+    /// Recomputes `entries`, `live_bytes` and `used_slots` from the index, dropping slots that
+    /// point outside the ring's valid range or at nonsense.
+    pub fn recount(&mut self) -> Result<()> {
+        let w = self.w();
+        let g = self.g;
+        let (head, tail) = (g.head(w)?, g.tail(w)?);
+        let (mut entries, mut live, mut used) = (0u64, 0u64, 0u64);
+        for i in 0..g.slots() {
+            let s = g.load_slot(w, i)?;
+            if s == slot::EMPTY {
+                continue;
+            }
+            used += 1;
+            if s == slot::TOMBSTONE {
+                continue;
+            }
+            let pos = slot::pos(s);
+            let header = if slot::is_valid(s) && tail <= pos && pos < head {
+                g.header_at(w, pos)?.ok()
+            } else {
+                None
+            };
+            match header {
+                Some((_, size)) => {
+                    entries += 1;
+                    live += size;
+                }
+                None => g.store_slot(w, i, slot::TOMBSTONE)?,
+            }
+        }
+        self.ctl_set(ctl!(entries), entries)?;
+        self.ctl_set(ctl!(live_bytes), live)?;
+        self.ctl_set(ctl!(used_slots), used)
+    }
+
+    /// Repairs what a writer killed mid-operation may have left: counters, a half-built
+    /// generation, a broken ring (rebuilt from verified records).
+    pub fn recover(&mut self) -> Result<()> {
+        let w = self.w();
+        let (head, tail) = (self.g.head(w)?, self.g.tail(w)?);
+        self.ctl_set(ctl!(building_off), 0)?;
+        self.ctl_set(ctl!(building_len), 0)?;
+        w.store_u32(ctl!(free_dirty), 1, Ordering::Release)?;
+        let sane = tail <= head && head - tail <= self.g.cap() && head % 8 == 0 && tail % 8 == 0;
+        if !sane {
+            return self.rebuild_verified();
+        }
+        self.recount()
+    }
+
+    /// Shrinks when live data has fallen far below the ring (and above the initial size).
+    fn maybe_shrink(&mut self) -> Result<()> {
+        if let Some(plan) = crate::compact::shrink_plan(self)? {
+            match self.switch(plan, crate::compact::Fill::Keep) {
+                Err(Error::NoSpace { .. }) => {}
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Tries to grow; false when at the cap or out of file-system space.
+    fn grow(&mut self, size: u64) -> Result<bool> {
+        let Some(plan) = crate::compact::grow_plan(self, size)? else {
+            return Ok(false);
+        };
+        match self.switch(plan, crate::compact::Fill::Keep) {
+            Ok(()) => Ok(true),
+            Err(Error::NoSpace { .. }) => {
+                self.no_space = true;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Rebuilds the index alone with `slots` slots; false if the cap does not allow it.
+    fn switch_index(&mut self, slots: u64) -> Result<bool> {
+        let plan = crate::compact::Plan {
+            slots,
+            log_cap: None,
+        };
+        if slots > self.g.slots() && !crate::compact::fits(self, &plan)? {
+            return Ok(false);
+        }
+        match self.switch(plan, crate::compact::Fill::Keep) {
+            Ok(()) => Ok(true),
+            Err(Error::NoSpace { .. }) if slots > self.g.slots() => {
+                self.no_space = true;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What cleaning must achieve.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target {
+    /// Room for a record of this size plus the reserve.
+    Room(u64),
+    /// At most this many live entries.
+    Entries(u64),
+}
+
+fn unreachable_suspect() -> Result<(u64, Option<u64>)> {
+    Err(Error::corrupt(0, "probe returned damage after repair"))
+}
+
+/// Reads every live, unexpired entry of `g` (values too if asked); also returns the lowest
+/// record position read, for optimistic callers to validate against the tail.
+pub(crate) fn scan(w: &Window, g: &Gen, now: u64, values: bool) -> Result<(Vec<Entry>, u64)> {
+    let mut out = Vec::new();
+    let mut min_pos = u64::MAX;
+    let mut key = Vec::new();
+    for i in 0..g.slots() {
+        let s = g.load_slot(w, i)?;
+        if !slot::is_live(s) {
+            continue;
+        }
+        let pos = slot::pos(s);
+        let Ok((hdr, _)) = g.header_at(w, pos)? else {
+            continue;
+        };
+        let flags = hdr.flags.get();
+        if hdr.expired(now) || flags & (FLAG_LEASE | FLAG_PAD) != 0 {
+            continue;
+        }
+        g.read_key(w, pos, &hdr, &mut key)?;
+        let mut value = Vec::new();
+        if values {
+            value.resize(hdr.value_len.get() as usize, 0);
+            g.read_value(w, pos, &hdr, &mut value)?;
+            if hdr.checksum(&key, &value) != hdr.crc.get() {
+                continue;
+            }
+        }
+        min_pos = min_pos.min(pos);
+        out.push(Entry {
+            key: key.clone(),
+            value,
+            flags,
+            expires_ms: hdr.expires_ms.get(),
+        });
+    }
+    Ok((out, min_pos))
+}
