@@ -123,7 +123,9 @@ pub struct Control {
     pub bytes_written: u64,
     pub bytes_copied: u64,
     pub switches: u64,
-    pub reserved: [u64; 13],
+    pub starving: u32,
+    pub reserved32: u32,
+    pub reserved: [u64; 12],
 }
 
 /// A generation descriptor (two slots, toggled by generation parity).
@@ -150,7 +152,7 @@ pub struct ProcSlot {
     pub pid: u32,
     pub incarnation: u32,
     pub shared: u32,
-    pub reserved: u32,
+    pub starving: u32,
 }
 
 /// The log region's header.
@@ -188,6 +190,7 @@ const _: () = {
     assert!(offset_of!(Control, free_dirty) == 104);
     assert!(offset_of!(Control, building_off) == 112);
     assert!(offset_of!(Control, switches) == 144);
+    assert!(offset_of!(Control, starving) == 152);
     assert!(size_of::<Desc>() == 64);
     assert!(offset_of!(Desc, crc) == 56);
     assert!(size_of::<ProcSlot>() as u64 == PROC_SLOT_LEN);

@@ -8,7 +8,7 @@
 //! on every wake-up; nobody spins for long.
 
 use std::sync::atomic::{Ordering, fence};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::format::{LOCK_INC_MASK, LOCK_WAITERS, PROC_SLOTS, ctl, proc_lock_byte, proc_off};
@@ -17,6 +17,12 @@ use crate::raw::Mem;
 const PID: usize = std::mem::offset_of!(crate::format::ProcSlot, pid);
 const INC: usize = std::mem::offset_of!(crate::format::ProcSlot, incarnation);
 const SHARED: usize = std::mem::offset_of!(crate::format::ProcSlot, shared);
+const STARVING: usize = std::mem::offset_of!(crate::format::ProcSlot, starving);
+
+/// A waiter that has waited this long asks newcomers to step back.
+const STARVING_AFTER: Duration = Duration::from_millis(2);
+/// A newcomer steps back at most this long for a starving waiter.
+const POLITE_FOR: Duration = Duration::from_millis(5);
 
 /// This process's claim on a process-table slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +53,9 @@ pub(crate) fn claim(mem: &Mem) -> Result<Proc> {
             continue;
         }
         let w = mem.w();
-        // Whatever a dead predecessor left in `shared` is no longer held by anyone.
+        // Whatever a dead predecessor left in `shared` and `starving` is held by no one.
         release_dead_shared(mem, slot)?;
+        clear_starving(mem, slot)?;
         let old = w.load_u32(proc_off(slot, INC), Ordering::Acquire)?;
         let mut inc = old.wrapping_add(1) & LOCK_INC_MASK;
         if inc == 0 {
@@ -79,6 +86,37 @@ fn release_dead_shared(mem: &Mem, slot: u32) -> Result<()> {
     if stale > 0 {
         w.sub_u32(ctl!(readers), stale)?;
         w.futex_wake(ctl!(readers))?;
+    }
+    Ok(())
+}
+
+/// Clears a slot's `starving` flag and its share of the global count (exactly once: by swap).
+fn clear_starving(mem: &Mem, slot: u32) -> Result<()> {
+    let w = mem.w();
+    if w.swap_u32(proc_off(slot, STARVING), 0)? != 0 {
+        w.sub_u32(ctl!(starving), 1)?;
+    }
+    Ok(())
+}
+
+/// Steps back while another process is starving for the lock, for at most [`POLITE_FOR`];
+/// then clears the starving flags of dead processes.
+fn be_polite(mem: &Mem, me: Proc) -> Result<()> {
+    let w = mem.w();
+    let t = Instant::now();
+    while w.load_u32(ctl!(starving), Ordering::Acquire)? > 0 {
+        if t.elapsed() > POLITE_FOR {
+            for slot in 0..PROC_SLOTS {
+                if slot != me.slot
+                    && w.load_u32(proc_off(slot, STARVING), Ordering::Acquire)? != 0
+                    && !mem.byte_locked(proc_lock_byte(slot))?
+                {
+                    clear_starving(mem, slot)?;
+                }
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_micros(50));
     }
     Ok(())
 }
@@ -125,6 +163,11 @@ pub(crate) fn lock_writer(mem: &Mem, me: Proc) -> Result<Acquired> {
     let w = mem.w();
     let off = ctl!(writer_lock);
     let mine = me.word();
+    if w.load_u32(ctl!(starving), Ordering::Acquire)? > 0 {
+        be_polite(mem, me)?;
+    }
+    let start = Instant::now();
+    let mut starving = false;
     let mut backoff = Backoff::new();
     let mut spins = 0u32;
     let how = loop {
@@ -148,11 +191,19 @@ pub(crate) fn lock_writer(mem: &Mem, me: Proc) -> Result<Acquired> {
             }
             continue;
         }
+        if !starving && start.elapsed() > STARVING_AFTER {
+            starving = true;
+            w.store_u32(proc_off(me.slot, STARVING), 1, Ordering::Release)?;
+            w.add_u32(ctl!(starving), 1)?;
+        }
         if cur & LOCK_WAITERS == 0 && w.cas_u32(off, cur, cur | LOCK_WAITERS)?.is_err() {
             continue;
         }
         w.futex_wait(off, cur | LOCK_WAITERS, backoff.next())?;
     };
+    if starving {
+        clear_starving(mem, me.slot)?;
+    }
     if let Err(e) = wait_for_readers(mem, me) {
         unlock_writer(mem);
         return Err(e);
@@ -243,8 +294,10 @@ pub(crate) fn reset_all(mem: &Mem) -> Result<()> {
     let w = mem.w();
     w.store_u32(ctl!(writer_lock), 0, Ordering::Release)?;
     w.store_u32(ctl!(readers), 0, Ordering::Release)?;
+    w.store_u32(ctl!(starving), 0, Ordering::Release)?;
     for slot in 0..PROC_SLOTS {
         w.store_u32(proc_off(slot, SHARED), 0, Ordering::Release)?;
+        w.store_u32(proc_off(slot, STARVING), 0, Ordering::Release)?;
         w.store_u32(proc_off(slot, PID), 0, Ordering::Release)?;
     }
     Ok(())

@@ -185,6 +185,9 @@ pub(crate) struct Shared {
     pub path: PathBuf,
     pub clock: Clock,
     pub grace: Duration,
+    /// After growth failed for lack of file-system space, no new attempt before this time
+    /// (wall-clock ms): each attempt scans the index, and a full disk stays full for a while.
+    pub no_grow_until: AtomicU64,
     pub on_tmpfs: bool,
     pub created_ms: u64,
     /// Serialises this process's writers before they touch the map's writer lock.
@@ -970,7 +973,16 @@ fn read_superblock(file: &File, path: &Path) -> Result<Superblock> {
             "file is shorter than the superblock",
         ));
     }
-    Superblock::decode(&buf, path)
+    let sb = Superblock::decode(&buf, path)?;
+    // Nothing in the header may be touched before we know it is all there (else SIGBUS).
+    let len = file.metadata().map_err(|e| Error::io("stat", e))?.len();
+    if len < HEADER_LEN {
+        return Err(Error::corrupt(
+            len,
+            format!("file is {len} bytes, shorter than its {HEADER_LEN}-byte header"),
+        ));
+    }
+    Ok(sb)
 }
 
 /// Alone with the file (exclusive flock): create, re-create, or validate and recover it.
@@ -1072,6 +1084,7 @@ impl Shared {
             path: path.to_path_buf(),
             clock: opts.clock.clone(),
             grace: opts.grace,
+            no_grow_until: AtomicU64::new(0),
             on_tmpfs,
             created_ms: sb.created_ms.get(),
             local: Mutex::new(()),
@@ -1100,10 +1113,26 @@ impl Drop for Shared {
     }
 }
 
-/// A read-only view for tools: no lock, no process slot, never writes a byte.
+/// A read-only view for tools: no writer lock, no process slot, never writes a byte.
+///
+/// It holds a shared `flock` so that no process that finds itself alone (exclusive `flock`)
+/// creates, recovers or truncates the file under it. The `flock` is only tried, never waited
+/// for: after about a second of a creator or recoverer holding it exclusively, `Busy`.
 #[doc(hidden)]
 pub fn open_for_inspection(path: &Path) -> Result<Shmap> {
     let file = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let mut tries = 0;
+    loop {
+        match file.try_lock_shared() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(TryLockError::WouldBlock) => return Err(Error::Busy),
+            Err(TryLockError::Error(e)) => return Err(Error::io("flock map file", e)),
+        }
+    }
     let opts = Options::new().read_only(true);
     let sh = Arc::new(open_read_only(path, file, &opts)?);
     Ok(Shmap {

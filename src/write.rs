@@ -532,6 +532,10 @@ impl<'a> Writer<'a> {
 
     /// Tries to grow; false when at the cap or out of file-system space.
     fn grow(&mut self, size: u64) -> Result<bool> {
+        if self.now < self.sh.no_grow_until.load(Ordering::Relaxed) {
+            self.no_space = true;
+            return Ok(false);
+        }
         let Some(plan) = crate::compact::grow_plan(self, size)? else {
             return Ok(false);
         };
@@ -539,6 +543,9 @@ impl<'a> Writer<'a> {
             Ok(()) => Ok(true),
             Err(Error::NoSpace { .. }) => {
                 self.no_space = true;
+                self.sh
+                    .no_grow_until
+                    .store(self.now + 1000, Ordering::Relaxed);
                 Ok(false)
             }
             Err(e) => Err(e),

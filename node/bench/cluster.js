@@ -73,10 +73,11 @@ function options() {
     rounds: { type: 'string' }, json: { type: 'string' }, backends: { type: 'string' },
     'lmdb-write': { type: 'string' },
   } });
+  const positive = (name, x) => { if (!(x > 0)) throw new Error(`--${name} must be a positive number`); return x; };
   return {
-    workers: Number(v.workers || 5),
-    seconds: Number(v.seconds || (v.quick ? 0.5 : 3)),
-    rounds: Number(v.rounds || (v.quick ? 1 : 3)),
+    workers: positive('workers', Math.floor(Number(v.workers || 5))),
+    seconds: positive('seconds', Number(v.seconds || (v.quick ? 0.5 : 3))),
+    rounds: positive('rounds', Math.floor(Number(v.rounds || (v.quick ? 1 : 3)))),
     json: v.json,
     backends: (v.backends || 'shmap,ipc,lmdb,redis').split(','),
     lmdbWrite: v['lmdb-write'] || 'putSync',
