@@ -133,7 +133,7 @@ fn creating_a_map_larger_than_the_file_system_is_no_space() {
     let Some(fs) = SmallTmpfs::mount("1m") else {
         return;
     };
-    let err = Shmap::open(&fs.map("huge"), &Options::new().initial_size(8 << 20)).unwrap_err();
+    let err = Shmap::open(fs.map("huge"), &Options::new().initial_size(8 << 20)).unwrap_err();
     assert!(matches!(err, Error::NoSpace { .. }), "{err}");
     let _ = Path::new(&fs.map("huge")).exists();
 }

@@ -1,0 +1,87 @@
+//! Guards growth and shrink by generations: growth is geometric (few switches, bounded copy
+//! per byte written), and after most data is deleted the map shrinks and the file's allocated
+//! blocks go back to the OS (punched holes), in /dev/shm and on disk.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use shmap::{Options, Shmap};
+
+fn grow_then_shrink(dir: &std::path::Path) {
+    let map = Shmap::open(
+        map_path(dir, "gs"),
+        &Options::new()
+            .initial_size(64 << 10)
+            .retire_grace(Duration::ZERO),
+    )
+    .unwrap();
+    let value = vec![7u8; 1000];
+    for i in 0..40_000u32 {
+        map.set(format!("k{i}").as_bytes(), &value).unwrap();
+    }
+    let big = map.stats().unwrap();
+    assert!(big.file_allocated_bytes > 40 << 20, "{big:?}");
+    // Geometric growth: a handful of switches, each byte copied a bounded number of times.
+    assert!(big.switches < 20, "{big:?}");
+    assert!(
+        big.bytes_copied <= 2 * big.bytes_written,
+        "copied {} for {} written",
+        big.bytes_copied,
+        big.bytes_written
+    );
+
+    for i in 0..39_900u32 {
+        assert!(map.remove(format!("k{i}").as_bytes()).unwrap());
+    }
+    map.flush().unwrap();
+    let small = map.stats().unwrap();
+    println!(
+        "allocated {} MiB at 40k entries, {} KiB after deleting all but 100",
+        big.file_allocated_bytes >> 20,
+        small.file_allocated_bytes >> 10
+    );
+    assert!(
+        small.file_allocated_bytes < big.file_allocated_bytes / 10,
+        "blocks were not returned: {small:?}"
+    );
+    for i in 39_900..40_000u32 {
+        assert_eq!(map.get(format!("k{i}").as_bytes()).unwrap().unwrap(), value);
+    }
+    assert!(small.log_capacity < big.log_capacity / 8, "{small:?}");
+}
+
+#[test]
+fn grows_and_shrinks_in_dev_shm() {
+    grow_then_shrink(shm_dir().path());
+}
+
+#[test]
+fn grows_and_shrinks_on_disk() {
+    grow_then_shrink(disk_dir().path());
+}
+
+#[test]
+fn retired_regions_keep_their_pages_during_the_grace_period() {
+    let dir = shm_dir();
+    let map = Shmap::open(
+        map_path(dir.path(), "grace"),
+        &Options::new()
+            .initial_size(64 << 10)
+            .retire_grace(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    for i in 0..5_000u32 {
+        map.set(format!("k{i}").as_bytes(), &[1u8; 500]).unwrap();
+    }
+    let before = map.stats().unwrap();
+    map.compact().unwrap();
+    map.flush().unwrap();
+    let after = map.stats().unwrap();
+    // Nothing was punched: a reader still copying from the old generation reads real pages.
+    assert!(
+        after.file_allocated_bytes >= before.file_allocated_bytes,
+        "{before:?} {after:?}"
+    );
+}
