@@ -30,7 +30,8 @@ pub(crate) trait Sink {
 
 impl Sink for Vec<u8> {
     fn space(&mut self, len: usize) -> Option<&mut [u8]> {
-        self.clear();
+        // Only bytes beyond the current length are zero-filled; a reused buffer costs nothing.
+        self.truncate(len);
         self.resize(len, 0);
         Some(&mut self[..])
     }
@@ -96,7 +97,14 @@ impl Gen {
             if w.load_u64(ctl!(active_gen), Ordering::Relaxed)? != g {
                 continue;
             }
-            return Gen::from_desc(mem, desc, g);
+            // While `g` stays active its descriptor slot is never rewritten, so a generation
+            // this process has validated and mapped once needs no second look.
+            if mem.verified_gen() == g {
+                return Ok(Gen { desc });
+            }
+            let fresh = Gen::from_desc(mem, desc, g)?;
+            mem.set_verified_gen(g);
+            return Ok(fresh);
         }
         Err(Error::Busy)
     }
@@ -107,10 +115,10 @@ impl Gen {
             .index_off
             .saturating_add(desc.index_len())
             .max(desc.log_off.saturating_add(desc.log_len()));
-        // Validate against the largest length the file may have; `ensure` rechecks for real.
+        // Everything but the file length first (overflow included); then `ensure` checks that
+        // the regions lie within the file, and maps them.
         desc.validate(g, u64::MAX)?;
         mem.ensure(end)?;
-        desc.validate(g, mem.file_len())?;
         Ok(Gen { desc })
     }
 
@@ -215,6 +223,22 @@ impl Gen {
         w.read(self.ring(self.phys(pos)) + RECORD_HEADER_LEN, buf)
     }
 
+    /// Whether the record at `pos` (whose key length equals `key.len()`) holds `key`; compares
+    /// through a stack buffer, so a read allocates nothing.
+    fn key_eq(&self, w: &Window, pos: u64, key: &[u8]) -> Result<bool> {
+        let mut buf = [0u8; 128];
+        let mut off = self.ring(self.phys(pos)) + RECORD_HEADER_LEN;
+        for chunk in key.chunks(buf.len()) {
+            let b = &mut buf[..chunk.len()];
+            w.read(off, b)?;
+            if b != chunk {
+                return Ok(false);
+            }
+            off += chunk.len() as u64;
+        }
+        Ok(true)
+    }
+
     /// Copies the value of the record at `pos` into `dst` (of exactly `value_len` bytes).
     pub fn read_value(
         &self,
@@ -229,14 +253,7 @@ impl Gen {
 
     /// Probes for `key` (hash `h`). With `sink`, the value of a hit is copied into it and its
     /// checksum verified. Without validation: readers must call [`Gen::still_valid`] after.
-    pub fn lookup(
-        &self,
-        w: &Window,
-        key: &[u8],
-        h: u64,
-        sink: &mut dyn Sink,
-        keybuf: &mut Vec<u8>,
-    ) -> Result<Probe> {
+    pub fn lookup(&self, w: &Window, key: &[u8], h: u64, sink: &mut dyn Sink) -> Result<Probe> {
         let mask = self.slots() - 1;
         let mut i = h & mask;
         let mut free = None;
@@ -269,9 +286,11 @@ impl Gen {
                         });
                     }
                 };
-                if hdr.key_len.get() as usize == key.len() && hdr.flags.get() & FLAG_PAD == 0 {
-                    self.read_key(w, pos, &hdr, keybuf)?;
-                    if keybuf == key {
+                if hdr.key_len.get() as usize == key.len()
+                    && hdr.flags.get() & FLAG_PAD == 0
+                    && self.key_eq(w, pos, key)?
+                {
+                    {
                         let len = hdr.value_len.get() as usize;
                         let copied = match sink.space(len) {
                             Some(dst) if dst.len() == len => {

@@ -205,6 +205,17 @@ impl<'a> Writer<'a> {
         let lo = index_off.min(log_off.unwrap_or(u64::MAX));
         let hi = (index_off + idx_len)
             .max(log_off.map_or(0, |o| o + log_region_len(plan.log_cap.unwrap_or(0))));
+        // Retired regions keep their pages for a grace period; when they and the new regions
+        // together would exceed max_size, return them now (a stalled reader of them then reads
+        // zeros and retries; the SIGBUS risk only exists on a full file system, where this
+        // punch is exactly what frees space).
+        let new_len = idx_len + log_off.map_or(0, |_| log_region_len(plan.log_cap.unwrap_or(0)));
+        if self.w().load_u32(ctl!(free_dirty), Ordering::Acquire)? != 0
+            && mem.allocated_bytes()? + new_len > self.ctl(ctl!(max_size))?
+        {
+            self.punch_free(&[])?;
+            self.w().store_u32(ctl!(free_dirty), 0, Ordering::Release)?;
+        }
         self.ctl_set(ctl!(building_off), lo)?;
         self.ctl_set(ctl!(building_len), hi - lo)?;
         let reserved = self.reserve_regions(
@@ -504,13 +515,15 @@ impl<'a> Writer<'a> {
             .unwrap_or(u64::MAX)
             .max(min_cap(self)?);
         let slots = slots_for_cap(self, cap)?;
-        self.switch(
-            Plan {
-                slots,
-                log_cap: Some(cap),
-            },
-            Fill::Keep,
-        )?;
+        let plan = Plan {
+            slots,
+            log_cap: Some(cap),
+        };
+        // A second generation that would not fit under max_size is not built: the ring
+        // reclaims dead space by itself as it wraps.
+        if fits(self, &plan)? {
+            self.switch(plan, Fill::Keep)?;
+        }
         self.maintain()
     }
 

@@ -166,7 +166,7 @@ pub(crate) fn lock_writer(mem: &Mem, me: Proc) -> Result<Acquired> {
     if w.load_u32(ctl!(starving), Ordering::Acquire)? > 0 {
         be_polite(mem, me)?;
     }
-    let start = Instant::now();
+    let mut start = None;
     let mut starving = false;
     let mut backoff = Backoff::new();
     let mut spins = 0u32;
@@ -191,7 +191,8 @@ pub(crate) fn lock_writer(mem: &Mem, me: Proc) -> Result<Acquired> {
             }
             continue;
         }
-        if !starving && start.elapsed() > STARVING_AFTER {
+        let since = *start.get_or_insert_with(Instant::now);
+        if !starving && since.elapsed() > STARVING_AFTER {
             starving = true;
             w.store_u32(proc_off(me.slot, STARVING), 1, Ordering::Release)?;
             w.add_u32(ctl!(starving), 1)?;

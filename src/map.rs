@@ -402,19 +402,17 @@ impl Shmap {
     fn read(&self, key: &[u8], sink: &mut dyn Sink) -> Result<Option<(Meta, bool)>> {
         let sh = self.live()?;
         let h = self.hash(key)?;
-        let now = (sh.clock)();
-        let mut keybuf = Vec::new();
         let mut last_suspect = None;
         for _ in 0..3 {
             let g = Gen::load(&sh.mem)?;
             let w = sh.mem.w();
-            let probe = g.lookup(w, key, h, sink, &mut keybuf)?;
+            let probe = g.lookup(w, key, h, sink)?;
             if !g.still_valid(w, &probe)? {
                 continue;
             }
             match probe {
                 Probe::Suspect { offset, what, .. } => last_suspect = Some((offset, what)),
-                _ => return Ok(self.finish_read(&g, probe, now)),
+                _ => return Ok(self.finish_read(&g, probe)),
             }
         }
         if let Some((offset, what)) = last_suspect {
@@ -422,13 +420,13 @@ impl Shmap {
         }
         // Writers kept racing us: read under a shared hold, which excludes them.
         let Some(me) = sh.me else {
-            return self.read_without_lock(key, h, sink, now);
+            return self.read_without_lock(key, h, sink);
         };
         let _hold = SharedHold::take(sh, me)?;
         let g = Gen::load(&sh.mem)?;
-        match g.lookup(sh.mem.w(), key, h, sink, &mut keybuf)? {
+        match g.lookup(sh.mem.w(), key, h, sink)? {
             Probe::Suspect { offset, what, .. } => Err(Error::corrupt(offset, what)),
-            probe => Ok(self.finish_read(&g, probe, now)),
+            probe => Ok(self.finish_read(&g, probe)),
         }
     }
 
@@ -438,27 +436,29 @@ impl Shmap {
         key: &[u8],
         h: u64,
         sink: &mut dyn Sink,
-        now: u64,
     ) -> Result<Option<(Meta, bool)>> {
-        let mut keybuf = Vec::new();
         for attempt in 0..200u32 {
             let g = Gen::load(&self.sh.mem)?;
             let w = self.sh.mem.w();
-            let probe = g.lookup(w, key, h, sink, &mut keybuf)?;
+            let probe = g.lookup(w, key, h, sink)?;
             if g.still_valid(w, &probe)? {
                 if let Probe::Suspect { offset, what, .. } = probe {
                     return Err(Error::corrupt(offset, what));
                 }
-                return Ok(self.finish_read(&g, probe, now));
+                return Ok(self.finish_read(&g, probe));
             }
             std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
         }
         Err(Error::Busy)
     }
 
-    fn finish_read(&self, g: &Gen, probe: Probe, now: u64) -> Option<(Meta, bool)> {
+    fn finish_read(&self, g: &Gen, probe: Probe) -> Option<(Meta, bool)> {
+        // The clock is read only for records that can expire.
         let hit = match probe {
-            Probe::Hit(hit) if !hit.hdr.expired(now) && hit.hdr.flags.get() & FLAG_LEASE == 0 => {
+            Probe::Hit(hit)
+                if hit.hdr.flags.get() & FLAG_LEASE == 0
+                    && (hit.hdr.expires_ms.get() == 0 || !hit.hdr.expired((self.sh.clock)())) =>
+            {
                 hit
             }
             _ => {

@@ -37,6 +37,8 @@ pub(crate) struct Mem {
     #[allow(clippy::vec_box)]
     windows: Mutex<Vec<Box<Window>>>,
     known_len: AtomicU64,
+    /// The generation whose descriptor this process has validated and mapped (0: none).
+    verified_gen: AtomicU64,
 }
 
 /// Virtual address space reserved per mapping beyond what the file needs: growth within it
@@ -56,6 +58,7 @@ impl Mem {
             current: AtomicPtr::new(std::ptr::null_mut()),
             windows: Mutex::new(Vec::new()),
             known_len: AtomicU64::new(len),
+            verified_gen: AtomicU64::new(0),
         };
         mem.remap(min_window.max(len))?;
         Ok(mem)
@@ -77,6 +80,17 @@ impl Mem {
         // SAFETY: `current` always points at a `Box<Window>` owned by `self.windows` (set in
         // `remap` before `new` returns); boxes are never removed or moved until `self` drops.
         unsafe { &*self.current.load(Ordering::Acquire) }
+    }
+
+    /// The generation last validated and mapped by this process.
+    #[inline]
+    pub fn verified_gen(&self) -> u64 {
+        self.verified_gen.load(Ordering::Acquire)
+    }
+
+    /// Records that generation `g`'s descriptor is valid and its regions mapped.
+    pub fn set_verified_gen(&self, g: u64) {
+        self.verified_gen.store(g, Ordering::Release);
     }
 
     /// File length as last observed (the file never shrinks while mapped).
@@ -478,13 +492,51 @@ impl Window {
     }
 }
 
+/// Copies of at least this many bytes use `rep movsb` on x86_64 (fast strings); shorter ones
+/// the atomic word loop, whose start-up cost is lower.
+#[cfg(target_arch = "x86_64")]
+const BULK: usize = 256;
+
+/// A racy bulk copy as one opaque `rep movsb`: the compiler cannot assume anything about the
+/// bytes (no data-race UB at the language level), and the hardware copies byte by byte in
+/// effect, which is a byte-wise atomic memcpy (P1478) at x86's memory model. The same technique
+/// as the `atomic-memcpy` crate's inline assembly.
+///
+/// # Safety
+/// `src` must be valid for `n` bytes of reads and `dst` for `n` bytes of writes, and the two
+/// ranges must not overlap.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn rep_movsb(src: *const u8, dst: *mut u8, n: usize) {
+    // SAFETY: per the caller: both ranges are valid and disjoint. The direction flag is clear
+    // on entry to inline asm (the ABI guarantees it), so the copy runs forwards; `rep movsb`
+    // touches no flags and no stack. Without `nomem`, the block is a compiler barrier for
+    // memory, so the acquire fence callers issue afterwards orders it like atomic loads.
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") n => _,
+            inout("rsi") src => _,
+            inout("rdi") dst => _,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
 /// Byte-wise atomic copy out of shared memory: relaxed `u64` loads for aligned words,
-/// relaxed `u8` loads at the edges.
+/// relaxed `u8` loads at the edges (or one `rep movsb` for bulk on x86_64).
 ///
 /// # Safety
 /// `src .. src + dst.len()` must be valid for reads and only ever accessed atomically.
 #[inline]
 unsafe fn atomic_load_bytes(src: *const u8, dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if dst.len() >= BULK {
+        // SAFETY: `src` is valid for `dst.len()` bytes per the caller; `dst` is a private
+        // buffer, disjoint from the mapping.
+        unsafe { rep_movsb(src, dst.as_mut_ptr(), dst.len()) };
+        return;
+    }
     let lead = (src.align_offset(8)).min(dst.len());
     let (head, rest) = dst.split_at_mut(lead);
     for (i, b) in head.iter_mut().enumerate() {
@@ -513,6 +565,13 @@ unsafe fn atomic_load_bytes(src: *const u8, dst: &mut [u8]) {
 /// `dst .. dst + src.len()` must be valid for writes and only ever accessed atomically.
 #[inline]
 unsafe fn atomic_store_bytes(dst: *mut u8, src: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if src.len() >= BULK {
+        // SAFETY: `dst` is valid for `src.len()` bytes of writes per the caller; `src` is a
+        // private buffer, disjoint from the mapping.
+        unsafe { rep_movsb(src.as_ptr(), dst, src.len()) };
+        return;
+    }
     let lead = (dst.align_offset(8)).min(src.len());
     let (head, rest) = src.split_at(lead);
     for (i, b) in head.iter().enumerate() {
@@ -557,9 +616,9 @@ mod tests {
     fn byte_copies_round_trip_at_every_alignment() {
         let (_f, m) = mem(4096);
         let w = m.w();
-        let src: Vec<u8> = (0..100u8).collect();
+        let src: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
         for off in 0..9 {
-            for len in [0, 1, 7, 8, 9, 31, 100] {
+            for len in [0, 1, 7, 8, 9, 31, 100, 255, 256, 257, 1000] {
                 w.write(off, &src[..len]).unwrap();
                 let mut dst = vec![0xAA; len];
                 w.read(off, &mut dst).unwrap();

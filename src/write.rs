@@ -110,11 +110,11 @@ impl<'a> Writer<'a> {
             let w = self.w();
             let probe = if with_value {
                 let mut buf = std::mem::take(&mut self.buf);
-                let p = self.g.lookup(w, key, h, &mut buf, &mut self.keybuf);
+                let p = self.g.lookup(w, key, h, &mut buf);
                 self.buf = buf;
                 p?
             } else {
-                self.g.lookup(w, key, h, &mut NoSink, &mut self.keybuf)?
+                self.g.lookup(w, key, h, &mut NoSink)?
             };
             match probe {
                 Probe::Suspect { idx, .. } => self.drop_damaged(idx)?,
@@ -340,23 +340,27 @@ impl<'a> Writer<'a> {
         let live = self.ctl(ctl!(live_bytes))?;
         let too_big = size.saturating_mul(16) > cap;
         let wont_fit = live + size + self.reserve() > cap;
-        if too_big || wont_fit || live * 2 > cap {
+        let dense = live * 2 > cap;
+        if too_big || wont_fit || dense {
             if self.grow(size)? {
                 return Ok(());
             }
             if too_big {
-                let max = crate::compact::largest_cap(self)? / 16;
+                let max = crate::compact::largest_cap(self)?.max(cap) / 16;
                 return Err(Error::TooLarge {
                     what: "value",
                     len: size,
                     max: max.saturating_sub(RECORD_HEADER_LEN),
                 });
             }
-            if wont_fit {
-                if !self.evict_enabled()? {
-                    return Err(self.full_error(size));
-                }
+            // At the cap: a dense ring is cleaned by CLOCK eviction, which reclaims what it
+            // walks over; moving every live record instead would copy the ring again and
+            // again for each write.
+            if self.evict_enabled()? {
                 return self.clean(Target::Room(size), true);
+            }
+            if wont_fit {
+                return Err(self.full_error(size));
             }
         }
         match self.clean(Target::Room(size), false) {
@@ -405,7 +409,7 @@ impl<'a> Writer<'a> {
             g.read_key(w, tail, &hdr, &mut self.keybuf)?;
             let key = std::mem::take(&mut self.keybuf);
             let h = format::hash(&key, self.sh.seed);
-            let probe = g.lookup(w, &key, h, &mut NoSink, &mut Vec::new())?;
+            let probe = g.lookup(w, &key, h, &mut NoSink)?;
             self.keybuf = key;
             let hit = match probe {
                 Probe::Hit(hit) if slot::pos(hit.slot) == tail => hit,

@@ -189,3 +189,46 @@ fn expired_entries_are_reclaimed_before_live_ones() {
         assert!(map.contains(format!("new{i}").as_bytes()).unwrap());
     }
 }
+
+/// At the cap, the file never holds more than `max_size` bytes (retired regions included, even
+/// within their grace period, and `compact` included), and cleaning copies a bounded amount
+/// per byte written (it evicts rather than moving every live record around the ring).
+#[test]
+fn cap_is_honoured_and_copying_is_bounded() {
+    let dir = shm_dir();
+    let max = 2 << 20;
+    let map = Shmap::open(
+        map_path(dir.path(), "cap"),
+        &Options::new().initial_size(128 << 10).max_size(max),
+    )
+    .unwrap();
+    let mut rng = Rng(3);
+    let mut peak = 0;
+    for i in 0..60_000u64 {
+        let k = rng.next() % 3000;
+        let len = (rng.next() % 1500) as usize;
+        map.set(format!("k{k}").as_bytes(), &vec![1u8; len])
+            .unwrap();
+        if i % 1000 == 0 {
+            map.compact().unwrap();
+        }
+        if i % 97 == 0 {
+            peak = peak.max(map.stats().unwrap().file_allocated_bytes);
+        }
+    }
+    let s = map.stats().unwrap();
+    println!(
+        "peak allocated {} KiB of {} KiB max; copied/written {:.2}; {} evictions",
+        peak >> 10,
+        max >> 10,
+        s.bytes_copied as f64 / s.bytes_written as f64,
+        s.evictions
+    );
+    assert!(peak <= max, "allocated {peak} > max {max}");
+    assert!(
+        s.bytes_copied <= 3 * s.bytes_written,
+        "copied {} bytes for {} written",
+        s.bytes_copied,
+        s.bytes_written
+    );
+}
