@@ -170,6 +170,25 @@ pub(crate) fn shrink_plan(wr: &Writer) -> Result<Option<Plan>> {
     }))
 }
 
+/// When `max_size` was lowered below the active generation: the largest generation that fits
+/// under it alone (with room for one index rebuild). `None` if the map fits.
+pub(crate) fn over_cap_plan(wr: &Writer) -> Result<Option<Plan>> {
+    let max = wr.ctl(ctl!(max_size))?;
+    if HEADER_LEN + active_len(&wr.g.desc) <= max {
+        return Ok(None);
+    }
+    let room = max.saturating_sub(HEADER_LEN + PAGE);
+    let mut slots = wr.g.slots();
+    while slots > MIN_SLOTS && 2 * index_region_len(slots) > room / 4 {
+        slots /= 2;
+    }
+    let cap = room.saturating_sub(2 * index_region_len(slots)) & !(PAGE - 1);
+    Ok((cap >= PAGE && cap < wr.g.cap()).then_some(Plan {
+        slots,
+        log_cap: Some(cap),
+    }))
+}
+
 /// A live record to carry into a new generation.
 struct Carry {
     pos: u64,

@@ -157,6 +157,10 @@ impl<'a> Writer<'a> {
         }
         let size = record_size(key.len(), value.len());
         let evictions_before = self.ctl(ctl!(evictions))?;
+        // Another process may have lowered max_size below what the map holds.
+        if let Some(plan) = crate::compact::over_cap_plan(self)? {
+            self.switch(plan, crate::compact::Fill::Keep)?;
+        }
         for _ in 0..64 {
             let (idx, old) = match self.probe(key, h, false)? {
                 Probe::Hit(hit) => {

@@ -232,3 +232,31 @@ fn cap_is_honoured_and_copying_is_bounded() {
         s.bytes_written
     );
 }
+
+/// Lowering max_size at runtime (from any process) shrinks the map on the next write, evicting
+/// by CLOCK order, and the file's allocation follows.
+#[test]
+fn lowering_max_size_shrinks_the_map() {
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "lower");
+    let map = Shmap::open(
+        &path,
+        &Options::new()
+            .initial_size(128 << 10)
+            .retire_grace(std::time::Duration::ZERO),
+    )
+    .unwrap();
+    for i in 0..20_000u32 {
+        map.set(format!("k{i}").as_bytes(), &[3u8; 400]).unwrap();
+    }
+    assert!(map.stats().unwrap().file_allocated_bytes > 8 << 20);
+    let other = Shmap::open(&path, &Options::new()).unwrap();
+    other.set_max_size(2 << 20).unwrap();
+    map.set(b"trigger", b"x").unwrap();
+    map.flush().unwrap();
+    let s = map.stats().unwrap();
+    assert!(s.file_allocated_bytes <= 2 << 20, "{s:?}");
+    assert!(s.evictions > 0);
+    assert_eq!(map.get(b"trigger").unwrap().unwrap(), b"x");
+    assert_eq!(map.get(b"k19999").unwrap().unwrap(), vec![3u8; 400]);
+}
