@@ -301,7 +301,9 @@ impl<'a> Writer<'a> {
             && hit.hdr.flags.get() & FLAG_LEASE != 0
             && parse_lease(&self.buf) == Some((me.slot, me.incarnation, token))
         {
-            return self.remove(key, h);
+            // `remove` reports whether a *value* was present; a lease is not one.
+            self.remove(key, h)?;
+            return Ok(true);
         }
         Ok(false)
     }
