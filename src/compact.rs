@@ -381,10 +381,12 @@ impl<'a> Writer<'a> {
     /// Drops records (CLOCK order: unreferenced oldest first, then oldest) until the rest fit
     /// in `budget` bytes. Refuses with `Full` when eviction is off.
     fn fit(&mut self, carry: &mut Vec<Carry>, budget: u64) -> Result<()> {
-        if !self.evict_enabled()? {
-            return Err(Error::Full { needed: 0 });
-        }
         let mut total: u64 = carry.iter().map(|c| c.size).sum();
+        if !self.evict_enabled()? {
+            return Err(Error::Full {
+                needed: total.saturating_sub(budget),
+            });
+        }
         let mut drop = vec![false; carry.len()];
         for pass in 0..2 {
             for (i, c) in carry.iter().enumerate() {
