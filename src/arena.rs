@@ -26,6 +26,12 @@ pub(crate) struct Gen {
 pub(crate) trait Sink {
     /// Space for a value of `len` bytes, or `None` when it cannot hold that many.
     fn space(&mut self, len: usize) -> Option<&mut [u8]>;
+
+    /// Whether the caller already holds the record at `pos` of generation `generation` (then
+    /// nothing is copied: records are immutable, and a position is never reused in a log).
+    fn holds(&self, _generation: u64, _pos: u64) -> bool {
+        false
+    }
 }
 
 impl Sink for Vec<u8> {
@@ -37,12 +43,17 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// A fixed buffer (the Node addon's reusable one).
-pub(crate) struct SliceSink<'a>(pub &'a mut [u8]);
+/// A fixed buffer (the Node addon's reusable one), and the record version the caller already
+/// holds, if any.
+pub(crate) struct SliceSink<'a>(pub &'a mut [u8], pub Option<(u64, u64)>);
 
 impl Sink for SliceSink<'_> {
     fn space(&mut self, len: usize) -> Option<&mut [u8]> {
         self.0.get_mut(..len)
+    }
+
+    fn holds(&self, generation: u64, pos: u64) -> bool {
+        self.1 == Some((generation, pos))
     }
 }
 
@@ -64,8 +75,10 @@ pub(crate) struct Hit {
     pub slot: u64,
     /// The record's header.
     pub hdr: RecordHeader,
-    /// Whether the value was copied (false when the sink was too small).
+    /// Whether the value was copied (false when the sink was too small or already held it).
     pub copied: bool,
+    /// Whether the sink already held this record (nothing copied).
+    pub unchanged: bool,
 }
 
 /// The outcome of one probe.
@@ -292,7 +305,9 @@ impl Gen {
                 {
                     {
                         let len = hdr.value_len.get() as usize;
-                        let copied = match sink.space(len) {
+                        let unchanged = sink.holds(self.number(), pos);
+                        let space = if unchanged { None } else { sink.space(len) };
+                        let copied = match space {
                             Some(dst) if dst.len() == len => {
                                 self.read_value(w, pos, &hdr, dst)?;
                                 if hdr.checksum(key, dst) != hdr.crc.get() {
@@ -312,6 +327,7 @@ impl Gen {
                             slot: s,
                             hdr,
                             copied,
+                            unchanged,
                         }));
                     }
                 }

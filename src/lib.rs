@@ -30,5 +30,5 @@ mod write;
 pub use error::{Error, Result};
 pub use map::{
     Clock, DEFAULT_INITIAL_SIZE, DEFAULT_MAX_SIZE, Entry, LeaseState, Lookup, MIN_SIZE, Meta,
-    Options, SetOptions, Shmap, Stats, open_for_inspection, resolve, system_clock,
+    Options, SetOptions, Shmap, Stats, Version, open_for_inspection, resolve, system_clock,
 };

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use zerocopy::FromBytes;
 
-use crate::arena::{Gen, NoSink, Probe, Sink, SliceSink};
+use crate::arena::{Gen, Hit, NoSink, Probe, Sink, SliceSink};
 use crate::error::{Error, Result};
 use crate::format::{
-    self, CONFIG_NO_EVICT, Control, FLAG_INT, FLAG_LEASE, HEADER_LEN, PAGE, Superblock, ctl,
+    self, CONFIG_NO_EVICT, Control, FLAG_INT, FLAG_LEASE, HEADER_LEN, PAGE, Superblock, ctl, slot,
 };
 use crate::lock::{self, Acquired, Proc};
 use crate::raw::Mem;
@@ -229,6 +229,17 @@ impl std::fmt::Debug for Shmap {
     }
 }
 
+/// Identifies one immutable record: the generation it was read in and its position there.
+/// Equal versions mean equal bytes (a position is never reused within a generation's log), so a
+/// caller holding a decoded copy can ask [`Shmap::read_into_if_changed`] to skip the copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Version {
+    /// The generation the record was read in.
+    pub generation: u64,
+    /// The record's position in that generation's log.
+    pub pos: u64,
+}
+
 /// Metadata of a value found by a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
@@ -238,6 +249,8 @@ pub struct Meta {
     pub flags: u32,
     /// Expiry in wall-clock milliseconds, 0 = never.
     pub expires_ms: u64,
+    /// The record's version.
+    pub version: Version,
 }
 
 /// Result of reading into a caller's fixed buffer.
@@ -249,6 +262,8 @@ pub enum Lookup {
     Hit(Meta),
     /// The buffer is smaller than the value (`meta.len` bytes); nothing useful was copied.
     TooSmall(Meta),
+    /// The record is the one the caller said it holds; nothing was copied.
+    Unchanged(Meta),
 }
 
 /// One entry, as returned by [`Shmap::entries`].
@@ -399,7 +414,7 @@ impl Shmap {
     }
 
     /// The lock-free read path shared by every single-key read.
-    fn read(&self, key: &[u8], sink: &mut dyn Sink) -> Result<Option<(Meta, bool)>> {
+    fn read(&self, key: &[u8], sink: &mut dyn Sink) -> Result<Option<(Meta, Hit)>> {
         let sh = self.live()?;
         let h = self.hash(key)?;
         let mut last_suspect = None;
@@ -436,7 +451,7 @@ impl Shmap {
         key: &[u8],
         h: u64,
         sink: &mut dyn Sink,
-    ) -> Result<Option<(Meta, bool)>> {
+    ) -> Result<Option<(Meta, Hit)>> {
         for attempt in 0..200u32 {
             let g = Gen::load(&self.sh.mem)?;
             let w = self.sh.mem.w();
@@ -452,7 +467,7 @@ impl Shmap {
         Err(Error::Busy)
     }
 
-    fn finish_read(&self, g: &Gen, probe: Probe) -> Option<(Meta, bool)> {
+    fn finish_read(&self, g: &Gen, probe: Probe) -> Option<(Meta, Hit)> {
         // The clock is read only for records that can expire.
         let hit = match probe {
             Probe::Hit(hit)
@@ -462,18 +477,22 @@ impl Shmap {
                 hit
             }
             _ => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
+                bump(&self.misses);
                 return None;
             }
         };
-        self.hits.fetch_add(1, Ordering::Relaxed);
+        bump(&self.hits);
         g.touch(self.sh.mem.w(), hit.idx, hit.slot);
         let meta = Meta {
             len: hit.hdr.value_len.get() as usize,
             flags: hit.hdr.flags.get() & !format::FLAG_PAD,
             expires_ms: hit.hdr.expires_ms.get(),
+            version: Version {
+                generation: g.number(),
+                pos: slot::pos(hit.slot),
+            },
         };
-        Some((meta, hit.copied))
+        Some((meta, hit))
     }
 
     /// The value of `key`, copied out.
@@ -490,10 +509,24 @@ impl Shmap {
     /// Copies the value of `key` into a fixed buffer; reports the needed length if it is too
     /// small. No allocation: this is the Node addon's hot path.
     pub fn read_into(&self, key: &[u8], out: &mut [u8]) -> Result<Lookup> {
-        Ok(match self.read(key, &mut SliceSink(out))? {
+        self.read_into_if_changed(key, out, None)
+    }
+
+    /// Like [`Shmap::read_into`], but when the record is still the one of version `held`, copies
+    /// nothing and returns [`Lookup::Unchanged`]: a caller that keeps decoded values (the Node
+    /// addon keeps strings) skips the copy and the decoding of values that did not change.
+    pub fn read_into_if_changed(
+        &self,
+        key: &[u8],
+        out: &mut [u8],
+        held: Option<Version>,
+    ) -> Result<Lookup> {
+        let held = held.map(|v| (v.generation, v.pos));
+        Ok(match self.read(key, &mut SliceSink(out, held))? {
             None => Lookup::Miss,
-            Some((m, true)) => Lookup::Hit(m),
-            Some((m, false)) => Lookup::TooSmall(m),
+            Some((m, hit)) if hit.unchanged => Lookup::Unchanged(m),
+            Some((m, hit)) if hit.copied => Lookup::Hit(m),
+            Some((m, _)) => Lookup::TooSmall(m),
         })
     }
 
@@ -784,6 +817,13 @@ impl Shmap {
 fn next_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Counts a read: a plain load and store, not a locked read-modify-write, because a handle is
+/// normally used by one thread and a lost count under sharing is harmless.
+#[inline]
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 fn check_flags(flags: u32) -> Result<()> {

@@ -147,3 +147,47 @@ fn at_max_size_evicts_or_refuses() {
     assert_eq!(m.get(b"k19999").unwrap().unwrap(), vec![7u8; 500]);
     assert!(m.remove(b"k19999").unwrap());
 }
+
+#[test]
+fn read_if_changed_skips_only_the_same_record() {
+    use shmap::Lookup;
+    let (_d, p) = tmp();
+    let m = Shmap::open(&p, &Options::new()).unwrap();
+    m.set(b"k", b"one").unwrap();
+    let mut buf = [0u8; 16];
+    let Lookup::Hit(first) = m.read_into(b"k", &mut buf).unwrap() else {
+        panic!()
+    };
+    let held = Some(first.version);
+    assert!(matches!(
+        m.read_into_if_changed(b"k", &mut buf, held).unwrap(),
+        Lookup::Unchanged(_)
+    ));
+    // Another key's write does not change this record.
+    m.set(b"other", b"x").unwrap();
+    assert!(matches!(
+        m.read_into_if_changed(b"k", &mut buf, held).unwrap(),
+        Lookup::Unchanged(_)
+    ));
+    // Rewriting the same bytes is a new record: a new version.
+    m.set(b"k", b"one").unwrap();
+    let Lookup::Hit(second) = m.read_into_if_changed(b"k", &mut buf, held).unwrap() else {
+        panic!("a rewritten key is a new record")
+    };
+    assert_ne!(second.version, first.version);
+    // A generation switch moves records: versions change, values do not.
+    m.compact().unwrap();
+    let Lookup::Hit(third) = m
+        .read_into_if_changed(b"k", &mut buf, Some(second.version))
+        .unwrap()
+    else {
+        panic!("a switch gives a new version")
+    };
+    assert_eq!(&buf[..third.len], b"one");
+    m.remove(b"k").unwrap();
+    assert_eq!(
+        m.read_into_if_changed(b"k", &mut buf, Some(third.version))
+            .unwrap(),
+        Lookup::Miss
+    );
+}

@@ -40,13 +40,13 @@ function keyOrder() {
   return Array.from({ length: 1024 }, () => KEYS[Math.floor(Math.random() * KEYS.length)]);
 }
 
-// Synchronous backends: no await in the loop; the clock is read every 256 ops.
-function loopSync(c, { reads, writes, value, ms }) {
+// Synchronous backends: no await in the loop; the clock is read every `batch` (256) ops.
+function loopSync(c, { reads, writes, value, ms, batch = 256 }) {
   const keys = keyOrder(), cycle = reads + writes;
   let i = 0, misses = 0, now;
   const start = performance.now(), end = start + ms;
   do {
-    for (const stop = i + 256; i < stop; i++) {
+    for (const stop = i + batch; i < stop; i++) {
       if (i % cycle < reads) { if (c.get(keys[i & 1023]) == null) misses++; } else c.set(keys[i & 1023], value);
     }
   } while ((now = performance.now()) < end);
@@ -219,5 +219,10 @@ async function primary() {
   }
 }
 
-if (process.argv.includes('--worker')) worker();
-else primary().catch((e) => { console.error(e); process.exit(1); });
+// Reused by report.js (the full performance report).
+module.exports = { MIXES, KEYS, keyOrder, loopSync, loopAsync, next, runOnce, summarize, median, mean, fmt };
+
+if (require.main === module) {
+  if (process.argv.includes('--worker')) worker();
+  else primary().catch((e) => { console.error(e); process.exit(1); });
+}

@@ -26,12 +26,19 @@ function makeObject(bytes, seed = 42) {
     items: [],
     total: 0,
   };
-  while (JSON.stringify(order).length < bytes) {
+  // The JSON length is tracked exactly as items are appended (an item adds its own JSON and a
+  // comma, `total` changes by its digits), so large values (1 MB) take linear time.
+  let length = JSON.stringify(order).length;
+  while (length < bytes) {
     const price = Math.round(r() * 10000) / 100;
     const qty = 1 + Math.floor(r() * 4);
-    order.items.push({ sku: id('sku'), title: `${pick()} ${pick()} ${pick()}`, price, qty,
-      attrs: { color: pick(), size: ['S', 'M', 'L', 'XL'][qty - 1] }, giftWrap: r() < 0.2 });
-    order.total = Math.round((order.total + price * qty) * 100) / 100;
+    const item = { sku: id('sku'), title: `${pick()} ${pick()} ${pick()}`, price, qty,
+      attrs: { color: pick(), size: ['S', 'M', 'L', 'XL'][qty - 1] }, giftWrap: r() < 0.2 };
+    order.items.push(item);
+    const total = Math.round((order.total + price * qty) * 100) / 100;
+    length += JSON.stringify(item).length + (order.items.length > 1 ? 1 : 0) +
+      JSON.stringify(total).length - JSON.stringify(order.total).length;
+    order.total = total;
   }
   return order;
 }

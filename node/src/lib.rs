@@ -1,1 +1,513 @@
-//! Node.js addon for shmap (placeholder).
+//! The native half of the npm package `shmap`: a thin N-API layer over [`shmap::Shmap`].
+//!
+//! The JS layer (`index.js`) owns validation and value encoding; this file only moves bytes.
+//! Crossing N-API costs far more than a lookup, so the hot paths pass numbers only: JS writes
+//! the key into a per-thread Buffer the addon keeps a reference to, and calls `get(id, keyLen)`;
+//! the value is copied straight out of the map into the handle's `io` Buffer (also kept here),
+//! and the returned number packs the value's length and its type tag (see [`packed`]). Writes
+//! go the other way through the same two buffers. Nothing here allocates on the read path.
+//!
+//! Handles are small integers into a per-thread table ([`registry`]) rather than napi-rs class
+//! instances: a class method call adds napi-rs's receiver borrow tracking and identity checks
+//! (measured side by side on a loaded machine: a method that does nothing 390 ns, a `#[napi]`
+//! function 230 ns, a raw callback 85 ns). JS frees a handle's slot when its `Shmap` object is
+//! collected (a `FinalizationRegistry`), and the thread's table is emptied when its Node
+//! environment shuts down.
+//!
+//! The three hottest calls (`get`, `has`, `put`) are registered as raw N-API callbacks by
+//! [`raw`], the only module with `unsafe`; everything else goes through `#[napi]`. napi-rs hands
+//! out the kept Buffers' bytes as slices, so no code here touches raw memory.
+
+mod error;
+mod raw;
+mod registry;
+
+use napi::Env;
+use napi::bindgen_prelude::{Buffer, BufferSlice, Object};
+use napi_derive::napi;
+use shmap::{LeaseState, Lookup, Meta, Options, SetOptions, Shmap};
+use std::time::Duration;
+
+use crate::error::{Result, guard, invalid};
+use crate::registry::{Handle, with};
+
+/// Type tag of a value, kept in the record's user flags (bits 0..4). Must match `index.js`.
+mod tag {
+    /// Raw bytes, returned as a Buffer (also what other writers' flag-0 values read as).
+    pub const BYTES: u32 = 0;
+    /// An integer counter: 8 bytes, little-endian i64, stored with [`shmap::Shmap::FLAG_INT`].
+    pub const INT: u32 = 9;
+    /// Mask of the bits the JS layer uses.
+    pub const MASK: u32 = 0xF;
+}
+
+/// Return value of a read that found nothing.
+const MISS: f64 = -1.0;
+
+/// Packs a hit's length and tag into one number: `len * 16 + tag` (exact below 2^49 bytes).
+fn packed(meta: Meta) -> f64 {
+    meta.len as f64 * 16.0 + f64::from(tag_of(meta.flags))
+}
+
+/// The value did not fit in `io`: `-2 - len` tells JS how large a buffer to hand over.
+fn too_small(meta: Meta) -> f64 {
+    -2.0 - meta.len as f64
+}
+
+fn tag_of(flags: u32) -> u32 {
+    if flags & Shmap::FLAG_INT != 0 {
+        tag::INT
+    } else if flags & 0xFFFF & !tag::MASK != 0 {
+        // Written by someone else with flags we do not know: hand out the bytes.
+        tag::BYTES
+    } else {
+        flags & tag::MASK
+    }
+}
+
+fn flags_of(tag: u32) -> u32 {
+    if tag == tag::INT {
+        Shmap::FLAG_INT
+    } else {
+        tag & tag::MASK
+    }
+}
+
+/// A TTL argument from JS: negative = the map's default, 0 = never expire, else milliseconds.
+fn ttl_of(ms: f64) -> Option<u64> {
+    if ms < 0.0 { None } else { Some(ms as u64) }
+}
+
+/// Options for opening a map, as validated by the JS layer.
+#[napi(object)]
+pub struct OpenOptions {
+    /// Size of a new map's file in bytes.
+    pub initial_size: Option<f64>,
+    /// Cap on the file's memory in bytes (stored in the map).
+    pub max_size: Option<f64>,
+    /// Default time to live in ms (0 = never; stored in the map).
+    pub max_age: Option<f64>,
+    /// Start empty.
+    pub reset: Option<bool>,
+    /// Refuse writes through this handle.
+    pub read_only: Option<bool>,
+    /// Evict when full (stored in the map).
+    pub evict: Option<bool>,
+}
+
+/// What `lease` found: `state` 0 = a value (`code` as from `get`), 1 = acquired (`token`),
+/// 2 = wait.
+#[napi(object)]
+pub struct LeaseOut {
+    /// 0 value, 1 acquired, 2 wait.
+    pub state: u32,
+    /// For a value: as returned by `get` (packed length and tag, or `-2 - len` if `io` is
+    /// too small).
+    pub code: f64,
+    /// For an acquired lease: the token to release it with.
+    pub token: f64,
+}
+
+/// One entry for `entries()`.
+#[napi(object)]
+pub struct EntryOut {
+    /// The key, decoded as UTF-8 (lossily).
+    pub key: String,
+    /// The value's bytes.
+    pub value: Buffer,
+    /// Its type tag.
+    pub tag: u32,
+}
+
+/// A snapshot of a map's counters (numbers are exact below 2^53).
+#[napi(object)]
+pub struct StatsOut {
+    /// Live entries (including expired ones not yet reclaimed).
+    pub entries: f64,
+    /// Bytes of records live entries occupy.
+    pub live_bytes: f64,
+    /// Bytes of superseded, deleted or padding records still in the ring.
+    pub dead_bytes: f64,
+    /// The file's length.
+    pub file_bytes: f64,
+    /// The file's allocated storage.
+    pub file_allocated_bytes: f64,
+    /// The configured cap.
+    pub max_size: f64,
+    /// The active generation.
+    pub generation: f64,
+    /// Live entries evicted so far.
+    pub evictions: f64,
+    /// Expired entries reclaimed so far.
+    pub expired: f64,
+    /// Generation switches so far.
+    pub switches: f64,
+    /// Bytes of the ring.
+    pub log_capacity: f64,
+    /// Slots of the index.
+    pub index_slots: f64,
+    /// Used index slots (live and tombstones).
+    pub used_slots: f64,
+    /// Record bytes written by writes.
+    pub bytes_written: f64,
+    /// Record bytes copied by cleaning and switches.
+    pub bytes_copied: f64,
+    /// Default time to live in ms (0 = none).
+    pub max_age: f64,
+    /// Whether eviction is on.
+    pub evict: bool,
+    /// Hits of this handle's reads.
+    pub hits: f64,
+    /// Misses of this handle's reads.
+    pub misses: f64,
+}
+
+/// Opens the map `name` (a bare name is `/dev/shm/<name>`, a path is that file) and returns
+/// its handle id. `key` is this thread's key buffer, `io` the handle's value buffer.
+#[napi]
+pub fn open(env: Env, name: String, o: OpenOptions, key: Buffer, io: Buffer) -> Result<u32> {
+    guard(|| {
+        let mut opts = Options::new();
+        if let Some(n) = o.initial_size {
+            opts = opts.initial_size(n as u64);
+        }
+        if let Some(n) = o.max_size {
+            opts = opts.max_size(n as u64);
+        }
+        if let Some(ms) = o.max_age {
+            opts = opts.max_age(max_age_of(ms));
+        }
+        opts = opts
+            .reset(o.reset.unwrap_or(false))
+            .read_only(o.read_only.unwrap_or(false));
+        if let Some(evict) = o.evict {
+            opts = opts.evict(evict);
+        }
+        let map = Shmap::open(&name, &opts)?;
+        registry::insert(&env, Handle { map, key, io })
+    })
+}
+
+fn max_age_of(ms: f64) -> Option<Duration> {
+    if ms > 0.0 {
+        Some(Duration::from_millis(ms as u64))
+    } else {
+        None
+    }
+}
+
+fn key_of(key: &[u8], len: u32) -> shmap::Result<&[u8]> {
+    key.get(..len as usize)
+        .ok_or_else(|| invalid("key length exceeds the key buffer"))
+}
+
+fn store(
+    h: &Handle,
+    key: &[u8],
+    value: &[u8],
+    tag: u32,
+    ttl: f64,
+    add: bool,
+) -> shmap::Result<bool> {
+    let o = SetOptions {
+        ttl_ms: ttl_of(ttl),
+        flags: flags_of(tag),
+    };
+    if add {
+        h.map.add(key, value, o)
+    } else {
+        h.map.set_with(key, value, o).map(|_| true)
+    }
+}
+
+/// `get(id, keyLen)` (registered by [`raw`]): copies the value of the key (the first `key_len`
+/// bytes of the key buffer) into the handle's `io`. Returns -1 when absent, `-2 - len` when
+/// `io` is too small, else `len * 16 + tag`.
+pub fn get_impl(id: u32, key_len: u32) -> Result<f64> {
+    guard(|| {
+        with(id, |h| {
+            Ok(
+                match h.map.read_into(key_of(&h.key, key_len)?, &mut h.io)? {
+                    Lookup::Miss => MISS,
+                    Lookup::Hit(meta) => packed(meta),
+                    Lookup::TooSmall(meta) => too_small(meta),
+                    // Not asked for: `read_into` holds no version.
+                    Lookup::Unchanged(meta) => too_small(meta),
+                },
+            )
+        })
+    })
+}
+
+/// `put(id, keyLen, valueLen, tag, ttl, add)` (registered by [`raw`]): stores the first
+/// `value_len` bytes of `io` under the key with type `tag`; `ttl` < 0 means the map's default.
+/// With `add`, only if absent; returns whether it stored.
+pub fn put_impl(
+    id: u32,
+    key_len: u32,
+    value_len: u32,
+    tag: u32,
+    ttl: f64,
+    add: bool,
+) -> Result<bool> {
+    guard(|| {
+        with(id, |h| {
+            let value =
+                h.io.get(..value_len as usize)
+                    .ok_or_else(|| invalid("value length exceeds the io buffer"))?;
+            store(h, key_of(&h.key, key_len)?, value, tag, ttl, add)
+        })
+    })
+}
+
+/// As `put`, with the value's bytes passed directly (Buffer and Uint8Array values).
+#[napi]
+pub fn put_bytes(
+    id: u32,
+    key_len: u32,
+    value: BufferSlice,
+    tag: u32,
+    ttl: f64,
+    add: bool,
+) -> Result<bool> {
+    guard(|| {
+        with(id, |h| {
+            store(h, key_of(&h.key, key_len)?, &value, tag, ttl, add)
+        })
+    })
+}
+
+/// `has(id, keyLen)` (registered by [`raw`]): whether the key is present.
+pub fn has_impl(id: u32, key_len: u32) -> Result<bool> {
+    guard(|| with(id, |h| h.map.contains(key_of(&h.key, key_len)?)))
+}
+
+/// Removes the key; true if it was present.
+#[napi]
+pub fn remove(id: u32, key_len: u32) -> Result<bool> {
+    guard(|| with(id, |h| h.map.remove(key_of(&h.key, key_len)?)))
+}
+
+/// Adds `delta` to the counter at the key (missing = 0); returns the new value.
+#[napi]
+pub fn incr(id: u32, key_len: u32, delta: f64, ttl: f64) -> Result<f64> {
+    guard(|| {
+        with(id, |h| {
+            let v = h
+                .map
+                .incr(key_of(&h.key, key_len)?, delta as i64, 0, ttl_of(ttl))?;
+            Ok(v as f64)
+        })
+    })
+}
+
+/// Asks to load the key once across processes (see `Shmap::lease`). A found value is copied
+/// into `io` as by `get`.
+#[napi]
+pub fn lease(id: u32, key_len: u32, lease_ms: f64) -> Result<LeaseOut> {
+    guard(|| {
+        with(id, |h| {
+            Ok(
+                match h
+                    .map
+                    .lease(key_of(&h.key, key_len)?, lease_ms.max(1.0) as u64)?
+                {
+                    LeaseState::Value(e) => {
+                        let meta = Meta {
+                            len: e.value.len(),
+                            flags: e.flags,
+                            expires_ms: e.expires_ms,
+                            version: Default::default(),
+                        };
+                        let code = match h.io.get_mut(..e.value.len()) {
+                            Some(dst) => {
+                                dst.copy_from_slice(&e.value);
+                                packed(meta)
+                            }
+                            None => too_small(meta),
+                        };
+                        LeaseOut {
+                            state: 0,
+                            code,
+                            token: 0.0,
+                        }
+                    }
+                    LeaseState::Acquired(token) => LeaseOut {
+                        state: 1,
+                        code: 0.0,
+                        token: token as f64,
+                    },
+                    LeaseState::Wait => LeaseOut {
+                        state: 2,
+                        code: 0.0,
+                        token: 0.0,
+                    },
+                },
+            )
+        })
+    })
+}
+
+/// Drops this process's lease `token` on the key (a loader that failed).
+#[napi]
+pub fn release_lease(id: u32, key_len: u32, token: f64) -> Result<bool> {
+    guard(|| {
+        with(id, |h| {
+            h.map.release_lease(key_of(&h.key, key_len)?, token as u64)
+        })
+    })
+}
+
+/// Replaces the handle's io buffer (JS grows it when a value does not fit).
+#[napi]
+pub fn set_io_buffer(id: u32, io: Buffer) -> Result<()> {
+    guard(|| {
+        with(id, |h| {
+            h.io = io;
+            Ok(())
+        })
+    })
+}
+
+/// Removes every entry.
+#[napi]
+pub fn clear(id: u32) -> Result<()> {
+    guard(|| with(id, |h| h.map.clear()))
+}
+
+/// Number of entries (including expired ones not yet reclaimed).
+#[napi]
+pub fn len(id: u32) -> Result<f64> {
+    guard(|| with(id, |h| h.map.len().map(|n| n as f64)))
+}
+
+/// Every live key, decoded as UTF-8.
+#[napi]
+pub fn keys(id: u32) -> Result<Vec<String>> {
+    guard(|| {
+        with(id, |h| {
+            Ok(h.map
+                .keys()?
+                .into_iter()
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .collect())
+        })
+    })
+}
+
+/// Every live entry.
+#[napi]
+pub fn entries(id: u32) -> Result<Vec<EntryOut>> {
+    guard(|| {
+        with(id, |h| {
+            Ok(h.map
+                .entries()?
+                .into_iter()
+                .map(|e| EntryOut {
+                    key: String::from_utf8_lossy(&e.key).into_owned(),
+                    tag: tag_of(e.flags),
+                    value: e.value.into(),
+                })
+                .collect())
+        })
+    })
+}
+
+/// A snapshot of the map's counters.
+#[napi]
+pub fn stats(id: u32) -> Result<StatsOut> {
+    guard(|| {
+        with(id, |h| {
+            let s = h.map.stats()?;
+            Ok(StatsOut {
+                entries: s.entries as f64,
+                live_bytes: s.live_bytes as f64,
+                dead_bytes: s.dead_bytes as f64,
+                file_bytes: s.file_bytes as f64,
+                file_allocated_bytes: s.file_allocated_bytes as f64,
+                max_size: s.max_size as f64,
+                generation: s.generation as f64,
+                evictions: s.evictions as f64,
+                expired: s.expirations as f64,
+                switches: s.switches as f64,
+                log_capacity: s.log_capacity as f64,
+                index_slots: s.index_slots as f64,
+                used_slots: s.used_slots as f64,
+                bytes_written: s.bytes_written as f64,
+                bytes_copied: s.bytes_copied as f64,
+                max_age: s.default_ttl_ms as f64,
+                evict: s.evict,
+                hits: s.hits as f64,
+                misses: s.misses as f64,
+            })
+        })
+    })
+}
+
+/// Writes the map to its file (a no-op in effect on tmpfs).
+#[napi]
+pub fn flush(id: u32) -> Result<()> {
+    guard(|| with(id, |h| h.map.flush()))
+}
+
+/// Closes the handle: its map and buffer are released now, and later calls fail with
+/// `ERR_SHMAP_CLOSED`. Idempotent.
+#[napi]
+pub fn close(id: u32) -> Result<()> {
+    guard(|| registry::close(id))
+}
+
+/// Forgets the handle (its JS object was collected).
+#[napi]
+pub fn free(id: u32) {
+    registry::free(id);
+}
+
+/// Sets the cap on the file's memory, for every process.
+#[napi]
+pub fn set_max_size(id: u32, bytes: f64) -> Result<()> {
+    guard(|| with(id, |h| h.map.set_max_size(bytes as u64)))
+}
+
+/// Sets the default time to live in ms for every process (0 = never expire).
+#[napi]
+pub fn set_max_age(id: u32, ms: f64) -> Result<()> {
+    guard(|| with(id, |h| h.map.set_max_age(max_age_of(ms))))
+}
+
+/// Turns eviction on or off for every process.
+#[napi]
+pub fn set_evict(id: u32, evict: bool) -> Result<()> {
+    guard(|| with(id, |h| h.map.set_evict(evict)))
+}
+
+/// Makes the handle read-only (or writable again).
+#[napi]
+pub fn set_read_only(id: u32, read_only: bool) -> Result<()> {
+    guard(|| {
+        with(id, |h| {
+            if read_only != h.map.is_read_only() {
+                h.map = h.map.with_read_only(read_only)?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Whether the handle refuses writes.
+#[napi]
+pub fn is_read_only(id: u32) -> Result<bool> {
+    guard(|| with(id, |h| Ok(h.map.is_read_only())))
+}
+
+/// The file behind the map.
+#[napi]
+pub fn path(id: u32) -> Result<String> {
+    guard(|| with(id, |h| Ok(h.map.path().to_string_lossy().into_owned())))
+}
+
+/// The hot-path functions `get`, `has`, `put` and `noop`, as raw N-API callbacks.
+#[napi]
+pub fn fast_api(env: &Env) -> napi::Result<Object<'_>> {
+    raw::functions(env)
+}

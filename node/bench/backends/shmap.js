@@ -14,6 +14,7 @@ process.on('exit', () => fs.rmSync(`/dev/shm/${NAME}`, { recursive: true, force:
 
 module.exports = {
   name: 'shmap',
+  PKG, // the package's path, for report.js's memory and growth jobs
   async init() {
     let mod;
     try { mod = require(PKG); } catch (e) {

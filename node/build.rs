@@ -1,0 +1,4 @@
+//! Linker setup for a Node.js addon.
+fn main() {
+    napi_build::setup();
+}

@@ -1,0 +1,211 @@
+/// <reference types="node" />
+// Types of the npm package `shmap` (CommonJS `index.js`, ESM `index.mjs`).
+
+/** A value that survives JSON: what objects and arrays may contain. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/**
+ * What a map stores, each read back with its type: strings, numbers (safe integers are stored
+ * as 64-bit integers, so `incr` works on them; other numbers, NaN, ±Infinity and -0 as float64),
+ * booleans, `null`, Buffers, Uint8Arrays (read back as Uint8Array, not Buffer), and plain
+ * objects and arrays (stored as JSON: nested values follow JSON's rules).
+ * `undefined`, functions, symbols, bigints and class instances are refused with a TypeError.
+ */
+export type Value = string | number | boolean | null | Buffer | Uint8Array | JsonValue[] | { [key: string]: JsonValue };
+
+/** A key: a string (stored as its UTF-8 bytes) or bytes. 1 to 65535 bytes. */
+export type Key = string | Buffer | Uint8Array;
+
+/** Options of `new Shmap(nameOrPath, options)`. */
+export interface ShmapOptions {
+  /** Cap on the map's memory in bytes, shared by every process (stored in the map). Default 800 MiB for a new map. */
+  maxSize?: number;
+  /** Size of a new map's file in bytes (at least 64 KiB; default 1 MiB). The map grows by itself. */
+  initialSize?: number;
+  /** Default time to live in ms of entries set without one, for every process (stored in the map). 0 = never expire. */
+  maxAge?: number;
+  /** Start empty (a `clear()` if other processes are attached). Typically the primary passes true, workers false. */
+  reset?: boolean;
+  /** false opens the handle read-only: writes throw `ERR_SHMAP_READ_ONLY`. Default true. */
+  lock?: boolean;
+  /** Whether a full map evicts old entries (default) or refuses writes with `ERR_SHMAP_FULL`. Stored in the map. */
+  evict?: boolean;
+  /** How long a `getOrSet` loader may hold its key before another process may load it instead. Default 10000 ms. */
+  leaseMs?: number;
+}
+
+/** A snapshot of a map's counters (`stats()`). Counters are shared by all processes unless noted. */
+export interface ShmapStats {
+  /** Live entries (including expired ones not yet reclaimed). */
+  entries: number;
+  /** Bytes of records live entries occupy. */
+  liveBytes: number;
+  /** Bytes of superseded, deleted or padding records not yet reclaimed. */
+  deadBytes: number;
+  /** The file's length. */
+  fileBytes: number;
+  /** The file's allocated storage. */
+  fileAllocatedBytes: number;
+  /** The configured cap (`maxSize`). */
+  maxSize: number;
+  /** The active generation (the map rebuilds itself into a new generation to grow or shrink). */
+  generation: number;
+  /** Live entries evicted so far. */
+  evictions: number;
+  /** Expired entries reclaimed so far. */
+  expired: number;
+  /** Generation switches so far. */
+  switches: number;
+  /** Bytes of the record ring. */
+  logCapacity: number;
+  /** Slots of the hash index. */
+  indexSlots: number;
+  /** Used index slots (live and deleted). */
+  usedSlots: number;
+  /** Record bytes written by writes. */
+  bytesWritten: number;
+  /** Record bytes copied by cleaning and switches. */
+  bytesCopied: number;
+  /** Default time to live in ms (0 = none). */
+  maxAge: number;
+  /** Whether eviction is on. */
+  evict: boolean;
+  /** Hits of this handle's reads (this handle only). */
+  hits: number;
+  /** Misses of this handle's reads (this handle only). */
+  misses: number;
+}
+
+/** The stable `code` of errors thrown by shmap (besides Node's `ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE`, `ERR_OUT_OF_RANGE`). */
+export type ShmapErrorCode =
+  | 'ERR_SHMAP_FULL'
+  | 'ERR_SHMAP_NO_SPACE'
+  | 'ERR_SHMAP_CORRUPT'
+  | 'ERR_SHMAP_VERSION'
+  | 'ERR_SHMAP_TOO_LARGE'
+  | 'ERR_SHMAP_CLOSED'
+  | 'ERR_SHMAP_READ_ONLY'
+  | 'ERR_SHMAP_NOT_A_MAP'
+  | 'ERR_SHMAP_NOT_AN_INTEGER'
+  | 'ERR_SHMAP_INVALID_ARGUMENT'
+  | 'ERR_SHMAP_TOO_MANY_PROCESSES'
+  | 'ERR_SHMAP_BUSY'
+  | 'ERR_SHMAP_IO'
+  | 'ERR_SHMAP_PANIC';
+
+/** An error thrown by shmap: an ordinary `Error` with a stable `code`. */
+export interface ShmapError extends Error {
+  code: ShmapErrorCode;
+}
+
+/**
+ * A handle on a shared map. Every process (and worker thread) that opens the same name sees
+ * the same entries; reads take no lock. All methods are synchronous except `getOrSet` with an
+ * async loader.
+ *
+ * @typeParam V - the values this code stores (defaults to any storable value).
+ */
+export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
+  /**
+   * Opens (creating if needed) the map `nameOrPath`: a bare name is `/dev/shm/<name>`
+   * (memory only), anything with a `/` is a file path (persists on disk after `flush`).
+   * @throws {ShmapError} `ERR_SHMAP_CORRUPT`, `ERR_SHMAP_VERSION`, `ERR_SHMAP_NOT_A_MAP`, `ERR_SHMAP_NO_SPACE`, `ERR_SHMAP_IO`
+   */
+  constructor(nameOrPath: string, options?: ShmapOptions);
+
+  /** The file behind the map. */
+  readonly path: string;
+  /** Number of entries (including expired ones not yet reclaimed). */
+  readonly size: number;
+  /** Whether this handle refuses writes (`lock: false` or `setLock(false)`). */
+  readonly readOnly: boolean;
+
+  /** The value of `key`, or `undefined` if it is absent or expired. */
+  get(key: Key): V | undefined;
+  /**
+   * Stores `value` under `key` for every process.
+   * @param ttlMs - time to live for this entry, overriding `maxAge` (0 or Infinity = never expire).
+   * @throws {ShmapError} `ERR_SHMAP_FULL` (eviction off), `ERR_SHMAP_TOO_LARGE`, `ERR_SHMAP_READ_ONLY`, `ERR_SHMAP_NO_SPACE`
+   */
+  set(key: Key, value: V, ttlMs?: number): this;
+  /** Stores `value` only if `key` is absent (or expired): true if it did. */
+  add(key: Key, value: V, ttlMs?: number): boolean;
+  /** Whether `key` is present and not expired. */
+  has(key: Key): boolean;
+  /** Removes `key`: true if it was present. */
+  delete(key: Key): boolean;
+  /** Removes every entry, for every process. */
+  clear(): void;
+  /**
+   * Adds `delta` (a safe integer, default 1) to the integer at `key`, atomically across
+   * processes, and returns the new value. A missing key counts as 0. Without `ttlMs` an
+   * existing entry keeps its expiry.
+   * @throws {ShmapError} `ERR_SHMAP_NOT_AN_INTEGER` if `key` holds something else.
+   */
+  incr(key: Key, delta?: number, ttlMs?: number): number;
+  /**
+   * The value of `key`; if absent, `loader(key)` runs once across all processes and its
+   * result is stored (with `ttlMs`) and returned. Other callers wait for that value: with an
+   * async loader they get a Promise and wait on timers; with a sync loader they block.
+   * If the loader throws, nothing is stored and the next caller loads.
+   */
+  getOrSet<T extends V>(key: Key, loader: (key: Key) => Promise<T>, ttlMs?: number): Promise<T>;
+  getOrSet<T extends V>(key: Key, loader: (key: Key) => T, ttlMs?: number): T;
+  /** Every live key (keys stored as bytes are decoded as UTF-8). A snapshot. */
+  keys(): string[];
+  /** Every live entry as `[key, value]`. A consistent snapshot. */
+  entries(): Array<[string, V]>;
+  /** Iterates over `entries()`. */
+  [Symbol.iterator](): IterableIterator<[string, V]>;
+  /** A snapshot of the map's counters. */
+  stats(): ShmapStats;
+  /** Writes the map to its file and waits: what makes writes durable on disk (a no-op in effect in /dev/shm). */
+  flush(): void;
+  /** Closes this handle (idempotent): later calls throw `ERR_SHMAP_CLOSED`. Other handles and processes are unaffected. */
+  close(): void;
+  /** Sets the default time to live in ms for every process (0 = never expire). */
+  setMaxAge(ms: number): void;
+  /** Sets the cap on the map's memory in bytes, for every process. */
+  setMaxSize(bytes: number): void;
+  /** Turns eviction on (default) or off, for every process. */
+  setEvict(on: boolean): void;
+  /** `false` makes this handle read-only (writes throw `ERR_SHMAP_READ_ONLY`); `true` makes it writable again. */
+  setLock(on: boolean): void;
+}
+
+/**
+ * The API of the original C++ addon, for code written against it. Entries expire after
+ * `setMaxAge` ms (default 2000) unless `set` is given its own; the memory cap is
+ * `setMaxSize` (default 800 MiB).
+ */
+export class NodeShareCache {
+  /**
+   * @param name - a bare name (`/dev/shm/<name>`) or a path.
+   * @param size - initial size in bytes (at least 64 KiB is used); the map grows by itself.
+   * @param reset - start empty: the primary passes true, workers false.
+   */
+  constructor(name: string, size?: number, reset?: boolean);
+  /** The `Shmap` behind this cache, for the rest of the API. */
+  readonly shmap: Shmap;
+  get(key: Key): Value | undefined;
+  /** Stores `value`; it expires after `maxAgeMs` (default: the `setMaxAge` value). Returns true. */
+  set(key: Key, value: Value, maxAgeMs?: number): boolean;
+  /** Removes `key`: true if it was present. */
+  del(key: Key): boolean;
+  /** Time to live in ms of entries this handle sets from now on (default 2000; 0 = never expire). */
+  setMaxAge(ms: number): void;
+  /** Cap on the map's memory in bytes, for every process (default 800 MiB). */
+  setMaxSize(bytes: number): void;
+  /** `false` makes this handle read-only: a later `set` throws `ERR_SHMAP_READ_ONLY`. */
+  setLock(on: boolean): void;
+  /** The map's counters. */
+  stat(): ShmapStats;
+  /** Closes this handle (the data stays for the other processes). */
+  destroy(): void;
+}
+
+declare const shmap: {
+  Shmap: typeof Shmap;
+  NodeShareCache: typeof NodeShareCache;
+};
+export default shmap;

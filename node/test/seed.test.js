@@ -1,0 +1,24 @@
+'use strict';
+// Seed compatibility: the original addon's README usage (fixtures/seed-shm-object.js, verbatim
+// but for the require path) runs unchanged in a cluster app.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('fs');
+const path = require('path');
+const { runNode } = require('./helpers');
+
+test('the original README usage runs in a cluster', { timeout: 60_000 }, async (t) => {
+  // The original hard-codes its map name.
+  const file = '/dev/shm/Highscorev3';
+  t.after(() => fs.rmSync(file, { force: true }));
+  const r = await runNode([path.join(__dirname, 'fixtures', 'seed-app.js')]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.reports.length, 3);
+  for (const rep of out.reports) {
+    assert.deepEqual(JSON.parse(rep.highscore), { name: 'ada', score: 100 });
+    assert.equal(rep.own, `hello from worker ${rep.id}`);
+  }
+  assert.deepEqual(out.seen, out.reports.map((rep) => `hello from worker ${rep.id}`));
+  assert.equal(out.stat.entries, 4);
+});
