@@ -12,7 +12,7 @@ use crate::format::{
     self, CONFIG_NO_EVICT, Desc, FLAG_LEASE, HEADER_LEN, MAX_SLOTS, MIN_SLOTS, PAGE, Superblock,
     ctl, index_region_len, log_region_len, round_up, slot,
 };
-use crate::map::{DEFAULT_MAX_SIZE, Options};
+use crate::options::{DEFAULT_MAX_SIZE, Options};
 use crate::raw::Mem;
 use crate::write::Writer;
 

@@ -18,17 +18,21 @@
 //! ```
 
 mod arena;
+mod attach;
 mod compact;
 mod error;
 pub mod format;
 pub mod inspect;
 mod lock;
 mod map;
+mod options;
 mod raw;
 mod write;
 
 pub use error::{Error, Result};
 pub use map::{
-    Clock, DEFAULT_INITIAL_SIZE, DEFAULT_MAX_SIZE, Entry, LeaseState, Lookup, MIN_SIZE, Meta,
-    Options, SetOptions, Shmap, Stats, Version, open_for_inspection, resolve, system_clock,
+    Entry, LeaseState, Lookup, Meta, SetOptions, Shmap, Stats, Version, open_for_inspection,
+};
+pub use options::{
+    Clock, DEFAULT_INITIAL_SIZE, DEFAULT_MAX_SIZE, MIN_SIZE, Options, resolve, system_clock,
 };

@@ -1,203 +1,22 @@
-//! The public handle: opening and attaching, lock-free reads, and the write API (which
-//! delegates to [`crate::write`]).
+//! The public handle: lock-free reads, the write API (which delegates to [`crate::write`]
+//! under the writer lock), iteration and stats.
 
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::{File, TryLockError};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use zerocopy::FromBytes;
 
 use crate::arena::{Gen, Hit, NoSink, Probe, Sink, SliceSink};
+use crate::attach::{Shared, attach, open_read_only};
 use crate::error::{Error, Result};
-use crate::format::{
-    self, CONFIG_NO_EVICT, Control, FLAG_INT, FLAG_LEASE, HEADER_LEN, PAGE, Superblock, ctl, slot,
-};
+use crate::format::{self, CONFIG_NO_EVICT, Control, FLAG_INT, FLAG_LEASE, ctl, slot};
 use crate::lock::{self, Acquired, Proc};
+use crate::options::{MIN_SIZE, Options, resolve};
 use crate::raw::Mem;
 use crate::write::Writer;
-
-/// A source of wall-clock milliseconds since the Unix epoch (replaceable for tests).
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    })
-}
-
-/// Default cap on the file's memory: 800 MiB, as in the original.
-pub const DEFAULT_MAX_SIZE: u64 = 800 << 20;
-/// Default size of a new map's file.
-pub const DEFAULT_INITIAL_SIZE: u64 = 1 << 20;
-/// Smallest accepted size (initial or max).
-pub const MIN_SIZE: u64 = 64 << 10;
-
-/// How to open a map.
-#[derive(Clone)]
-pub struct Options {
-    pub(crate) initial_size: u64,
-    pub(crate) max_size: Option<u64>,
-    pub(crate) max_age_ms: Option<u64>,
-    pub(crate) reset: bool,
-    pub(crate) read_only: bool,
-    pub(crate) evict: Option<bool>,
-    pub(crate) create: bool,
-    pub(crate) seed: Option<u64>,
-    pub(crate) clock: Clock,
-    pub(crate) grace: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            initial_size: DEFAULT_INITIAL_SIZE,
-            max_size: None,
-            max_age_ms: None,
-            reset: false,
-            read_only: false,
-            evict: None,
-            create: true,
-            seed: None,
-            clock: system_clock(),
-            grace: Duration::from_secs(1),
-        }
-    }
-}
-
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options")
-            .field("initial_size", &self.initial_size)
-            .field("max_size", &self.max_size)
-            .field("max_age_ms", &self.max_age_ms)
-            .field("reset", &self.reset)
-            .field("read_only", &self.read_only)
-            .field("evict", &self.evict)
-            .field("create", &self.create)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Options {
-    /// Defaults: 1 MiB initial size, 800 MiB max size, no expiry, eviction on.
-    pub fn new() -> Options {
-        Options::default()
-    }
-    /// Size of the file when the map is created (at least 64 KiB). Shrinking never goes below it.
-    pub fn initial_size(mut self, bytes: u64) -> Self {
-        self.initial_size = bytes;
-        self
-    }
-    /// Cap on the file's allocated bytes, shared by every process (stored in the map). When
-    /// given, it replaces the stored value at open.
-    pub fn max_size(mut self, bytes: u64) -> Self {
-        self.max_size = Some(bytes);
-        self
-    }
-    /// Default time to live of entries set without one; `None` = never expire. Stored in the
-    /// map when given.
-    pub fn max_age(mut self, max_age: Option<Duration>) -> Self {
-        self.max_age_ms = Some(max_age.map_or(0, |d| d.as_millis().max(1) as u64));
-        self
-    }
-    /// Start empty. Safe while other processes are attached (it is a `clear`); on a file of
-    /// another format version with nobody attached, it re-creates the map.
-    pub fn reset(mut self, reset: bool) -> Self {
-        self.reset = reset;
-        self
-    }
-    /// Refuse writes through this handle. The file is opened read-only if it cannot be opened
-    /// for writing.
-    pub fn read_only(mut self, read_only: bool) -> Self {
-        self.read_only = read_only;
-        self
-    }
-    /// Whether a full map evicts (default) or refuses `set` with [`Error::Full`]. Stored in the
-    /// map when given.
-    pub fn evict(mut self, evict: bool) -> Self {
-        self.evict = Some(evict);
-        self
-    }
-    /// Whether to create the file if it is missing (default true).
-    pub fn create(mut self, create: bool) -> Self {
-        self.create = create;
-        self
-    }
-    /// Fixes the hash seed of a new map (tests and reproducible fixtures).
-    #[doc(hidden)]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-    /// Replaces the wall clock (tests and reproducible fixtures).
-    #[doc(hidden)]
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
-    }
-    /// How long retired regions keep their pages before they are punched out (default 1 s).
-    #[doc(hidden)]
-    pub fn retire_grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
-        self
-    }
-}
-
-/// Resolves a map name: a bare name is `/dev/shm/<name>` (the OS temp dir where `/dev/shm` is
-/// missing); anything with a `/` is a path.
-pub fn resolve(name: &str) -> Result<PathBuf> {
-    if name.is_empty() || name.contains('\0') {
-        return Err(Error::InvalidArgument(format!(
-            "map name {name:?} is empty or contains NUL"
-        )));
-    }
-    if name.contains('/') {
-        return Ok(PathBuf::from(name));
-    }
-    if name == "." || name == ".." {
-        return Err(Error::InvalidArgument(format!(
-            "map name {name:?} is not a file name"
-        )));
-    }
-    let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    Ok(dir.join(name))
-}
-
-/// Per-process state of one attached file, shared by every handle (and thread) of the process.
-pub(crate) struct Shared {
-    pub mem: Mem,
-    pub me: Option<Proc>,
-    pub seed: u64,
-    pub path: PathBuf,
-    pub clock: Clock,
-    pub grace: Duration,
-    /// After growth failed for lack of file-system space, no new attempt before this time
-    /// (wall-clock ms): each attempt scans the index, and a full disk stays full for a while.
-    pub no_grow_until: AtomicU64,
-    pub on_tmpfs: bool,
-    pub created_ms: u64,
-    /// Serialises this process's writers before they touch the map's writer lock.
-    local: Mutex<()>,
-    key: (u64, u64),
-}
-
-/// One process's open maps, so worker threads share a mapping and a process slot.
-type Registry = HashMap<(u64, u64), Weak<Shared>>;
-static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 
 /// A handle on a map. Cheap to clone; `Send + Sync`; threads and processes mix freely.
 pub struct Shmap {
@@ -349,6 +168,16 @@ impl Shmap {
     /// Longest key.
     pub const MAX_KEY_LEN: usize = format::MAX_KEY_LEN;
 
+    fn from_shared(sh: Arc<Shared>, read_only: bool) -> Shmap {
+        Shmap {
+            sh,
+            read_only,
+            closed: AtomicBool::new(false),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
     /// Opens (creating if needed) the map `name_or_path`: a bare name is `/dev/shm/<name>`,
     /// a path is that file.
     pub fn open(name_or_path: impl AsRef<str>, opts: &Options) -> Result<Shmap> {
@@ -360,13 +189,7 @@ impl Shmap {
     pub fn open_path(path: &Path, opts: &Options) -> Result<Shmap> {
         check_sizes(opts)?;
         let sh = attach(path, opts)?;
-        let map = Shmap {
-            sh,
-            read_only: opts.read_only,
-            closed: AtomicBool::new(false),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        };
+        let map = Shmap::from_shared(sh, opts.read_only);
         if !opts.read_only {
             map.apply_options(opts)?;
         }
@@ -786,13 +609,7 @@ impl Shmap {
         if !read_only && !sh.mem.writable() {
             return Err(Error::ReadOnly);
         }
-        Ok(Shmap {
-            sh: self.sh.clone(),
-            read_only,
-            closed: AtomicBool::new(false),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        })
+        Ok(Shmap::from_shared(self.sh.clone(), read_only))
     }
 
     /// Closes this handle: later calls fail with [`Error::Closed`]. The process detaches when its
@@ -928,231 +745,6 @@ impl Drop for SharedHold<'_> {
     }
 }
 
-/// Finds or creates this process's attachment to `path`.
-fn attach(path: &Path, opts: &Options) -> Result<Arc<Shared>> {
-    let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    let reg = reg.get_or_insert_with(HashMap::new);
-    if let Ok(m) = std::fs::metadata(path)
-        && let Some(sh) = reg.get(&(m.dev(), m.ino())).and_then(Weak::upgrade)
-        && (sh.mem.writable() || opts.read_only)
-    {
-        return Ok(sh);
-    }
-    let sh = Arc::new(open_shared(path, opts)?);
-    reg.retain(|_, w| w.strong_count() > 0);
-    reg.insert(sh.key, Arc::downgrade(&sh));
-    Ok(sh)
-}
-
-fn open_file(path: &Path, opts: &Options) -> Result<(File, bool)> {
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).create(opts.create).mode(0o600);
-    match o.open(path) {
-        Ok(f) => Ok((f, true)),
-        Err(e)
-            if opts.read_only
-                && matches!(
-                    e.kind(),
-                    ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
-                ) =>
-        {
-            File::open(path)
-                .map(|f| (f, false))
-                .map_err(|e| Error::io(format!("open {}", path.display()), e))
-        }
-        Err(e) => Err(Error::io(format!("open {}", path.display()), e)),
-    }
-}
-
-fn open_shared(path: &Path, opts: &Options) -> Result<Shared> {
-    let (file, writable) = open_file(path, opts)?;
-    if !writable {
-        return open_read_only(path, file, opts);
-    }
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match file.try_lock() {
-            Ok(()) => {
-                let sh = init_alone(path, &file, opts)?;
-                // Converting to shared is not atomic, but nobody acts on the map between: a
-                // process that takes the exclusive lock in the gap only sees a valid map.
-                file.lock_shared()
-                    .map_err(|e| Error::io("flock map file", e))?;
-                return finish_attach(path, file, opts, sh);
-            }
-            Err(TryLockError::WouldBlock) => {
-                file.lock_shared()
-                    .map_err(|e| Error::io("flock map file", e))?;
-                let len = file.metadata().map_err(|e| Error::io("stat", e))?.len();
-                if len >= HEADER_LEN {
-                    let sb = read_superblock(&file, path)?;
-                    return finish_attach(path, file, opts, sb);
-                }
-                // The creator died before finishing: try to become the creator.
-                file.unlock().map_err(|e| Error::io("flock map file", e))?;
-                if tries > 50 {
-                    return Err(Error::corrupt(0, "map file is shorter than its header"));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(TryLockError::Error(e)) => return Err(Error::io("flock map file", e)),
-        }
-    }
-}
-
-fn read_superblock(file: &File, path: &Path) -> Result<Superblock> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = [0u8; 128];
-    let n = file
-        .read_at(&mut buf, 0)
-        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-    if n < 128 {
-        return Err(Error::corrupt(
-            n as u64,
-            "file is shorter than the superblock",
-        ));
-    }
-    let sb = Superblock::decode(&buf, path)?;
-    // Nothing in the header may be touched before we know it is all there (else SIGBUS).
-    let len = file.metadata().map_err(|e| Error::io("stat", e))?.len();
-    if len < HEADER_LEN {
-        return Err(Error::corrupt(
-            len,
-            format!("file is {len} bytes, shorter than its {HEADER_LEN}-byte header"),
-        ));
-    }
-    Ok(sb)
-}
-
-/// Alone with the file (exclusive flock): create, re-create, or validate and recover it.
-fn init_alone(path: &Path, file: &File, opts: &Options) -> Result<Superblock> {
-    let len = file.metadata().map_err(|e| Error::io("stat", e))?.len();
-    let fresh = if len == 0 {
-        true
-    } else {
-        match read_superblock(file, path) {
-            Ok(sb) => {
-                recover_alone(path, file, opts, &sb)?;
-                return Ok(sb);
-            }
-            // A map of another version, or a damaged header, may be re-created on request; a
-            // file that is not a map never is.
-            Err(Error::UnsupportedVersion { .. }) | Err(Error::Corrupt { .. }) if opts.reset => {
-                true
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    debug_assert!(fresh);
-    crate::compact::create(file, opts)
-}
-
-fn recover_alone(path: &Path, file: &File, opts: &Options, sb: &Superblock) -> Result<()> {
-    let mem = Mem::new(file.try_clone().map_err(|e| Error::io("dup", e))?, true, 0)?;
-    lock::reset_all(&mem)?;
-    let w = mem.w();
-    let clean = w.load_u32(ctl!(clean), Ordering::Acquire)? == 1;
-    let stored_boot = [
-        w.load_u64(ctl!(boot_id), Ordering::Acquire)?,
-        w.load_u64(ctl!(boot_id) + 8, Ordering::Acquire)?,
-    ];
-    let os_crashed = !clean && stored_boot != boot_id();
-    let sh = Shared::new(mem, None, sb, path, opts, (0, 0))?;
-    {
-        let mut wr = Writer::new(&sh)?;
-        if os_crashed {
-            wr.rebuild_verified()?;
-        } else if !clean {
-            wr.recover()?;
-        }
-        wr.trim_alone()?;
-    }
-    let w = sh.mem.w();
-    let b = boot_id();
-    w.store_u64(ctl!(boot_id), b[0], Ordering::Release)?;
-    w.store_u64(ctl!(boot_id) + 8, b[1], Ordering::Release)?;
-    w.store_u32(ctl!(clean), 0, Ordering::Release)?;
-    Ok(())
-}
-
-fn finish_attach(path: &Path, file: File, opts: &Options, sb: Superblock) -> Result<Shared> {
-    let meta = file.metadata().map_err(|e| Error::io("stat", e))?;
-    let key = (meta.dev(), meta.ino());
-    let mem = Mem::new(file, true, window_for(&meta))?;
-    let me = lock::claim(&mem)?;
-    // Mark the map in use even if we did not initialise it (a clean detach sets it back).
-    mem.w().store_u32(ctl!(clean), 0, Ordering::Release)?;
-    Shared::new(mem, Some(me), &sb, path, opts, key)
-}
-
-fn open_read_only(path: &Path, file: File, opts: &Options) -> Result<Shared> {
-    let sb = read_superblock(&file, path)?;
-    let meta = file.metadata().map_err(|e| Error::io("stat", e))?;
-    let key = (meta.dev(), meta.ino());
-    let mem = Mem::new(file, false, window_for(&meta))?;
-    Shared::new(mem, None, &sb, path, opts, key)
-}
-
-fn window_for(meta: &std::fs::Metadata) -> u64 {
-    meta.len().max(2 * DEFAULT_MAX_SIZE)
-}
-
-/// The Linux boot id as two words (zero where unavailable).
-fn boot_id() -> [u64; 2] {
-    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    let a = u64::from_str_radix(hex.get(..16).unwrap_or("0"), 16).unwrap_or(0);
-    let b = u64::from_str_radix(hex.get(16..32).unwrap_or("0"), 16).unwrap_or(0);
-    [a, b]
-}
-
-impl Shared {
-    fn new(
-        mem: Mem,
-        me: Option<Proc>,
-        sb: &Superblock,
-        path: &Path,
-        opts: &Options,
-        key: (u64, u64),
-    ) -> Result<Shared> {
-        let on_tmpfs = mem.is_tmpfs();
-        Ok(Shared {
-            mem,
-            me,
-            seed: sb.seed.get(),
-            path: path.to_path_buf(),
-            clock: opts.clock.clone(),
-            grace: opts.grace,
-            no_grow_until: AtomicU64::new(0),
-            on_tmpfs,
-            created_ms: sb.created_ms.get(),
-            local: Mutex::new(()),
-            key,
-        })
-    }
-
-    /// Whether writes must be `msync`ed to be durable (false on tmpfs).
-    pub fn durable(&self) -> bool {
-        !self.on_tmpfs
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let Some(me) = self.me else { return };
-        lock::release(&self.mem, me);
-        // The last process out (we get the exclusive lock without waiting) marks a clean detach.
-        if self.mem.file().try_lock().is_ok() {
-            let _ = self.mem.sync(0, self.mem.file_len());
-            let w = self.mem.w();
-            let _ = w.store_u32(ctl!(clean), 1, Ordering::Release);
-            let _ = self.mem.sync(0, PAGE);
-        }
-        let _ = self.mem.file().unlock();
-    }
-}
-
 /// A read-only view for tools: no writer lock, no process slot, never writes a byte.
 ///
 /// It holds a shared `flock` so that no process that finds itself alone (exclusive `flock`)
@@ -1175,13 +767,7 @@ pub fn open_for_inspection(path: &Path) -> Result<Shmap> {
     }
     let opts = Options::new().read_only(true);
     let sh = Arc::new(open_read_only(path, file, &opts)?);
-    Ok(Shmap {
-        sh,
-        read_only: true,
-        closed: AtomicBool::new(false),
-        hits: AtomicU64::new(0),
-        misses: AtomicU64::new(0),
-    })
+    Ok(Shmap::from_shared(sh, true))
 }
 
 impl Shmap {

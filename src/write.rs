@@ -4,13 +4,14 @@
 use std::sync::atomic::Ordering;
 
 use crate::arena::{Gen, NoSink, Probe};
+use crate::attach::Shared;
 use crate::error::{Error, Result};
 use crate::format::{
     self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, FLAG_PAD, RECORD_HEADER_LEN, RecordHeader, ctl,
     record_size, slot,
 };
 use crate::lock;
-use crate::map::{Entry, LeaseState, Shared};
+use crate::map::{Entry, LeaseState};
 use crate::raw::Window;
 
 /// The state of one critical section under the writer lock.

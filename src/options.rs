@@ -1,0 +1,163 @@
+//! How to open a map: options, defaults, the clock, and name resolution.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// A source of wall-clock milliseconds since the Unix epoch (replaceable for tests).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
+/// Default cap on the file's memory: 800 MiB, as in the original.
+pub const DEFAULT_MAX_SIZE: u64 = 800 << 20;
+/// Default size of a new map's file.
+pub const DEFAULT_INITIAL_SIZE: u64 = 1 << 20;
+/// Smallest accepted size (initial or max).
+pub const MIN_SIZE: u64 = 64 << 10;
+
+/// How to open a map.
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) initial_size: u64,
+    pub(crate) max_size: Option<u64>,
+    pub(crate) max_age_ms: Option<u64>,
+    pub(crate) reset: bool,
+    pub(crate) read_only: bool,
+    pub(crate) evict: Option<bool>,
+    pub(crate) create: bool,
+    pub(crate) seed: Option<u64>,
+    pub(crate) clock: Clock,
+    pub(crate) grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            initial_size: DEFAULT_INITIAL_SIZE,
+            max_size: None,
+            max_age_ms: None,
+            reset: false,
+            read_only: false,
+            evict: None,
+            create: true,
+            seed: None,
+            clock: system_clock(),
+            grace: Duration::from_secs(1),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("initial_size", &self.initial_size)
+            .field("max_size", &self.max_size)
+            .field("max_age_ms", &self.max_age_ms)
+            .field("reset", &self.reset)
+            .field("read_only", &self.read_only)
+            .field("evict", &self.evict)
+            .field("create", &self.create)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    /// Defaults: 1 MiB initial size, 800 MiB max size, no expiry, eviction on.
+    pub fn new() -> Options {
+        Options::default()
+    }
+    /// Size of the file when the map is created (at least 64 KiB). Shrinking never goes below it.
+    pub fn initial_size(mut self, bytes: u64) -> Self {
+        self.initial_size = bytes;
+        self
+    }
+    /// Cap on the file's allocated bytes, shared by every process (stored in the map). When
+    /// given, it replaces the stored value at open.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+    /// Default time to live of entries set without one; `None` = never expire. Stored in the
+    /// map when given.
+    pub fn max_age(mut self, max_age: Option<Duration>) -> Self {
+        self.max_age_ms = Some(max_age.map_or(0, |d| d.as_millis().max(1) as u64));
+        self
+    }
+    /// Start empty. Safe while other processes are attached (it is a `clear`); on a file of
+    /// another format version with nobody attached, it re-creates the map.
+    pub fn reset(mut self, reset: bool) -> Self {
+        self.reset = reset;
+        self
+    }
+    /// Refuse writes through this handle. The file is opened read-only if it cannot be opened
+    /// for writing.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+    /// Whether a full map evicts (default) or refuses `set` with [`Error::Full`]. Stored in the
+    /// map when given.
+    pub fn evict(mut self, evict: bool) -> Self {
+        self.evict = Some(evict);
+        self
+    }
+    /// Whether to create the file if it is missing (default true).
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+    /// Fixes the hash seed of a new map (tests and reproducible fixtures).
+    #[doc(hidden)]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// Replaces the wall clock (tests and reproducible fixtures).
+    #[doc(hidden)]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// How long retired regions keep their pages before they are punched out (default 1 s).
+    #[doc(hidden)]
+    pub fn retire_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+}
+
+/// Resolves a map name: a bare name is `/dev/shm/<name>` (the OS temp dir where `/dev/shm` is
+/// missing); anything with a `/` is a path.
+pub fn resolve(name: &str) -> Result<PathBuf> {
+    if name.is_empty() || name.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "map name {name:?} is empty or contains NUL"
+        )));
+    }
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    if name == "." || name == ".." {
+        return Err(Error::InvalidArgument(format!(
+            "map name {name:?} is not a file name"
+        )));
+    }
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    Ok(dir.join(name))
+}
