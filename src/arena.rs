@@ -79,13 +79,17 @@ pub(crate) struct Hit {
     pub copied: bool,
     /// Whether the sink already held this record (nothing copied).
     pub unchanged: bool,
+    /// The lowest position of any record the probe read (this one included).
+    pub oldest: u64,
 }
 
 /// The outcome of one probe.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Probe {
     /// The key is absent; `free` is where it would be inserted (first tombstone or the empty slot).
-    Miss { free: Option<u64> },
+    /// `oldest` is the lowest position of any record whose key the probe compared: a lock-free
+    /// miss is only true if none of them was overwritten meanwhile (`u64::MAX`: none read).
+    Miss { free: Option<u64>, oldest: u64 },
     /// The key is present.
     Hit(Hit),
     /// The bytes made no sense: a race with a writer, or damage (the caller decides which).
@@ -270,11 +274,13 @@ impl Gen {
         let mask = self.slots() - 1;
         let mut i = h & mask;
         let mut free = None;
+        let mut oldest = u64::MAX;
         for _ in 0..self.slots() {
             let s = self.load_slot(w, i)?;
             if s == slot::EMPTY {
                 return Ok(Probe::Miss {
                     free: free.or(Some(i)),
+                    oldest,
                 });
             }
             if s == slot::TOMBSTONE {
@@ -288,6 +294,7 @@ impl Gen {
                 });
             } else if slot::matches(s, h) {
                 let pos = slot::pos(s);
+                oldest = oldest.min(pos);
                 let hdr = match self.header_at(w, pos)? {
                     Ok((hdr, _)) => hdr,
                     Err(what) => {
@@ -328,13 +335,14 @@ impl Gen {
                             hdr,
                             copied,
                             unchanged,
+                            oldest,
                         }));
                     }
                 }
             }
             i = (i + 1) & mask;
         }
-        Ok(Probe::Miss { free })
+        Ok(Probe::Miss { free, oldest })
     }
 
     /// After an optimistic read: true if nothing it read can have changed under it.
@@ -343,12 +351,16 @@ impl Gen {
         if w.load_u64(ctl!(active_gen), Ordering::Relaxed)? != self.number() {
             return Ok(false);
         }
-        let pos = match probe {
-            Probe::Hit(hit) => slot::pos(hit.slot),
+        // Every record the probe read must still be intact: the one found, and the ones whose
+        // keys it compared on the way (a key mismatch read from overwritten bytes would turn a
+        // present key into a false miss).
+        let oldest = match probe {
+            Probe::Hit(hit) => hit.oldest,
+            Probe::Miss { oldest, .. } => *oldest,
             Probe::Suspect { pos: Some(p), .. } => *p,
-            _ => return Ok(true),
+            Probe::Suspect { pos: None, .. } => return Ok(true),
         };
-        Ok(self.tail(w)? <= pos)
+        Ok(oldest == u64::MAX || self.tail(w)? <= oldest)
     }
 
     /// Bytes the ring has free, given head and tail.

@@ -175,8 +175,10 @@ impl<'a> Writer<'a> {
                     }
                     (hit.idx, Some(hit.hdr.size()))
                 }
-                Probe::Miss { free: Some(idx) } => (idx, None),
-                Probe::Miss { free: None } => {
+                Probe::Miss {
+                    free: Some(idx), ..
+                } => (idx, None),
+                Probe::Miss { free: None, .. } => {
                     self.make_index_room()?;
                     continue;
                 }
