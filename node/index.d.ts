@@ -32,6 +32,16 @@ export interface ShmapOptions {
   evict?: boolean;
   /** How long a `getOrSet` loader may hold its key before another process may load it instead. Default 10000 ms. */
   leaseMs?: number;
+  /**
+   * Bound in bytes of this handle's decode cache (default 8 MiB; 0 turns it off). The handle
+   * keeps the strings of 64 bytes or more it reads, with the version of the record they came
+   * from, and returns the same string again while the record is unchanged, without copying or
+   * decoding it. Every write (from any process) makes a new record, so a read never returns a
+   * stale value. Buffers, objects and other values are never kept. Each kept string counts as
+   * its stored bytes (its length, twice that for non-ASCII strings) plus its key's length plus
+   * 144 bytes of bookkeeping; the oldest are dropped first, sparing once those read since.
+   */
+  decodeCache?: number;
 }
 
 /** A snapshot of a map's counters (`stats()`). Counters are shared by all processes unless noted. */
@@ -74,6 +84,12 @@ export interface ShmapStats {
   hits: number;
   /** Misses of this handle's reads (this handle only). */
   misses: number;
+  /** Strings in this handle's decode cache (see `ShmapOptions.decodeCache`). */
+  decodeCacheEntries: number;
+  /** Bytes they count against the `decodeCache` bound. */
+  decodeCacheBytes: number;
+  /** Reads of this handle answered from its decode cache (unchanged records). */
+  decodeCacheHits: number;
 }
 
 /** The stable `code` of errors thrown by shmap (besides Node's `ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE`, `ERR_OUT_OF_RANGE`). */
@@ -157,7 +173,7 @@ export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
   entries(): Array<[string, V]>;
   /** Iterates over `entries()`. */
   [Symbol.iterator](): IterableIterator<[string, V]>;
-  /** A snapshot of the map's counters. */
+  /** A snapshot of the map's counters, and of this handle's decode cache. */
   stats(): ShmapStats;
   /** Writes the map to its file and waits: what makes writes durable on disk (a no-op in effect in /dev/shm). */
   flush(): void;

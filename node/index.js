@@ -5,12 +5,15 @@
 // buffers that every call shares with the native addon (shmap.node, built from src/lib.rs).
 // Hot paths cross N-API with numbers only: the key is written into `keyBuf`, the addon copies
 // the value into the handle's `io` buffer and returns `len * 16 + tag`, and the value is
-// decoded here. See README.md ("How it is fast" and "Value encoding").
+// decoded here. Large strings are kept decoded per handle with their record's version (the
+// "decode cache"): reading such a key again asks the addon to copy nothing if the record is
+// unchanged. See README.md ("How it is fast" and "Value encoding").
 
 const path = require('path');
 
 const native = loadNative();
-// get, has and put as raw N-API callbacks (src/raw.rs): half the cost of a #[napi] function.
+// get, getIf, has and put as raw N-API callbacks (src/raw.rs): half the cost of a #[napi]
+// function.
 const fast = native.fastApi();
 
 function loadNative() {
@@ -44,8 +47,38 @@ const IO_KEEP = 16 << 20; // larger io buffers are dropped after the call that n
 const DEFAULT_LEASE_MS = 10000;
 const TWO_32 = 4294967296;
 
+// Returns of the addon's get/getIf besides `len * 16 + tag` (>= 0); below -2, `-3 - len` means
+// io is too small for a value of `len` bytes.
+const MISS = -1;
+const UNCHANGED = -2; // getIf: the record is still the version in `ver`; nothing was copied
+
+// The decode cache (per handle): strings of at least DC_MIN_BYTES stored bytes are kept decoded
+// with their record's version, up to `decodeCache` bytes (DC_DEFAULT by default). Reading one
+// unchanged saves the copy and V8's string creation (~60 ns plus ~0.1 ns a byte) and costs a
+// Map lookup (~15 ns) and the entry's memory; a value that changed pays ~30-50 ns more. Each
+// entry counts as its stored bytes, its key's length and DC_ENTRY_COST (measured on node 20:
+// ~100 B of Map slot and entry object, plus the headers of the value and key strings).
+const DC_MIN_BYTES = 64;
+const DC_ENTRY_COST = 144;
+const DC_DEFAULT = 8 << 20;
+// The Map lookup hashes the key, which for a key string built per call (`user:${id}`) costs
+// 20-60 ns. A counting filter on the key's byte length and two of its bytes spares it to reads
+// of keys the cache cannot hold: misses, small or non-string values.
+const DC_FILTER_MASK = 1023;
+
 // One key buffer per thread (module instances are per thread), shared by every handle.
 const keyBuf = Buffer.allocUnsafeSlow(MAX_KEY + 1);
+
+// The decode cache's filter bucket of the key writeKey just wrote (`klen` bytes, at least 1):
+// read from keyBuf, as a string's characters may be slow to reach (a concatenation).
+function dcBucket(klen) {
+  return (klen * 97 + keyBuf[klen - 1] * 31 + keyBuf[klen >> 1]) & DC_FILTER_MASK;
+}
+// One version buffer per thread, shared by every handle: [generation, position] of a record.
+// JS writes the version it holds before getIf; the addon writes the version of every hit.
+// Versions are exact in a float64 below 2^53 (the addon reports -1 beyond).
+const verBuf = Buffer.allocUnsafeSlow(16);
+const ver = new Float64Array(verBuf.buffer, verBuf.byteOffset, 2);
 
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 const sleepSync = (ms) => Atomics.wait(SLEEPER, 0, 0, ms);
@@ -188,6 +221,18 @@ function decode(io, r) {
   }
 }
 
+// A decoded string kept by the decode cache, with the version of the record it came from.
+class DcEntry {
+  constructor(gen, pos, value, cost, bucket) {
+    this.gen = gen;
+    this.pos = pos;
+    this.value = value;
+    this.cost = cost; // what it counts against the bound: see DC_ENTRY_COST
+    this.bucket = bucket; // its key's dcBucket
+    this.used = false; // read again since it was cached or last spared by eviction
+  }
+}
+
 // Decodes an entry's value from its own buffer (entries() is not a hot path).
 function decodeEntryValue(buf, tag) {
   if (tag === T_BYTES || tag > T_U8) return buf;
@@ -200,6 +245,15 @@ class Shmap {
   #path;
   #leaseMs;
   #vlen = 0; // byte length of the value #writeString just wrote
+  // The decode cache: string key -> DcEntry, in insertion order (eviction scans from the
+  // oldest, sparing once those read since: second chance). Only strings are kept: they are
+  // immutable, so handing out the same one again is safe; Buffers and objects never are.
+  #dc = new Map();
+  #dcFilter = new Uint32Array(DC_FILTER_MASK + 1); // entries per dcBucket
+  #dcBytes = 0; // sum of the entries' costs: 0 exactly when #dc is empty
+  #dcMax; // the bound, in bytes (0 = off)
+  #dcMinPacked; // a hit's `len * 16 + tag` from which it may be cached (Infinity when off)
+  #dcHits = 0;
 
   /**
    * Opens (creating if needed) the map `nameOrPath`: a bare name is `/dev/shm/<name>`, anything
@@ -212,7 +266,7 @@ class Shmap {
       throw argType('options', 'of type object', options);
     }
     const o = {};
-    const { maxSize, initialSize, maxAge, reset, lock, evict, leaseMs } = options;
+    const { maxSize, initialSize, maxAge, reset, lock, evict, leaseMs, decodeCache } = options;
     if (maxSize !== undefined) o.maxSize = sizeArg(maxSize, 'options.maxSize');
     if (initialSize !== undefined) o.initialSize = sizeArg(initialSize, 'options.initialSize');
     if (maxAge !== undefined) o.maxAge = ttlArg(maxAge, 'options.maxAge');
@@ -220,8 +274,10 @@ class Shmap {
     if (lock !== undefined) o.readOnly = !boolArg(lock, 'options.lock');
     if (evict !== undefined) o.evict = boolArg(evict, 'options.evict');
     this.#leaseMs = leaseMs === undefined ? DEFAULT_LEASE_MS : sizeArg(leaseMs, 'options.leaseMs');
+    this.#dcMax = decodeCache === undefined ? DC_DEFAULT : sizeArg(decodeCache, 'options.decodeCache');
+    this.#dcMinPacked = this.#dcMax > 0 ? DC_MIN_BYTES * 16 : Infinity;
     this.#io = Buffer.allocUnsafeSlow(IO_INITIAL);
-    this.#id = native.open(nameOrPath, o, keyBuf, this.#io);
+    this.#id = native.open(nameOrPath, o, keyBuf, this.#io, verBuf);
     handles.register(this, this.#id);
     this.#path = native.path(this.#id);
   }
@@ -237,26 +293,124 @@ class Shmap {
 
   /** The value of `key`, or undefined. */
   get(key) {
-    const r = fast.get(this.#id, writeKey(key));
-    if (r >= 0) return decode(this.#io, r);
-    if (r === -1) return undefined;
+    const klen = writeKey(key);
+    if (this.#dcBytes !== 0 && typeof key === 'string' && this.#dcFilter[dcBucket(klen)] !== 0) {
+      const e = this.#dc.get(key);
+      if (e !== undefined) return this.#getCached(key, klen, e);
+    }
+    const r = fast.get(this.#id, klen);
+    if (r >= 0) return r < this.#dcMinPacked ? decode(this.#io, r) : this.#decodeKeep(key, klen, r, undefined);
+    if (r === MISS) return undefined;
     return this.#getLarge(key, r);
   }
 
+  // get() of a key whose decoded string the cache holds in `e`: the addon copies nothing if
+  // the key's record is still that version.
+  #getCached(key, klen, e) {
+    ver[0] = e.gen;
+    ver[1] = e.pos;
+    const r = fast.getIf(this.#id, klen);
+    if (r === UNCHANGED) {
+      e.used = true;
+      this.#dcHits++;
+      return e.value;
+    }
+    if (r >= this.#dcMinPacked) return this.#decodeKeep(key, klen, r, e);
+    this.#dcDelete(key, e);
+    if (r >= 0) return decode(this.#io, r);
+    if (r === MISS) return undefined;
+    return this.#getLarge(key, r);
+  }
+
+  // A value too large for io: grow it and read again (the key has no cache entry by now).
   #getLarge(key, r) {
     for (;;) {
-      this.#ensure(-2 - r);
-      r = fast.get(this.#id, writeKey(key));
-      if (r < -1) continue; // it grew again in between
-      const v = r === -1 ? undefined : decode(this.#io, r);
+      this.#ensure(-3 - r);
+      const klen = writeKey(key);
+      r = fast.get(this.#id, klen);
+      if (r < MISS) continue; // it grew again in between
+      let v;
+      if (r >= this.#dcMinPacked) v = this.#decodeKeep(key, klen, r, undefined);
+      else if (r >= 0) v = decode(this.#io, r);
       this.#trim();
       return v;
     }
   }
 
+  // Decodes a hit of at least DC_MIN_BYTES (`r` = len * 16 + tag; its version is in `ver`) and
+  // keeps it if it is a string read by a string key (of `klen` bytes, still in keyBuf): in `e`,
+  // the key's entry, if it has one (no allocation then), else in a new one. A value that is
+  // not kept drops `e`.
+  #decodeKeep(key, klen, r, e) {
+    const v = decode(this.#io, r);
+    const gen = ver[0];
+    if (typeof v === 'string' && typeof key === 'string' && gen >= 0) { // gen < 0: no exact version
+      const cost = (r - (r & 15)) / 16 + key.length + DC_ENTRY_COST;
+      if (cost <= this.#dcMax) {
+        if (e === undefined) {
+          const bucket = dcBucket(klen);
+          this.#dc.set(key, new DcEntry(gen, ver[1], v, cost, bucket));
+          this.#dcFilter[bucket]++;
+          this.#dcBytes += cost;
+        } else {
+          e.gen = gen;
+          e.pos = ver[1];
+          e.value = v;
+          e.used = true;
+          this.#dcBytes += cost - e.cost;
+          e.cost = cost;
+        }
+        if (this.#dcBytes > this.#dcMax) this.#dcEvict();
+        return v;
+      }
+    }
+    if (e !== undefined) this.#dcDelete(key, e);
+    return v;
+  }
+
+  // Evicts the oldest entries until the bound holds, sparing once (moving to the back) those
+  // read since they were cached or last spared: second chance, an approximate LRU that costs
+  // nothing on a hit but setting a flag.
+  #dcEvict() {
+    const dc = this.#dc;
+    for (const [k, e] of dc) {
+      if (this.#dcBytes <= this.#dcMax) break;
+      dc.delete(k);
+      if (e.used) {
+        e.used = false;
+        dc.set(k, e); // re-inserted at the back: the iteration visits it again, last
+      } else {
+        this.#dcFilter[e.bucket]--;
+        this.#dcBytes -= e.cost;
+      }
+    }
+  }
+
+  #dcDelete(key, e) {
+    this.#dc.delete(key);
+    this.#dcFilter[e.bucket]--;
+    this.#dcBytes -= e.cost;
+  }
+
+  // Drops the decoded copy of `key` (of `klen` bytes, still in keyBuf) after a write through
+  // this handle (a later get would see the new version anyway; this frees the memory now).
+  #dcForget(key, klen) {
+    if (this.#dcBytes !== 0 && typeof key === 'string' && this.#dcFilter[dcBucket(klen)] !== 0) {
+      const e = this.#dc.get(key);
+      if (e !== undefined) this.#dcDelete(key, e);
+    }
+  }
+
+  #dcClear() {
+    this.#dc.clear();
+    this.#dcFilter.fill(0);
+    this.#dcBytes = 0;
+  }
+
   /** Stores `value` under `key`; `ttlMs` overrides the map's maxAge (0 = never expire). */
   set(key, value, ttlMs) {
     const klen = writeKey(key);
+    this.#dcForget(key, klen);
     this.#store(klen, value, ttlArg(ttlMs), false);
     if (this.#io.length > IO_KEEP) this.#trim();
     return this;
@@ -266,6 +420,7 @@ class Shmap {
   add(key, value, ttlMs) {
     const klen = writeKey(key);
     const stored = this.#store(klen, value, ttlArg(ttlMs), true);
+    if (stored) this.#dcForget(key, klen);
     if (this.#io.length > IO_KEEP) this.#trim();
     return stored;
   }
@@ -277,12 +432,15 @@ class Shmap {
 
   /** Removes `key`; true if it was present. */
   delete(key) {
-    return native.remove(this.#id, writeKey(key));
+    const klen = writeKey(key);
+    this.#dcForget(key, klen);
+    return native.remove(this.#id, klen);
   }
 
   /** Removes every entry, for every process. */
   clear() {
     native.clear(this.#id);
+    this.#dcClear();
   }
 
   /**
@@ -358,7 +516,7 @@ class Shmap {
       const out = native.lease(this.#id, writeKey(key), this.#leaseMs);
       if (out.state !== 0) return out;
       if (out.code >= 0) return { state: 0, value: decode(this.#io, out.code) };
-      this.#ensure(-2 - out.code);
+      this.#ensure(-3 - out.code);
     }
   }
 
@@ -384,7 +542,9 @@ class Shmap {
     }
     try {
       // The loader may have used this map: write the key again.
-      this.#store(writeKey(key), value, ttl, false);
+      const klen = writeKey(key);
+      this.#store(klen, value, ttl, false);
+      this.#dcForget(key, klen);
     } catch (e) {
       this.#release(key, token);
       throw e;
@@ -415,9 +575,13 @@ class Shmap {
     return this.entries()[Symbol.iterator]();
   }
 
-  /** A snapshot of the map's counters. */
+  /** A snapshot of the map's counters, and of this handle's decode cache. */
   stats() {
-    return native.stats(this.#id);
+    const s = native.stats(this.#id);
+    s.decodeCacheEntries = this.#dc.size;
+    s.decodeCacheBytes = this.#dcBytes;
+    s.decodeCacheHits = this.#dcHits;
+    return s;
   }
 
   /** Writes the map to its file (needed for durability on disk; a no-op in effect on tmpfs). */
@@ -428,6 +592,7 @@ class Shmap {
   /** Closes this handle; later calls throw ERR_SHMAP_CLOSED. Idempotent. */
   close() {
     native.close(this.#id);
+    this.#dcClear();
   }
 
   /** Sets the default time to live in ms for every process (0 = never expire). */

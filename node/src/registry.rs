@@ -15,6 +15,9 @@ pub struct Handle {
     pub key: Buffer,
     /// The buffer values are copied into (and written from).
     pub io: Buffer,
+    /// Two native-endian f64s (a per-thread `Float64Array` in JS): the record version JS holds a
+    /// decoded copy of, for `getIf`, and the version of the record the last hit copied.
+    pub ver: Buffer,
 }
 
 enum Slot {

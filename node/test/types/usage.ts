@@ -2,7 +2,7 @@
 // accept every documented use and reject the misuses marked @ts-expect-error.
 import shmap, { Shmap, NodeShareCache, type ShmapOptions, type ShmapStats, type ShmapError, type Value } from 'shmap';
 
-const options: ShmapOptions = { maxSize: 64 << 20, initialSize: 1 << 20, maxAge: 0, reset: true, lock: true, evict: true, leaseMs: 5000 };
+const options: ShmapOptions = { maxSize: 64 << 20, initialSize: 1 << 20, maxAge: 0, reset: true, lock: true, evict: true, leaseMs: 5000, decodeCache: 1 << 20 };
 const m = new Shmap('types-demo', options);
 const same: typeof Shmap = shmap.Shmap;
 
@@ -22,6 +22,7 @@ for (const [key, value] of m) console.log(key.length, value);
 const entries: Array<[string, Value]> = m.entries();
 const stats: ShmapStats = m.stats();
 const evicted: number = stats.evictions + stats.expired + stats.liveBytes + stats.deadBytes + stats.fileBytes + stats.generation;
+const kept: number = stats.decodeCacheEntries + stats.decodeCacheBytes + stats.decodeCacheHits;
 m.flush();
 m.setMaxAge(1000);
 m.setMaxSize(1 << 30);
@@ -44,6 +45,8 @@ m.set('k', undefined);
 m.get(5);
 // @ts-expect-error: options are typed
 new Shmap('x', { maxSize: '1MB' });
+// @ts-expect-error: decodeCache is a byte count
+new Shmap('x', { decodeCache: true });
 
 try {
   m.get('k');
@@ -64,4 +67,4 @@ const st: ShmapStats = c.stat();
 const inner: Shmap = c.shmap;
 c.destroy();
 
-export { same, added, present, removed, count, loaded, later, n, keys, entries, evicted, ro, p, u, got, ok, deleted, st, inner };
+export { same, added, present, removed, count, loaded, later, n, keys, entries, evicted, kept, ro, p, u, got, ok, deleted, st, inner };
