@@ -96,8 +96,7 @@ fn open_shared(path: &Path, opts: &Options) -> Result<Shared> {
             Err(TryLockError::WouldBlock) => {
                 file.lock_shared()
                     .map_err(|e| Error::io("flock map file", e))?;
-                let len = file.metadata().map_err(|e| Error::io("stat", e))?.len();
-                if len >= HEADER_LEN {
+                if !unfinished(&file)? {
                     let sb = read_superblock(&file, path)?;
                     return finish_attach(path, file, opts, sb);
                 }
@@ -137,10 +136,20 @@ fn read_superblock(file: &File, path: &Path) -> Result<Superblock> {
     Ok(sb)
 }
 
+/// Whether the file is one a creator left unfinished: empty, or no magic written yet (the
+/// creator writes the superblock last). Such a file is (re-)created, never refused.
+fn unfinished(file: &File) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 8];
+    let n = file
+        .read_at(&mut magic, 0)
+        .map_err(|e| Error::io("read map file", e))?;
+    Ok(n == 0 || (n == magic.len() && magic == [0; 8]))
+}
+
 /// Alone with the file (exclusive flock): create, re-create, or validate and recover it.
 fn init_alone(path: &Path, file: &File, opts: &Options) -> Result<Superblock> {
-    let len = file.metadata().map_err(|e| Error::io("stat", e))?.len();
-    let fresh = if len == 0 {
+    let fresh = if unfinished(file)? {
         true
     } else {
         match read_superblock(file, path) {

@@ -219,3 +219,15 @@ proptest! {
 
     }
 }
+
+/// A creator killed before it wrote the superblock (written last) leaves zeros: the next
+/// opener re-creates the map instead of refusing a "foreign" file.
+#[test]
+fn unfinished_creation_is_recreated() {
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "unfinished");
+    std::fs::write(&path, vec![0u8; 64 << 10]).unwrap();
+    let m = open(&path).unwrap();
+    m.set(b"k", b"v").unwrap();
+    assert_eq!(m.get(b"k").unwrap().unwrap(), b"v");
+}
