@@ -12,23 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use shmap::{Options, Shmap};
 
-const KEYS_PER_WRITER: u64 = 300;
+mod common;
 
-/// Small deterministic PRNG (xorshift64*), seeded per run and printed for reproduction.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+const KEYS_PER_WRITER: u64 = 300;
 
 /// Children exit when the parent test dies (they would otherwise run forever).
 fn orphaned(parent: u32) -> bool {

@@ -11,20 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use common::*;
 use shmap::{Options, SetOptions, Shmap};
 
-/// Small deterministic PRNG (xorshift64*).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Zipf(s) sampler over `n` keys by inverse CDF.
 fn zipf_trace(n: usize, s: f64, len: usize, seed: u64) -> Vec<u64> {
     let weights: Vec<f64> = (1..=n).map(|i| 1.0 / (i as f64).powf(s)).collect();
