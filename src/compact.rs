@@ -200,6 +200,8 @@ struct Carry {
 impl<'a> Writer<'a> {
     /// Builds a new generation per `plan` and switches to it with one store.
     pub fn switch(&mut self, mut plan: Plan, fill: Fill) -> Result<()> {
+        // Return what earlier switches retired (if their grace passed) before taking more.
+        self.maintain()?;
         let mut carry = if fill == Fill::Empty {
             Vec::new()
         } else {

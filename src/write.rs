@@ -534,6 +534,13 @@ impl<'a> Writer<'a> {
 
     /// Shrinks when live data has fallen far below the ring (and above the initial size).
     fn maybe_shrink(&mut self) -> Result<()> {
+        // One shrink per grace period: while deletes continue, each earlier shrink's retired
+        // regions still hold their pages, and stacking copies would raise memory before
+        // lowering it.
+        let since = self.now.saturating_sub(self.ctl(ctl!(switched_ms))?);
+        if since < self.sh.grace.as_millis() as u64 {
+            return Ok(());
+        }
         if let Some(plan) = crate::compact::shrink_plan(self)? {
             match self.switch(plan, crate::compact::Fill::Keep) {
                 Err(Error::NoSpace { .. }) => {}

@@ -85,3 +85,35 @@ fn retired_regions_keep_their_pages_during_the_grace_period() {
         "{before:?} {after:?}"
     );
 }
+
+/// Deleting most entries shrinks the map without first piling up copies: at most one shrink
+/// per grace period, so allocated memory never climbs far above where it started.
+#[test]
+fn mass_deletion_does_not_pile_up_copies() {
+    let dir = shm_dir();
+    let map = Shmap::open(
+        map_path(dir.path(), "mass"),
+        &Options::new().initial_size(64 << 10),
+    )
+    .unwrap();
+    for i in 0..30_000u32 {
+        map.set(format!("k{i}").as_bytes(), &[5u8; 1000]).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    map.flush().unwrap();
+    let start = map.stats().unwrap().file_allocated_bytes;
+    let mut peak = start;
+    for i in 0..29_000u32 {
+        map.remove(format!("k{i}").as_bytes()).unwrap();
+        if i % 100 == 0 {
+            peak = peak.max(map.stats().unwrap().file_allocated_bytes);
+        }
+    }
+    println!(
+        "allocated {} MiB before deleting, peak {} MiB",
+        start >> 20,
+        peak >> 20
+    );
+    // One shrink in flight: the old ring plus a new one of at most half its size (1.5x).
+    assert!(peak * 5 <= start * 8, "peak {peak} vs {start} at the start");
+}
