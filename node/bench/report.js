@@ -30,7 +30,7 @@ function worker() {
   let held = null; // what a memory job keeps alive
   process.on('disconnect', () => process.exit(0));
   process.on('message', async (m) => {
-    if (m.t === 'go') return go();
+    if (m.t === 'go') { if (go) go(); return; } // (the growth job waits for its own 'go')
     try {
       if (m.t === 'run') {
         const client = await require('./backends').load(m.backend).open(m.opts);
@@ -50,6 +50,8 @@ function worker() {
         process.send({ t: 'done', ...r });
       } else if (m.t === 'grow') {
         process.send({ t: 'done', ...(await growthJob(m)) });
+      } else if (m.t === 'read') {
+        readerJob(m);
       }
     } catch (e) {
       process.send({ t: 'error', message: String((e && e.stack) || e) });
@@ -180,7 +182,7 @@ async function memoryStep(m, held) {
       let bytes = 0;
       for (let i = 0; i < m.n; i++) bytes += map.get(memKey(i)).length;
       gc();
-      return { held: map, bytes };
+      return { held: map, bytes, decodeCacheBytes: map.stats().decodeCacheBytes || 0 };
     }
     case 'fill': { // lru-cache, worker: its own copy of the data set
       const { LRUCache } = require('lru-cache');
@@ -201,14 +203,27 @@ async function memoryStep(m, held) {
 }
 
 // ---- growth and shrink of one map, in a fresh process.
-async function growthJob({ name, until, valueBytes, presized }) {
+// With `reader`, it tells the primary when the map exists ({t: 'created'}) and waits for
+// {t: 'go'} (a reader process has opened it by then), and says {t: 'grown'} when growth ends.
+async function growthJob({ name, until, valueBytes, presized, reader }) {
   const { Shmap } = require(require('./backends/shmap').PKG);
   const clock = process.hrtime.bigint;
   const value = 'x'.repeat(valueBytes);
   const opts = presized
     ? { initialSize: until + 64 * MiB, maxSize: 8 * until, reset: true }
     : { initialSize: MiB, maxSize: 8 * until, reset: true };
+  const tc = clock();
   const map = new Shmap(name, opts);
+  map.set('grow:0', value); // the first set writes the first page
+  const createMs = Number(clock() - tc) / 1e6;
+  map.delete('grow:0');
+  if (reader) {
+    await new Promise((resolve) => {
+      const on = (m) => { if (m.t === 'go') { process.off('message', on); resolve(); } };
+      process.on('message', on);
+      process.send({ t: 'created' });
+    });
+  }
   const snap = (extra) => {
     const s = map.stats();
     return { entries: s.entries, liveBytes: s.liveBytes, fileBytes: s.fileBytes, fileAllocatedBytes: s.fileAllocatedBytes,
@@ -239,6 +254,7 @@ async function growthJob({ name, until, valueBytes, presized }) {
   }
   const growMs = Number(clock() - t0) / 1e6;
   const grown = snap({ ms: growMs, sets: n });
+  if (reader) process.send({ t: 'grown' });
   await sleep(1100); // the grace period of retired regions
   map.flush(); // returns them
   const settled = snap({});
@@ -271,7 +287,40 @@ async function growthJob({ name, until, valueBytes, presized }) {
   }
   map.close();
   require('fs').rmSync(map.path || `/dev/shm/${name}`, { force: true });
-  return { valueBytes, until, presized: Boolean(presized), first, steps, grown, settled, growMs, sets: n, maxSetMs: maxSetNs / 1e6, shrink };
+  return { valueBytes, until, presized: Boolean(presized), createMs, first, steps, grown, settled, growMs, sets: n, maxSetMs: maxSetNs / 1e6, shrink };
+}
+
+// Another process reading the growing map: gets of random present keys (`grow:<i>`, i below the
+// map's size), each timed, until {t: 'stop'}; then {t: 'done', get: histogram, hits, misses}.
+function readerJob({ name }) {
+  const { Shmap } = require(require('./backends/shmap').PKG);
+  const map = new Shmap(name, {});
+  const clock = process.hrtime.bigint, h = new Hist();
+  let stop = false, hits = 0, misses = 0;
+  const on = (m) => { if (m.t === 'stop') stop = true; };
+  process.on('message', on);
+  const chunk = () => {
+    if (stop) {
+      process.off('message', on);
+      map.close();
+      process.send({ t: 'done', get: h.toJSON(), hits, misses });
+      return;
+    }
+    const end = performance.now() + 5;
+    do {
+      const n = map.size;
+      for (let j = 0; j < 64; j++) {
+        const k = `grow:${Math.floor(Math.random() * n)}`;
+        const t0 = clock();
+        const v = map.get(k);
+        h.add(Number(clock() - t0));
+        if (v === undefined) misses++; else hits++;
+      }
+    } while (performance.now() < end);
+    setImmediate(chunk);
+  };
+  process.send({ t: 'reading' });
+  setImmediate(chunk);
 }
 
 // ================================================================= primary side
@@ -290,7 +339,7 @@ function options() {
     quick,
     out: path.resolve(v.out || (quick ? path.join(__dirname, 'results', 'report-quick') : path.join(ROOT, 'docs', 'perf'))),
     sections,
-    backends: list(v.backends || 'shmap,lru,lmdb,redis,ipc'),
+    backends: list(v.backends || 'shmap,shmap-nodc,lru,lmdb,redis,ipc'),
     build: !v['no-build'],
     render: v.render,
     throughput: {
@@ -355,7 +404,9 @@ function sh(cmd, args, opts = {}) {
 }
 
 function machine() {
-  const pkgVersion = (p) => { try { return require(`${p}/package.json`).version; } catch { return null; } };
+  const pkgVersion = (p) => {
+    try { return JSON.parse(fs.readFileSync(path.join(__dirname, 'node_modules', p, 'package.json'), 'utf8')).version; } catch { return null; }
+  };
   const osRelease = (() => { try { return /PRETTY_NAME="([^"]+)"/.exec(fs.readFileSync('/etc/os-release', 'utf8'))[1]; } catch { return null; } })();
   const redis = sh('redis-server', ['--version']);
   return {
@@ -380,12 +431,14 @@ function summarizeRuns(runs, valueBytes) {
     const bytes = ws.map((w) => (((w.gets - w.misses + w.sets) * valueBytes) / w.ms) * 1e3);
     const sum = (xs) => xs.reduce((a, b) => a + b, 0);
     return { perProcess: sum(rate) / rate.length, aggregate: sum(rate), mbPerProcess: sum(bytes) / bytes.length / 1e6,
-      cpuPerOpUs: (sum(ws.map((w) => w.cpuMs)) * 1e3) / Math.max(1, sum(ws.map((w) => w.ops))) };
+      cpuPerOpUs: (sum(ws.map((w) => w.cpuMs)) * 1e3) / Math.max(1, sum(ws.map((w) => w.ops))),
+      // CPU the workers got, in cores: near min(N, nproc) unless they waited or others ran.
+      cores: sum(ws.map((w) => w.cpuMs)) / (sum(ws.map((w) => w.ms)) / ws.length) };
   });
   const med = (k) => median(rounds.map((r) => r[k]));
   const pp = rounds.map((r) => r.perProcess);
   return { perProcess: med('perProcess'), aggregate: med('aggregate'), mbPerProcess: med('mbPerProcess'),
-    cpuPerOpUs: med('cpuPerOpUs'), rounds: pp, min: Math.min(...pp), max: Math.max(...pp),
+    cpuPerOpUs: med('cpuPerOpUs'), rounds: pp, cores: rounds.map((r) => +r.cores.toFixed(2)), min: Math.min(...pp), max: Math.max(...pp),
     misses: runs.flat().reduce((a, w) => a + w.misses, 0) };
 }
 
@@ -400,7 +453,26 @@ async function initBackends(names, cfg) {
   return { active, skipped };
 }
 
+// shmap's speed over another backend's: the median over rounds of the two backends' ratio in the
+// same round (they ran seconds apart), which cancels slow drifts of the machine's load.
+function pairedRatio(a, b) {
+  if (a.rounds.length !== b.rounds.length) return a.perProcess / b.perProcess;
+  return require('./cluster').median(a.rounds.map((x, i) => x / b.rounds[i]));
+}
+
+// CPU time the machine's vCPUs accounted (all states, idle included) per second of wall time, in
+// cores: the machine's nproc when the hypervisor runs every vCPU all the time, less when the host
+// is busy elsewhere (this guest sees no steal time). Measured around each run.
+const USER_HZ = 100;
+function cpuTicks() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1, 9).map(Number);
+  return { ticks: f.reduce((a, b) => a + b, 0), busy: f.reduce((a, b) => a + b, 0) - f[3] - f[4], t: performance.now() };
+}
+const vcpus = (a, b) => ({ available: +((b.ticks - a.ticks) / USER_HZ / ((b.t - a.t) / 1e3)).toFixed(2),
+  busy: +((b.busy - a.busy) / USER_HZ / ((b.t - a.t) / 1e3)).toFixed(2) });
+
 // Runs `job` for every active backend on `workers`, `rounds` times, in an order rotated per round.
+// onRun(backend, round, workers' results, { available, busy } vCPUs during the run).
 async function alternate(workers, active, skipped, opts, rounds, job, onRun) {
   const { runOnce } = require('./cluster');
   for (let round = 0; round < rounds; round++) {
@@ -408,7 +480,9 @@ async function alternate(workers, active, skipped, opts, rounds, job, onRun) {
     for (const b of order) {
       if (skipped[b.name]) continue;
       try {
-        onRun(b.name, round, await runOnce(workers, b, opts[b.name], job));
+        const t0 = cpuTicks();
+        const ws = await runOnce(workers, b, opts[b.name], job);
+        onRun(b.name, round, ws, vcpus(t0, cpuTicks()));
       } catch (e) {
         skipped[b.name] = `failed: ${e.message.split('\n')[0]}`;
         log(`note: ${b.name} failed, skipped from now on:\n${e.message}`);
@@ -449,19 +523,20 @@ async function throughputAndLatency(cfg, data) {
         if (doThroughput) {
           for (const n of T.workers) {
             for (const [mix, reads, writes] of MIXES) {
-              const byBackend = {};
+              const byBackend = {}, cpuBy = {};
               const t = Date.now();
               await alternate(pool.slice(0, n), active, skipped, opts, T.rounds,
                 { reads, writes, value, ms: T.seconds[si] * 1e3, batch: T.batch[si] },
-                (backend, round, ws) => {
+                (backend, round, ws, cpu) => {
                   (byBackend[backend] ??= []).push(ws);
-                  data.throughput.runs.push({ size: sizeName, valueBytes, workers: n, mix, round, backend, ws });
+                  (cpuBy[backend] ??= []).push(cpu);
+                  data.throughput.runs.push({ size: sizeName, valueBytes, workers: n, mix, round, backend, vcpus: cpu, ws });
                 });
               const rows = {};
-              for (const name of names) if (byBackend[name]) rows[name] = summarizeRuns(byBackend[name], valueBytes);
+              for (const name of names) if (byBackend[name]) rows[name] = { ...summarizeRuns(byBackend[name], valueBytes), vcpus: cpuBy[name] };
               for (const [backend, s] of Object.entries(rows)) data.throughput.cells.push({ size: sizeName, valueBytes, workers: n, mix, backend, ...s });
               const cell = (name) => (rows[name] ? fmt(rows[name].perProcess) : '-');
-              const ratios = rows.shmap ? names.filter((x) => x !== 'shmap' && rows[x]).map((x) => `/${x} ${(rows.shmap.perProcess / rows[x].perProcess).toFixed(1)}x`).join(' ') : '';
+              const ratios = rows.shmap ? names.filter((x) => x !== 'shmap' && rows[x]).map((x) => `/${x} ${pairedRatio(rows.shmap, rows[x]).toPrecision(3)}x`).join(' ') : '';
               log(`  ${sizeName.padEnd(5)} ${String(n).padStart(2)} workers ${mix.padEnd(10)} ops/s/proc: ${names.map((x) => `${x} ${cell(x)}`).join(', ')}  shmap${ratios}  (${((Date.now() - t) / 1e3).toFixed(1)} s)`);
             }
           }
@@ -469,12 +544,15 @@ async function throughputAndLatency(cfg, data) {
         if (doLatency) {
           const L = cfg.latency;
           for (const n of L.workers) {
-            const byBackend = {};
+            const byBackend = {}, cpuBy = {};
             await alternate(pool.slice(0, n), active, skipped, opts, L.rounds,
               { reads: 1, writes: 1, value, ms: L.seconds * 1e3, batch: T.batch[si], latency: true },
-              (backend, round, ws) => { (byBackend[backend] ??= []).push(...ws); });
+              (backend, round, ws, cpu) => {
+                (byBackend[backend] ??= []).push(...ws);
+                (cpuBy[backend] ??= []).push({ ...cpu, workers: +(ws.reduce((a, w) => a + w.cpuMs / w.ms, 0)).toFixed(2) });
+              });
             for (const [backend, ws] of Object.entries(byBackend)) {
-              const c = { size: sizeName, valueBytes, workers: n, backend, ops: ws.reduce((a, w) => a + w.ops, 0),
+              const c = { size: sizeName, valueBytes, workers: n, backend, vcpus: cpuBy[backend], ops: ws.reduce((a, w) => a + w.ops, 0),
                 get: mergeHists(ws.map((w) => w.get)), set: mergeHists(ws.map((w) => w.set)) };
               data.latency.cells.push(c);
               const us = (x) => (x / 1e3).toFixed(x < 1e4 ? 2 : 0);
@@ -513,13 +591,17 @@ function pss(pid) {
   return { pss: kb('Pss'), rss: kb('Rss'), pssShmem: kb('Pss_Shmem'), pssAnon: kb('Pss_Anon') };
 }
 
+// V8's young generation grows with recent allocation (to 32 MiB after reading 100 MB of values)
+// and stays committed: fixed small on both sides, so PSS differs by the data held, not by history.
+const MEM_NODE_ARGS = ['--expose-gc', '--max-semi-space-size=1'];
+
 async function memory(cfg, data) {
   const M = cfg.memory;
   const { next } = require('./cluster');
   const { PKG } = require('./backends/shmap');
   let shmapOk = true;
   try { require(PKG); } catch { shmapOk = false; }
-  data.memory = { entries: M.entries, valueBytes: M.bytes, cells: [], note: shmapOk ? null : 'shmap package not loadable' };
+  data.memory = { entries: M.entries, valueBytes: M.bytes, nodeArgs: MEM_NODE_ARGS, cells: [], note: shmapOk ? null : 'shmap package not loadable' };
   const ask = async (procs, msgs) => {
     const done = next(procs);
     procs.forEach((p, i) => p.send(msgs[i]));
@@ -533,27 +615,33 @@ async function memory(cfg, data) {
     for (const kind of ['shmap', 'lru']) {
       if (kind === 'shmap' && !shmapOk) continue;
       const name = `shmap-report-mem-${process.pid}`;
-      const procs = Array.from({ length: n + 1 }, () => fork(__filename, ['--worker'], { execArgv: ['--expose-gc'] }));
+      const procs = Array.from({ length: n + 1 }, () => fork(__filename, ['--worker'], { execArgv: MEM_NODE_ARGS }));
       const [primary, ...workers] = procs;
       try {
         await ask(procs, procs.map(() => ({ t: 'mem', step: 'init', kind, bytes: M.bytes })));
         await sleep(200);
         const idle = { pss: sum(procs, 'pss'), rss: sum(procs, 'rss') };
-        let stats = null;
+        let stats = null, decodeCacheBytes = null;
         if (kind === 'shmap') {
           [{ stats }] = await ask([primary], [{ t: 'mem', step: 'create', kind, name, n: M.entries, bytes: M.bytes, maxSize: 1024 * MiB }]);
-          await ask(workers, workers.map(() => ({ t: 'mem', step: 'open', kind, name, n: M.entries })));
+          const rs = await ask(workers, workers.map(() => ({ t: 'mem', step: 'open', kind, name, n: M.entries })));
+          decodeCacheBytes = rs.reduce((a, r) => a + r.decodeCacheBytes, 0);
         } else {
-          await ask(workers, workers.map(() => ({ t: 'mem', step: 'fill', kind, n: M.entries, bytes: M.bytes })));
+          const [w0] = await ask(workers, workers.map(() => ({ t: 'mem', step: 'fill', kind, n: M.entries, bytes: M.bytes })));
+          data.memory.meanValueBytes = Math.round(w0.bytes / M.entries);
         }
         await sleep(200);
         const per = procs.map((p) => pss(p.pid));
         const loaded = { pss: per.reduce((a, x) => a + x.pss, 0), rss: per.reduce((a, x) => a + x.rss, 0) };
         const cell = { workers: n, kind, idlePss: idle.pss, idleRss: idle.rss, pss: loaded.pss, rss: loaded.rss,
           primaryPss: per[0].pss, workerPss: per.slice(1).map((x) => x.pss), pssShmem: per.reduce((a, x) => a + x.pssShmem, 0),
-          fileAllocatedBytes: stats ? stats.fileAllocatedBytes : null, liveBytes: stats ? stats.liveBytes : null };
+          // PSS counts only pages some process maps; the map's file may hold more (its whole
+          // ring is allocated). Memory actually used: PSS without shared memory + the file's pages.
+          used: stats ? loaded.pss - per.reduce((a, x) => a + x.pssShmem, 0) + stats.fileAllocatedBytes : loaded.pss,
+          fileAllocatedBytes: stats ? stats.fileAllocatedBytes : null, liveBytes: stats ? stats.liveBytes : null, decodeCacheBytes };
         data.memory.cells.push(cell);
-        log(`  memory ${n} workers ${kind.padEnd(5)} total PSS ${(cell.pss / MiB).toFixed(1)} MiB (idle ${(cell.idlePss / MiB).toFixed(1)}, data ${((cell.pss - cell.idlePss) / MiB).toFixed(1)}); RSS ${(cell.rss / MiB).toFixed(1)} MiB`);
+        log(`  memory ${n} workers ${kind.padEnd(5)} total PSS ${(cell.pss / MiB).toFixed(1)} MiB (idle ${(cell.idlePss / MiB).toFixed(1)}, data ${((cell.pss - cell.idlePss) / MiB).toFixed(1)}); ` +
+          `RSS ${(cell.rss / MiB).toFixed(1)} MiB${stats ? `; with the file's unmapped pages ${(cell.used / MiB).toFixed(1)} MiB (file ${(stats.fileAllocatedBytes / MiB).toFixed(1)} MiB allocated, ${(stats.liveBytes / MiB).toFixed(1)} MiB live)` : ''}`);
         await ask(procs, procs.map(() => ({ t: 'mem', step: 'close' })));
       } finally {
         for (const p of procs) p.disconnect();
@@ -568,24 +656,39 @@ async function growth(cfg, data) {
   const G = cfg.growth;
   const { PKG } = require('./backends/shmap');
   try { require(PKG); } catch (e) { data.growth = { note: `shmap package not loadable: ${e.message.split('\n')[0]}` }; return; }
+  // The growing map is read all along by a second process (the reader), which times its gets.
   const runJob = (job) => new Promise((resolve, reject) => {
     const p = fork(__filename, ['--worker']);
+    const r = job.reader ? fork(__filename, ['--worker']) : null;
+    let readerResult = null, result = null;
+    const finish = () => { if (result && (!r || readerResult)) { p.disconnect(); if (r) r.disconnect(); resolve({ ...result, reader: readerResult }); } };
+    const fail = (e) => { p.kill(); if (r) r.kill(); reject(e); };
     p.on('message', (m) => {
-      if (m.t === 'done') { p.disconnect(); resolve(m); } else if (m.t === 'error') { p.disconnect(); reject(new Error(m.message)); }
+      if (m.t === 'created') {
+        r.once('message', (x) => (x.t === 'reading' ? p.send({ t: 'go' }) : fail(new Error(x.message))));
+        r.send({ t: 'read', name: job.name });
+      } else if (m.t === 'grown') {
+        r.once('message', (x) => { if (x.t === 'done') { delete x.t; readerResult = x; finish(); } else fail(new Error(x.message)); });
+        r.send({ t: 'stop' });
+      } else if (m.t === 'done') { delete m.t; result = m; finish(); } else if (m.t === 'error') fail(new Error(m.message));
     });
-    p.on('exit', (code) => reject(new Error(`growth job exited with ${code}`)));
+    p.on('exit', (code) => { if (!result) fail(new Error(`growth job exited with ${code}`)); });
     p.send({ t: 'grow', ...job });
   });
   const name = `shmap-report-grow-${process.pid}`;
   try {
-    const grow = await runJob({ name, until: G.until, valueBytes: G.valueBytes });
+    const grow = await runJob({ name, until: G.until, valueBytes: G.valueBytes, reader: true });
     const presized = await runJob({ name, until: G.until, valueBytes: G.valueBytes, presized: grow.sets });
-    delete grow.t; delete presized.t;
+    if (grow.reader) grow.reader.get = mergeHists([grow.reader.get]);
     data.growth = { grow, presized };
     const g = grow.grown;
     log(`  growth: ${fmtInt(grow.sets)} sets of ${G.valueBytes} B to a ${(g.fileBytes / MiB).toFixed(0)} MiB file in ${(grow.growMs / 1e3).toFixed(2)} s ` +
       `(${grow.steps.length} switches, copied ${(g.bytesCopied / g.bytesWritten).toFixed(2)} B per B written, longest set ${grow.maxSetMs.toFixed(1)} ms); ` +
-      `presized: ${(presized.growMs / 1e3).toFixed(2)} s`);
+      `presized: ${(presized.growMs / 1e3).toFixed(2)} s + ${presized.createMs.toFixed(0)} ms to create`);
+    if (grow.reader && grow.reader.get) {
+      const h = grow.reader.get;
+      log(`  reader meanwhile: ${fmtInt(h.n)} gets, p50 ${(h.p50 / 1e3).toFixed(2)} us, p99 ${(h.p99 / 1e3).toFixed(2)} us, p99.9 ${(h.p999 / 1e3).toFixed(1)} us, max ${(h.max / 1e6).toFixed(2)} ms; ${grow.reader.misses} misses`);
+    }
     const s = grow.shrink;
     log(`  shrink: deleted ${fmtInt(s.deleted)} of ${fmtInt(grow.sets)}: allocated ${(grow.settled.fileAllocatedBytes / MiB).toFixed(0)} -> ${(s.afterDelete.fileAllocatedBytes / MiB).toFixed(0)} MiB, ` +
       `${(s.afterGrace.fileAllocatedBytes / MiB).toFixed(0)} MiB after the grace period (${s.steps.length} switches, longest delete ${s.maxDeleteMs.toFixed(1)} ms)`);

@@ -3,7 +3,7 @@
 const NOOP = async () => {};
 const DEFAULTS = { init: async () => null, setup: async () => ({}), attach() {}, teardown: NOOP, shutdown: NOOP };
 
-const NAMES = ['shmap', 'ipc', 'lmdb', 'redis', 'lru'];
+const NAMES = ['shmap', 'shmap-nodc', 'ipc', 'lmdb', 'redis', 'lru'];
 const load = (name) => ({ ...DEFAULTS, ...require(`./${name}`) });
 
 module.exports = { NAMES, load };
