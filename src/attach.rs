@@ -149,9 +149,7 @@ fn unfinished(file: &File) -> Result<bool> {
 
 /// Alone with the file (exclusive flock): create, re-create, or validate and recover it.
 fn init_alone(path: &Path, file: &File, opts: &Options) -> Result<Superblock> {
-    let fresh = if unfinished(file)? {
-        true
-    } else {
+    if !unfinished(file)? {
         match read_superblock(file, path) {
             Ok(sb) => {
                 recover_alone(path, file, opts, &sb)?;
@@ -159,13 +157,10 @@ fn init_alone(path: &Path, file: &File, opts: &Options) -> Result<Superblock> {
             }
             // A map of another version, or a damaged header, may be re-created on request; a
             // file that is not a map never is.
-            Err(Error::UnsupportedVersion { .. }) | Err(Error::Corrupt { .. }) if opts.reset => {
-                true
-            }
+            Err(Error::UnsupportedVersion { .. }) | Err(Error::Corrupt { .. }) if opts.reset => {}
             Err(e) => return Err(e),
         }
-    };
-    debug_assert!(fresh);
+    }
     crate::compact::create(file, opts)
 }
 

@@ -550,7 +550,7 @@ impl Shmap {
         let sh = self.live()?;
         if !self.read_only && sh.mem.writable() {
             let mut g = WriteGuard::take(sh)?;
-            g.writer()?.maintain()?;
+            g.writer()?.housekeep()?;
         }
         sh.mem.sync(0, sh.mem.file_len())
     }
@@ -716,7 +716,7 @@ impl<'a> WriteGuard<'a> {
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
         if let Some(wr) = self.wr.as_mut() {
-            let _ = wr.maintain();
+            let _ = wr.housekeep();
         }
         lock::unlock_writer(&self.sh.mem);
     }

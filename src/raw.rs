@@ -190,16 +190,7 @@ impl Mem {
             }
         }
         self.known_len.fetch_max(end, Ordering::AcqRel);
-        let w = self.ensure(end)?;
-        // On tmpfs the pages now exist: map them in one call rather than one fault per 4 KiB
-        // page while the new generation is written (a third of a large growth's time). Not on
-        // disk, where it would dirty (and write back) every block. Best effort (Linux 5.14+).
-        if self.writable && self.is_tmpfs() && len >= 1 << 20 {
-            let _ = w
-                .map
-                .advise_range(memmap2::Advice::PopulateWrite, off as usize, len as usize);
-        }
-        Ok(())
+        self.ensure(end).map(|_| ())
     }
 
     /// Returns the blocks of `[off, off + len)` to the OS; the range reads as zeros afterwards.

@@ -182,7 +182,8 @@ impl<'a> Writer<'a> {
                     self.make_index_room()?;
                     continue;
                 }
-                Probe::Suspect { .. } => unreachable_suspect()?,
+                // `probe` repairs damage before it returns.
+                Probe::Suspect { offset, what, .. } => return Err(Error::corrupt(offset, what)),
             };
             if old.is_none() && self.index_needs_room()? {
                 self.make_index_room()?;
@@ -532,6 +533,13 @@ impl<'a> Writer<'a> {
         self.recount()
     }
 
+    /// End-of-operation upkeep: return retired pages whose grace passed, and take a shrink
+    /// that was due but deferred (one shrink per grace period).
+    pub fn housekeep(&mut self) -> Result<()> {
+        self.maintain()?;
+        self.maybe_shrink()
+    }
+
     /// Shrinks when live data has fallen far below the ring (and above the initial size).
     fn maybe_shrink(&mut self) -> Result<()> {
         // One shrink per grace period: while deletes continue, each earlier shrink's retired
@@ -599,10 +607,6 @@ pub(crate) enum Target {
     Room(u64),
     /// At most this many live entries.
     Entries(u64),
-}
-
-fn unreachable_suspect() -> Result<(u64, Option<u64>)> {
-    Err(Error::corrupt(0, "probe returned damage after repair"))
 }
 
 /// Reads every live, unexpired entry of `g` (values too if asked); also returns the lowest
