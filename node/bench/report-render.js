@@ -347,7 +347,7 @@ function markdown(data, charts) {
     const s = G.shrink;
     if (s) {
       o.push(`- **Shrink**: deleting ${int(s.deleted)} of ${int(G.sets)} entries took the allocated memory from ${mib(G.settled.fileAllocatedBytes, 0)} MiB to ` +
-        `${mib(s.afterGrace.fileAllocatedBytes, 0)} MiB once the 1 s grace period passed (${mib(G.settled.fileAllocatedBytes - s.afterGrace.fileAllocatedBytes, 0)} MiB returned).`);
+        `${mib(s.afterGrace.fileAllocatedBytes, 0)} MiB ${s.afterGrace.settleSeconds ? `within ${s.afterGrace.settleSeconds.toFixed(1)} s (one shrink per 1 s grace period, then a flush)` : 'once the 1 s grace period passed'} (${mib(G.settled.fileAllocatedBytes - s.afterGrace.fileAllocatedBytes, 0)} MiB returned).`);
     }
   }
   o.push('');
@@ -487,7 +487,7 @@ function markdown(data, charts) {
         r('grown, just after the last set', G.grown);
         r('grown, after the grace period + flush()', G.settled);
         r(`after deleting ${int(S.deleted)} (${S.steps.length} shrink switches, ${(S.deleteMs / 1e3).toFixed(2)} s, longest delete ${S.maxDeleteMs.toFixed(1)} ms)`, S.afterDelete);
-        r('after the grace period + flush()', S.afterGrace);
+        r(S.afterGrace.settleSeconds ? `settled: a flush() per 1 s grace period, ${S.afterGrace.settleSeconds.toFixed(1)} s` : 'after the grace period + flush()', S.afterGrace);
         o.push('', `Returned to the OS: ${mib(G.settled.fileAllocatedBytes - S.afterGrace.fileAllocatedBytes)} MiB of ${mib(G.settled.fileAllocatedBytes)} MiB ` +
           '(the file keeps its length — the hole is punched, the length never shrinks while mapped).', '');
       }

@@ -280,9 +280,18 @@ async function growthJob({ name, until, valueBytes, presized, reader }) {
     }
     const deleteMs = Number(clock() - t1) / 1e6;
     const afterDelete = snap({ ms: deleteMs, deleted });
-    await sleep(1100);
-    map.flush();
-    const afterGrace = snap({});
+    // shmap takes at most one shrink per 1 s grace period (retired pages are punched after it),
+    // and a deferred one at the next operation: flush once per grace period until it settles.
+    let afterGrace = afterDelete, settleRounds = 0;
+    for (; settleRounds < 6; settleRounds++) {
+      await sleep(1100);
+      map.flush();
+      const s2 = snap({});
+      const settled2 = s2.fileAllocatedBytes >= afterGrace.fileAllocatedBytes && settleRounds > 0;
+      afterGrace = s2;
+      if (settled2) break;
+    }
+    afterGrace.settleSeconds = (settleRounds + 1) * 1.1;
     shrink = { deleted, deleteMs, maxDeleteMs: maxDelNs / 1e6, steps: shrinkSteps, afterDelete, afterGrace };
   }
   map.close();
