@@ -92,18 +92,24 @@ function ensureDeps() {
 }
 
 // Next message of type ready|done|error from each worker (ipc traffic is ignored).
+// The next ready/done/error message of each worker; a worker that dies (a baseline's native
+// code can crash its process) answers with an error instead of hanging the run.
 const next = (workers) => Promise.all(workers.map((w) => new Promise((resolve) => {
-  const on = (m) => { if (['ready', 'done', 'error'].includes(m.t)) { w.off('message', on); resolve(m); } };
+  const died = (code, signal) => done({ t: 'error', message: `worker ${w.pid} exited (${signal || code})` });
+  const on = (m) => { if (['ready', 'done', 'error'].includes(m.t)) done(m); };
+  const done = (m) => { w.off('message', on); w.off('exit', died); resolve(m); };
+  if (w.exitCode !== null || w.signalCode !== null) return died(w.exitCode, w.signalCode);
   w.on('message', on);
+  w.on('exit', died);
 })));
 
 async function runOnce(workers, backend, opts, job) {
   const ready = next(workers);
-  for (const w of workers) w.send({ t: 'run', backend: backend.name, opts, ...job });
+  for (const w of workers) if (w.connected) w.send({ t: 'run', backend: backend.name, opts, ...job });
   const r = await ready;
   const going = workers.filter((_, i) => r[i].t === 'ready');
   const done = next(going);
-  for (const w of going) w.send({ t: 'go' });
+  for (const w of going) if (w.connected) w.send({ t: 'go' });
   const d = await done;
   const err = [...r, ...d].find((m) => m.t === 'error');
   if (err) throw new Error(err.message);

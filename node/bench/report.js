@@ -482,19 +482,22 @@ const vcpus = (a, b) => ({ available: +((b.ticks - a.ticks) / USER_HZ / ((b.t - 
 
 // Runs `job` for every active backend on `workers`, `rounds` times, in an order rotated per round.
 // onRun(backend, round, workers' results, { available, busy } vCPUs during the run).
+// A backend whose run fails (an error, or a worker that died in its native code) is left out
+// of the rest of this cell only, and the failure is logged; later cells try it again.
 async function alternate(workers, active, skipped, opts, rounds, job, onRun) {
   const { runOnce } = require('./cluster');
+  const failed = new Set();
   for (let round = 0; round < rounds; round++) {
     const order = active.map((_, i) => active[(i + round) % active.length]);
     for (const b of order) {
-      if (skipped[b.name]) continue;
+      if (skipped[b.name] || failed.has(b.name)) continue;
       try {
         const t0 = cpuTicks();
-        const ws = await runOnce(workers, b, opts[b.name], job);
+        const ws = await runOnce(workers(), b, opts[b.name], job);
         onRun(b.name, round, ws, vcpus(t0, cpuTicks()));
       } catch (e) {
-        skipped[b.name] = `failed: ${e.message.split('\n')[0]}`;
-        log(`note: ${b.name} failed, skipped from now on:\n${e.message}`);
+        failed.add(b.name);
+        log(`note: ${b.name} failed in this cell, left out of its remaining rounds: ${e.message.split('\n')[0]}`);
       }
     }
   }
@@ -508,8 +511,17 @@ async function throughputAndLatency(cfg, data) {
   data.skipped = skipped;
   const want = [...(cfg.sections.includes('throughput') ? cfg.throughput.workers : []),
     ...(cfg.sections.includes('latency') ? cfg.latency.workers : [])];
-  const pool = Array.from({ length: Math.max(...want) }, () => fork(__filename, ['--worker']));
-  for (const w of pool) for (const b of active) b.attach(w);
+  const spawn = () => {
+    const w = fork(__filename, ['--worker']);
+    for (const b of active) b.attach(w);
+    return w;
+  };
+  const pool = Array.from({ length: Math.max(...want) }, spawn);
+  // Workers of the first n, with any that died (a baseline that crashed) replaced.
+  const workersOf = (n) => () => {
+    for (let i = 0; i < n; i++) if (pool[i].exitCode !== null || pool[i].signalCode !== null) pool[i] = spawn();
+    return pool.slice(0, n);
+  };
   const T = cfg.throughput;
   if (cfg.sections.includes('throughput')) data.throughput = { workers: T.workers, rounds: T.rounds, seconds: T.seconds, keys: KEYS.length, cells: [], runs: [] };
   if (cfg.sections.includes('latency')) data.latency = { workers: cfg.latency.workers, seconds: cfg.latency.seconds, mix: 'read+write', cells: [] };
@@ -534,7 +546,7 @@ async function throughputAndLatency(cfg, data) {
             for (const [mix, reads, writes] of MIXES) {
               const byBackend = {}, cpuBy = {};
               const t = Date.now();
-              await alternate(pool.slice(0, n), active, skipped, opts, T.rounds,
+              await alternate(workersOf(n), active, skipped, opts, T.rounds,
                 { reads, writes, value, ms: T.seconds[si] * 1e3, batch: T.batch[si] },
                 (backend, round, ws, cpu) => {
                   (byBackend[backend] ??= []).push(ws);
@@ -554,7 +566,7 @@ async function throughputAndLatency(cfg, data) {
           const L = cfg.latency;
           for (const n of L.workers) {
             const byBackend = {}, cpuBy = {};
-            await alternate(pool.slice(0, n), active, skipped, opts, L.rounds,
+            await alternate(workersOf(n), active, skipped, opts, L.rounds,
               { reads: 1, writes: 1, value, ms: L.seconds * 1e3, batch: T.batch[si], latency: true },
               (backend, round, ws, cpu) => {
                 (byBackend[backend] ??= []).push(...ws);
