@@ -153,8 +153,12 @@ fn min_cap(wr: &Writer) -> Result<u64> {
 pub(crate) fn shrink_plan(wr: &Writer) -> Result<Option<Plan>> {
     let cap = wr.g.cap();
     let live = wr.ctl(ctl!(live_bytes))?;
+    // The cheap test first: this runs at the end of every write.
+    if live.saturating_mul(8) >= cap {
+        return Ok(None);
+    }
     let floor = min_cap(wr)?;
-    if cap <= floor || live.saturating_mul(8) >= cap {
+    if cap <= floor {
         return Ok(None);
     }
     let new = round_up(live.saturating_mul(4), PAGE)
