@@ -411,14 +411,19 @@ impl<'a> Writer<'a> {
         self.ctl_add(ctl!(evictions), evicted)
     }
 
-    /// First-fit placement after the header, away from the active regions.
-    fn place(&self, plan: &Plan) -> (u64, Option<u64>) {
+    /// The byte ranges in use: the header and the active generation's regions.
+    fn in_use(&self) -> Vec<(u64, u64)> {
         let d = &self.g.desc;
-        let mut used = vec![
+        vec![
             (0, HEADER_LEN),
             (d.index_off, d.index_off + d.index_len()),
             (d.log_off, d.log_off + d.log_len()),
-        ];
+        ]
+    }
+
+    /// First-fit placement after the header, away from the active regions.
+    fn place(&self, plan: &Plan) -> (u64, Option<u64>) {
+        let mut used = self.in_use();
         let alloc = |len: u64, used: &mut Vec<(u64, u64)>| {
             used.sort_unstable();
             let mut at = HEADER_LEN;
@@ -471,12 +476,7 @@ impl<'a> Writer<'a> {
     /// Punches holes over every byte of the file outside the header, the active regions and
     /// `keep`.
     fn punch_free(&self, keep: &[(u64, u64)]) -> Result<()> {
-        let d = &self.g.desc;
-        let mut used = vec![
-            (0, HEADER_LEN),
-            (d.index_off, d.index_off + d.index_len()),
-            (d.log_off, d.log_off + d.log_len()),
-        ];
+        let mut used = self.in_use();
         used.extend_from_slice(keep);
         used.sort_unstable();
         let end = self.sh.mem.refresh_len()?;

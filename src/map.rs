@@ -240,52 +240,26 @@ impl Shmap {
     fn read(&self, key: &[u8], sink: &mut dyn Sink) -> Result<Option<(Meta, Hit)>> {
         let sh = self.live()?;
         let h = self.hash(key)?;
-        let mut last_suspect = None;
-        for _ in 0..3 {
+        // Three lock-free attempts. If writers kept racing us, the fourth is made under a shared
+        // hold, which excludes them; a handle that may not take one (a read-only file) backs off.
+        for attempt in 0..200u32 {
+            let hold = match (attempt, sh.me) {
+                (3, Some(me)) => Some(SharedHold::take(sh, me)?),
+                _ => None,
+            };
             let g = Gen::load(&sh.mem)?;
             let w = sh.mem.w();
             let probe = g.lookup(w, key, h, sink)?;
-            if !g.still_valid(w, &probe)? {
-                continue;
-            }
-            match probe {
-                Probe::Suspect { offset, what, .. } => last_suspect = Some((offset, what)),
-                _ => return Ok(self.finish_read(&g, probe)),
-            }
-        }
-        if let Some((offset, what)) = last_suspect {
-            return Err(Error::corrupt(offset, what));
-        }
-        // Writers kept racing us: read under a shared hold, which excludes them.
-        let Some(me) = sh.me else {
-            return self.read_without_lock(key, h, sink);
-        };
-        let _hold = SharedHold::take(sh, me)?;
-        let g = Gen::load(&sh.mem)?;
-        match g.lookup(sh.mem.w(), key, h, sink)? {
-            Probe::Suspect { offset, what, .. } => Err(Error::corrupt(offset, what)),
-            probe => Ok(self.finish_read(&g, probe)),
-        }
-    }
-
-    /// Reads for handles that may not take the lock (read-only files): retry with backoff.
-    fn read_without_lock(
-        &self,
-        key: &[u8],
-        h: u64,
-        sink: &mut dyn Sink,
-    ) -> Result<Option<(Meta, Hit)>> {
-        for attempt in 0..200u32 {
-            let g = Gen::load(&self.sh.mem)?;
-            let w = self.sh.mem.w();
-            let probe = g.lookup(w, key, h, sink)?;
-            if g.still_valid(w, &probe)? {
+            if hold.is_some() || g.still_valid(w, &probe)? {
+                // Nothing raced this probe: damage it found is real.
                 if let Probe::Suspect { offset, what, .. } = probe {
                     return Err(Error::corrupt(offset, what));
                 }
                 return Ok(self.finish_read(&g, probe));
             }
-            std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
+            if attempt >= 3 {
+                std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
+            }
         }
         Err(Error::Busy)
     }
