@@ -1,0 +1,71 @@
+'use strict';
+// Argument checks and conversions shared by every entry point: keys into the shared key
+// buffer, TTLs, sizes, booleans.
+
+const { keyBuf, MAX_KEY } = require('./native');
+const { codedError, argType, argValue, outOfRange } = require('./errors');
+
+function keyTooLarge(len) {
+  return codedError(Error, 'ERR_SHMAP_TOO_LARGE',
+    `key of ${len} bytes is too large (at most ${MAX_KEY})`);
+}
+
+// Writes `key` into keyBuf and returns its length in bytes (UTF-8 for strings).
+function writeKey(key) {
+  if (typeof key === 'string') {
+    const n = key.length;
+    if (n <= 64) {
+      // Short ASCII keys: a plain loop beats any encoder call.
+      let i = 0;
+      for (; i < n; i++) {
+        const c = key.charCodeAt(i);
+        if (c > 0x7f) break;
+        keyBuf[i] = c;
+      }
+      if (i === n) {
+        if (n === 0) throw argValue('key', 'must not be empty', key);
+        return n;
+      }
+    } else if (n > MAX_KEY / 3) {
+      const bytes = Buffer.byteLength(key, 'utf8');
+      if (bytes > MAX_KEY) throw keyTooLarge(bytes);
+    }
+    return keyBuf.utf8Write(key, 0);
+  }
+  if (key instanceof Uint8Array) {
+    const n = key.length;
+    if (n === 0) throw argValue('key', 'must not be empty', key);
+    if (n > MAX_KEY) throw keyTooLarge(n);
+    keyBuf.set(key, 0);
+    return n;
+  }
+  throw argType('key', 'of type string or an instance of Buffer or Uint8Array', key);
+}
+
+// A TTL argument: undefined = the map's default (-1 for the addon), 0 or Infinity = never.
+function ttlArg(ttl, name = 'ttlMs') {
+  if (ttl === undefined) return -1;
+  if (typeof ttl !== 'number') throw argType(name, 'of type number', ttl);
+  if (!(ttl >= 0)) throw outOfRange(name, '>= 0', ttl);
+  return ttl === Infinity ? 0 : Math.floor(ttl);
+}
+
+function sizeArg(v, name) {
+  if (typeof v !== 'number') throw argType(name, 'of type number', v);
+  if (!(v >= 0) || !Number.isSafeInteger(Math.floor(v))) {
+    throw outOfRange(name, `>= 0 and <= ${Number.MAX_SAFE_INTEGER}`, v);
+  }
+  return Math.floor(v);
+}
+
+function boolArg(v, name) {
+  if (typeof v !== 'boolean') throw argType(name, 'of type boolean', v);
+  return v;
+}
+
+function isThenable(v) {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') &&
+    typeof v.then === 'function';
+}
+
+module.exports = { writeKey, ttlArg, sizeArg, boolArg, isThenable };

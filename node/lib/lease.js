@@ -1,0 +1,101 @@
+'use strict';
+// getOrSet over the map's cross-process leases: the first process to miss takes the key's
+// lease and runs the loader; the others wait (sleeping, with backoff) until the value appears
+// or the lease expires (`leaseMs`; its owner died or is too slow), then take it themselves.
+//
+// The handle gives this module a `port` with the few private steps it needs:
+//   get(key)                 the value, or undefined
+//   lease(key)               {state: 0, value} | {state: 1, token} | {state: 2} (someone loads)
+//   store(key, value, ttl)   stores a loaded value
+//   release(key, token)      gives a lease back (a failed load)
+//   flightKey(key)           this key's name in `inflight`
+
+const { isThenable } = require('./args');
+
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+const sleepSync = (ms) => Atomics.wait(SLEEPER, 0, 0, ms);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Keys being loaded by an async getOrSet in this thread ("<path>\0<key>"): a synchronous
+// getOrSet must not block waiting for a loader that needs this very thread to finish.
+const inflight = new Set();
+
+// A sync loader is waited for synchronously.
+function getOrSetSync(port, key, loader, ttl) {
+  let delay = 1;
+  for (;;) {
+    const v = port.get(key);
+    if (v !== undefined) return v;
+    if (inflight.has(port.flightKey(key))) {
+      // An async load of this key is running in this thread: waiting here would block it.
+      return finishLoad(port, key, loader(key), ttl, 0);
+    }
+    const st = port.lease(key);
+    if (st.state === 0) return st.value;
+    if (st.state === 1) return load(port, key, loader, ttl, st.token);
+    sleepSync(delay);
+    delay = Math.min(delay * 2, 50);
+  }
+}
+
+// An async loader: waits with timers.
+async function getOrSetAsync(port, key, loader, ttl) {
+  let delay = 1;
+  for (;;) {
+    const v = port.get(key);
+    if (v !== undefined) return v;
+    const st = port.lease(key);
+    if (st.state === 0) return st.value;
+    if (st.state === 1) {
+      const fk = port.flightKey(key);
+      inflight.add(fk);
+      try {
+        return await load(port, key, loader, ttl, st.token);
+      } finally {
+        inflight.delete(fk);
+      }
+    }
+    await sleep(delay);
+    delay = Math.min(delay * 2, 50);
+  }
+}
+
+function load(port, key, loader, ttl, token) {
+  let value;
+  try {
+    value = loader(key);
+  } catch (e) {
+    release(port, key, token);
+    throw e;
+  }
+  if (isThenable(value)) {
+    return Promise.resolve(value).then(
+      (v) => finishLoad(port, key, v, ttl, token),
+      (e) => { release(port, key, token); throw e; });
+  }
+  return finishLoad(port, key, value, ttl, token);
+}
+
+function finishLoad(port, key, value, ttl, token) {
+  if (isThenable(value)) {
+    return Promise.resolve(value).then((v) => finishLoad(port, key, v, ttl, token));
+  }
+  try {
+    port.store(key, value, ttl);
+  } catch (e) {
+    release(port, key, token);
+    throw e;
+  }
+  return value;
+}
+
+function release(port, key, token) {
+  if (!token) return;
+  try {
+    port.release(key, token);
+  } catch {
+    // Closed meanwhile: the lease expires by itself.
+  }
+}
+
+module.exports = { getOrSetSync, getOrSetAsync };
