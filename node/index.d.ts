@@ -167,6 +167,13 @@ export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
    */
   getOrSet<T extends V>(key: Key, loader: (key: Key) => Promise<T>, ttlMs?: number): Promise<T>;
   getOrSet<T extends V>(key: Key, loader: (key: Key) => T, ttlMs?: number): T;
+  /**
+   * Stores `value` under `key` only if `cond` holds, atomically across processes; true if it held.
+   * @throws {ShmapError} `ERR_SHMAP_NOT_AN_INTEGER` if a version entry holds something else; as `set` otherwise.
+   */
+  setIfVersion(key: Key, value: V, ttlMs: number | undefined, cond: IfVersion): boolean;
+  /** Removes `key` only if `cond` holds, atomically across processes; true if it held. */
+  deleteIfVersion(key: Key, cond: IfVersion): boolean;
   /** Every live key (keys stored as bytes are decoded as UTF-8). A snapshot. */
   keys(): string[];
   /** Every live entry as `[key, value]`. A consistent snapshot. */
@@ -187,6 +194,25 @@ export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
   setEvict(on: boolean): void;
   /** `false` makes this handle read-only (writes throw `ERR_SHMAP_READ_ONLY`); `true` makes it writable again. */
   setLock(on: boolean): void;
+}
+
+/**
+ * The condition of `setIfVersion` / `deleteIfVersion`, checked and acted on as one step
+ * across processes (under the map's writer lock).
+ */
+export interface IfVersion {
+  /** The entry holding the version to compare with: an integer, or absent. It may be the written key itself. */
+  versionKey: Key;
+  /** Compared with when `versionKey` is absent (`'<='`/`'<'` only). When given and absent too, the condition fails. */
+  floorKey?: Key;
+  /** The caller's version (a safe integer). */
+  version: number;
+  /** Holds when the held version is `'<='` (default) / `'<'` this one, or (`'==='`) equals it. Absent entries: see `floorKey`; `'==='` never matches one. */
+  compare?: '<=' | '<' | '===';
+  /** On success also store `version` at `versionKey` and raise `floorKey` (if given; it never expires) to at least `version`. */
+  stamp?: boolean;
+  /** Time to live of the stamped version entry (default: the map's `maxAge`; 0 = never). */
+  stampTtlMs?: number;
 }
 
 /**

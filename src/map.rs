@@ -755,6 +755,66 @@ impl Shmap {
     }
 }
 
+/// How [`Shmap::set_if`] compares the version held in the map with the caller's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    /// Holds when the map's version is at most the caller's (or there is none).
+    Le,
+    /// Holds when the map's version is below the caller's (or there is none).
+    Lt,
+    /// Holds when the map holds exactly the caller's version (never when there is none).
+    Eq,
+}
+
+/// The condition of a versioned write ([`Shmap::set_if`]), checked under the writer lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Condition<'a> {
+    /// An integer entry (written by `incr`, `set_int` or a stamp) holding the version to
+    /// compare with; absent or expired means "none". It may be the written key itself.
+    pub version_key: &'a [u8],
+    /// For `Le`/`Lt`: the integer compared with when `version_key` is absent. When it is given
+    /// and absent too (say, evicted), the condition fails: a lost floor holds nothing back.
+    pub floor_key: Option<&'a [u8]>,
+    /// The caller's version.
+    pub version: i64,
+    /// How to compare.
+    pub compare: Compare,
+    /// When `Some(ttl)`: on success also store `version` at `version_key` (with that time to
+    /// live, as in [`SetOptions::ttl_ms`]) and raise `floor_key` (if given; it never expires)
+    /// to at least `version`, in the same critical section.
+    pub stamp: Option<Option<u64>>,
+}
+
+impl Shmap {
+    /// Stores `value` under `key` (or, with `None`, removes `key`) only if the condition holds,
+    /// atomically across processes: no other write falls between the check and the write.
+    /// Returns whether it held. This is what keeps a near cache coherent: a fill that read its
+    /// source before an invalidation (which stamped a newer version) cannot put the old value
+    /// back; versions live in entries of their own, so the value stays a plain entry.
+    /// Fails with [`Error::NotAnInteger`] if a version entry holds something else.
+    pub fn set_if(
+        &self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        o: SetOptions,
+        c: &Condition<'_>,
+    ) -> Result<bool> {
+        let h = self.hash(key)?;
+        self.hash(c.version_key)?;
+        if let Some(f) = c.floor_key {
+            self.hash(f)?;
+        }
+        check_flags(o.flags)?;
+        let mut g = self.writer()?;
+        let wr = g.writer()?;
+        let value = match value {
+            Some(v) => Some((v, o.flags, wr.expiry(o.ttl_ms)?)),
+            None => None,
+        };
+        wr.set_if(key, h, value, c)
+    }
+}
+
 #[allow(dead_code)]
 fn assert_send_sync() {
     fn check<T: Send + Sync>() {}

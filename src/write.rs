@@ -647,3 +647,74 @@ pub(crate) fn scan(w: &Window, g: &Gen, now: u64, values: bool) -> Result<(Vec<E
     }
     Ok((out, min_pos))
 }
+
+/// Versioned writes (see [`crate::map::Condition`]): one check and one write under the lock.
+impl Writer<'_> {
+    /// The integer at `key` if it holds a live one; `NotAnInteger` if it holds anything else.
+    fn live_int(&mut self, key: &[u8]) -> Result<Option<i64>> {
+        let h = format::hash(key, self.sh.seed);
+        match self.probe(key, h, true)? {
+            Probe::Hit(hit)
+                if !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0 =>
+            {
+                match self.buf.as_slice().try_into() {
+                    Ok(b) if hit.hdr.flags.get() & FLAG_INT != 0 => Ok(Some(i64::from_le_bytes(b))),
+                    _ => Err(Error::NotAnInteger),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Stores (`Some`) or removes (`None`) `key` if `c` holds; see [`crate::map::Shmap::set_if`].
+    pub fn set_if(
+        &mut self,
+        key: &[u8],
+        h: u64,
+        value: Option<(&[u8], u32, u64)>,
+        c: &crate::map::Condition<'_>,
+    ) -> Result<bool> {
+        use crate::map::Compare;
+        let mut current = self.live_int(c.version_key)?;
+        if current.is_none()
+            && c.compare != Compare::Eq
+            && let Some(floor) = c.floor_key
+        {
+            // A floor that is gone (evicted) holds nothing back: refuse.
+            let Some(f) = self.live_int(floor)? else {
+                return Ok(false);
+            };
+            current = Some(f);
+        }
+        let holds = match (c.compare, current) {
+            (Compare::Eq, cur) => cur == Some(c.version),
+            (_, None) => true,
+            (Compare::Le, Some(cur)) => cur <= c.version,
+            (Compare::Lt, Some(cur)) => cur < c.version,
+        };
+        if !holds {
+            return Ok(false);
+        }
+        match value {
+            Some((v, flags, expires)) => {
+                self.put(key, h, v, flags, expires, false)?;
+            }
+            None => {
+                self.remove(key, h)?;
+            }
+        }
+        if let Some(ttl) = c.stamp {
+            let expires = self.expiry(ttl)?;
+            let bytes = c.version.to_le_bytes();
+            let vh = format::hash(c.version_key, self.sh.seed);
+            self.put(c.version_key, vh, &bytes, FLAG_INT, expires, false)?;
+            if let Some(floor) = c.floor_key
+                && self.live_int(floor)?.is_none_or(|f| f < c.version)
+            {
+                let fh = format::hash(floor, self.sh.seed);
+                self.put(floor, fh, &bytes, FLAG_INT, 0, false)?;
+            }
+        }
+        Ok(true)
+    }
+}

@@ -56,7 +56,41 @@ function decodeEntryValue(buf, tag) {
   return decode(buf, buf.length * 16 + tag);
 }
 
+// Encodes `value` into its own Buffer as [tag, bytes] (what Shmap#store writes into io, for
+// the less hot paths that pass bytes: setIfVersion). undefined for a type the map refuses; a
+// JSON.stringify failure throws.
+function encodeValue(value) {
+  switch (typeof value) {
+    case 'string': return encodeText(value, T_ASCII);
+    case 'number': {
+      const b = Buffer.allocUnsafe(8);
+      if (Number.isSafeInteger(value) && !Object.is(value, -0)) {
+        b.writeUInt32LE(value >>> 0, 0);
+        b.writeInt32LE(Math.floor(value / TWO_32), 4);
+        return [T_INT, b];
+      }
+      b.writeDoubleLE(value, 0);
+      return [T_F64, b];
+    }
+    case 'boolean': return [value ? T_TRUE : T_FALSE, EMPTY];
+    case 'object':
+      if (value === null) return [T_NULL, EMPTY];
+      if (value instanceof Uint8Array) return [value instanceof Buffer ? T_BYTES : T_U8, value];
+      if (Array.isArray(value) || isPlainObject(value)) return encodeText(JSON.stringify(value), T_JSON);
+      return undefined;
+    default: return undefined;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+// ASCII text as is (tag), anything else as UTF-16LE (tag + 1).
+function encodeText(s, tag) {
+  const b = Buffer.from(s, 'utf8');
+  return b.length === s.length ? [tag, b] : [tag + 1, Buffer.from(s, 'utf16le')];
+}
+
 module.exports = {
   T_BYTES, T_ASCII, T_UTF16, T_JSON, T_JSON16, T_F64, T_TRUE, T_FALSE, T_NULL, T_INT, T_U8,
-  TWO_32, isPlainObject, decode, decodeEntryValue,
+  TWO_32, isPlainObject, decode, decodeEntryValue, encodeValue,
 };

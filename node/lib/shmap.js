@@ -9,7 +9,7 @@ const { argType, argValue, outOfRange } = require('./errors');
 const { writeKey, ttlArg, sizeArg, boolArg } = require('./args');
 const {
   T_BYTES, T_ASCII, T_JSON, T_F64, T_TRUE, T_FALSE, T_NULL, T_INT, T_U8, TWO_32,
-  isPlainObject, decode, decodeEntryValue,
+  isPlainObject, decode, decodeEntryValue, encodeValue,
 } = require('./codec');
 const { DecodeCache } = require('./decode-cache');
 const { getOrSetSync, getOrSetAsync } = require('./lease');
@@ -263,6 +263,31 @@ class Shmap {
     native.setReadOnly(this.#id, !boolArg(on, 'on'));
   }
 
+  /**
+   * Stores `value` under `key` only if the version condition `cond` holds, checked and written
+   * as one step across processes (see index.d.ts, IfVersion); true if it held.
+   */
+  setIfVersion(key, value, ttlMs, cond) {
+    const c = ifVersionArg(cond);
+    const ttl = ttlArg(ttlMs);
+    const enc = encodeValue(value);
+    if (enc === undefined) {
+      throw argType('value', 'a string, number, boolean, null, Buffer, Uint8Array, ' +
+        'plain object or array', value);
+    }
+    const klen = writeKey(key);
+    this.#dc.forget(key, klen);
+    return native.putIf(this.#id, klen, enc[1], enc[0], ttl, c);
+  }
+
+  /** Removes `key` only if the version condition `cond` holds (as setIfVersion); true if it held. */
+  deleteIfVersion(key, cond) {
+    const c = ifVersionArg(cond);
+    const klen = writeKey(key);
+    this.#dc.forget(key, klen);
+    return native.putIf(this.#id, klen, undefined, 0, -1, c);
+  }
+
   // Encodes `value` (into io unless it is bytes) and stores it.
   #store(klen, value, ttl, add) {
     const id = this.#id;
@@ -354,6 +379,30 @@ class Shmap {
       this.#io = io;
     }
   }
+}
+
+const COMPARE = { '<=': 0, '<': 1, '===': 2 };
+
+// Validates setIfVersion's condition into the addon's IfVersion.
+function ifVersionArg(cond) {
+  if (cond === null || typeof cond !== 'object') throw argType('cond', 'of type object', cond);
+  const { versionKey, floorKey, version, compare = '<=', stamp = false, stampTtlMs } = cond;
+  const keyBytes = (k, name) => {
+    if (typeof k === 'string' && k !== '') return Buffer.from(k, 'utf8');
+    if (k instanceof Uint8Array && k.length > 0) return Buffer.from(k.buffer, k.byteOffset, k.length);
+    throw argType(name, 'a non-empty string, Buffer or Uint8Array', k);
+  };
+  if (typeof version !== 'number') throw argType('cond.version', 'of type number', version);
+  if (!Number.isSafeInteger(version)) throw outOfRange('cond.version', 'a safe integer', version);
+  if (!(compare in COMPARE)) throw argValue('cond.compare', "must be '<=', '<' or '==='", compare);
+  return {
+    versionKey: keyBytes(versionKey, 'cond.versionKey'),
+    floorKey: floorKey === undefined ? undefined : keyBytes(floorKey, 'cond.floorKey'),
+    version,
+    compare: COMPARE[compare],
+    stamp: boolArg(stamp, 'cond.stamp'),
+    stampTtl: ttlArg(stampTtlMs, 'cond.stampTtlMs'),
+  };
 }
 
 module.exports = { Shmap };

@@ -585,6 +585,59 @@ pub fn fast_api(env: &Env) -> napi::Result<Object<'_>> {
     raw::functions(env)
 }
 
+/// The condition of `putIf` (see `Shmap::set_if`), as validated by the JS layer.
+#[napi(object)]
+pub struct IfVersion {
+    /// The integer entry holding the version to compare with.
+    pub version_key: Buffer,
+    /// Compared with when `version_key` is absent (`Le`/`Lt` only); absent too = refused.
+    pub floor_key: Option<Buffer>,
+    /// The caller's version (a safe integer).
+    pub version: f64,
+    /// 0 `<=`, 1 `<`, 2 `===`.
+    pub compare: u32,
+    /// On success also store `version` at `version_key` (and raise `floor_key`).
+    pub stamp: bool,
+    /// The stamp's time to live in ms (< 0: the map's default, 0: never).
+    pub stamp_ttl: f64,
+}
+
+/// Stores `value` (tag `tag`, `ttl` as in `put`) under the key in the key buffer, or removes
+/// the key when `value` is absent, only if `cond` holds; returns whether it held.
+#[napi]
+pub fn put_if(
+    id: u32,
+    key_len: u32,
+    value: Option<BufferSlice>,
+    tag: u32,
+    ttl: f64,
+    cond: IfVersion,
+) -> Result<bool> {
+    guard(|| {
+        let compare = match cond.compare {
+            0 => shmap::Compare::Le,
+            1 => shmap::Compare::Lt,
+            2 => shmap::Compare::Eq,
+            _ => return Err(invalid("unknown comparison")),
+        };
+        let c = shmap::Condition {
+            version_key: &cond.version_key,
+            floor_key: cond.floor_key.as_deref(),
+            version: cond.version as i64,
+            compare,
+            stamp: cond.stamp.then_some(ttl_of(cond.stamp_ttl)),
+        };
+        let o = SetOptions {
+            ttl_ms: ttl_of(ttl),
+            flags: flags_of(tag),
+        };
+        with(id, |h| {
+            h.map
+                .set_if(key_of(&h.key, key_len)?, value.as_deref(), o, &c)
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
