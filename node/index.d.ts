@@ -107,7 +107,8 @@ export type ShmapErrorCode =
   | 'ERR_SHMAP_TOO_MANY_PROCESSES'
   | 'ERR_SHMAP_BUSY'
   | 'ERR_SHMAP_IO'
-  | 'ERR_SHMAP_PANIC';
+  | 'ERR_SHMAP_PANIC'
+  | 'ERR_SHMAP_TIER_UNAVAILABLE';
 
 /** An error thrown by shmap: an ordinary `Error` with a stable `code`. */
 export interface ShmapError extends Error {
