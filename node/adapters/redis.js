@@ -31,6 +31,10 @@ const DEFAULTS = {
   staleIfError: 0, // serve L1 this long past the bound while Redis fails (0 = never)
 };
 const MARK_TTL = 2000; // getOrSet's per-host marker
+// A process reads the epoch entry at most once per EPOCH_CHECK_MS (an L1 hit is then one map
+// read); epochs are published EPOCH_CHECK_MS short of their validity, so the bound still holds.
+const EPOCH_CHECK_MS = 2;
+const KEY_CACHE = 10_000; // L1 key strings kept per tier handle
 
 // KEYS: value, sequence. ARGV: value, ttl ms, channel, origin, op ('set' | 'del').
 const WRITE = `
@@ -123,7 +127,8 @@ class RedisTier {
   #channel; #prefix; #seqKey; #o;
   #kEpoch; #kEpochs; #kSub; #kOrigin;
   #origin;
-  #e = undefined; #dp = ''; // the epoch last seen, and its data-key prefix
+  #keys = new Map(); // key -> its L1 key in epoch #e
+  #e = undefined; #dp = ''; #checkAt = 0; // the epoch last seen, its data-key prefix, when to look again
   #lastEpoch; #lastValid = 0; // for staleIfError
   #stats = { l1Hits: 0, l2Hits: 0, misses: 0, invalidationsApplied: 0, flushes: 0, gaps: 0, subscriber: false };
   #closed = false;
@@ -230,14 +235,27 @@ class RedisTier {
   /** The value of `key`: L1 (the map), else Redis (filling L1), else undefined. */
   async get(key) {
     if (typeof key !== 'string' || key === '') throw argType('key', 'a non-empty string', key);
-    const e = this.#map.get(this.#kEpoch);
-    if (e !== undefined) {
-      if (e !== this.#e) { this.#e = e; this.#dp = `${this.#prefix}\0d${e}\0`; }
-      if (this.#o.staleIfError > 0) { this.#lastEpoch = e; this.#lastValid = Date.now(); }
-      const v = this.#map.get(this.#dp + key);
+    const t = Date.now();
+    if (t >= this.#checkAt) this.#checkEpoch(t);
+    if (this.#e !== undefined) {
+      // The L1 key, kept per key: a string made once hashes once (the decode cache looks it up).
+      let k = this.#keys.get(key);
+      if (k === undefined) {
+        if (this.#keys.size >= KEY_CACHE) this.#keys.clear();
+        k = this.#dp + key;
+        this.#keys.set(key, k);
+      }
+      const v = this.#map.get(k);
       if (v !== undefined) { this.#stats.l1Hits++; return v; }
     }
-    return this.#readThrough(key, e);
+    return this.#readThrough(key, this.#e);
+  }
+
+  #checkEpoch(t) {
+    const e = this.#map.get(this.#kEpoch);
+    this.#checkAt = t + EPOCH_CHECK_MS;
+    if (e !== this.#e) { this.#e = e; this.#dp = `${this.#prefix}\0d${e}\0`; this.#keys.clear(); }
+    if (e !== undefined) { this.#lastEpoch = e; this.#lastValid = t; }
   }
 
   // Reads Redis and fills L1 in epoch `e` (read before the Redis read: a flush in between
@@ -248,7 +266,7 @@ class RedisTier {
       r = await this.#script('GET', 'READ', READ, [this.#prefix + key, this.#seqKey], [], true);
     } catch (err) {
       const le = this.#lastEpoch;
-      if (le !== undefined && Date.now() - this.#lastValid <= this.#o.maxStale + this.#o.staleIfError) {
+      if (le !== undefined && this.#o.staleIfError > 0 && Date.now() - this.#lastValid <= this.#o.staleIfError) {
         const v = this.#map.get(this.#dk(le, key));
         if (v !== undefined) { this.#stats.l1Hits++; return v; }
       }
@@ -460,8 +478,9 @@ class RedisTier {
     const prev = this.#epoch || map.get(this.#kEpoch);
     const e = map.incr(this.#kEpochs);
     map.set(this.#fk(e), s, 0);
-    const ttl = Math.max(1, validUntil - Date.now());
+    const ttl = Math.max(1, validUntil - EPOCH_CHECK_MS - Date.now());
     map.set(this.#kEpoch, e, ttl);
+    this.#checkAt = 0;
     if (prev !== undefined && prev !== e) this.#tryL1(() => map.delete(this.#fk(prev)));
     this.#epoch = e;
     this.#lastSeen = s;
@@ -524,7 +543,7 @@ class RedisTier {
       this.#newEpoch(s, t0 + this.#o.maxStale, 'gap');
       return;
     }
-    const ttl = until - Date.now();
+    const ttl = until - EPOCH_CHECK_MS - Date.now();
     const e = this.#epoch;
     const renewed = ttl > 0 && this.#map.get(this.#fk(e)) !== undefined &&
       this.#map.setIfVersion(this.#kEpoch, e, ttl, { versionKey: this.#kEpoch, version: e, compare: '===' });

@@ -502,6 +502,9 @@ function markdown(data, charts) {
     if (data.rust.output) o.push('```', data.rust.output, '```', '');
   }
 
+  // ---- 6. shmap/redis (rendered by redis-tier.js)
+  if (data.redisTier) o.push(...require('./redis-tier').markdown(data.redisTier));
+
   o.push('## Phases', '', '| phase | seconds | load average at its end |', '|---|---:|---|');
   for (const p of m.phases || []) o.push(`| ${p.name} | ${p.seconds.toFixed(0)} | ${p.loadavgEnd.join(' / ')} |`);
   o.push('');
