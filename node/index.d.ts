@@ -44,6 +44,40 @@ export interface ShmapOptions {
   decodeCache?: number;
 }
 
+/** Options of `incr(key, delta, options)`. */
+export interface IncrOptions {
+  /** Time to live set on every call, as the number form's `ttlMs` (0 = never). Not with `initTtl`. */
+  ttl?: number;
+  /** Time to live of the entry only if this call creates it (0 = never); an existing entry keeps its expiry. OpenResty's `init_ttl`. */
+  initTtl?: number;
+  /** Whether a missing key is created (default true). With false, a missing key stays missing and `incr` returns `undefined`. */
+  create?: boolean;
+  /** Return `{ value, expiresAt }` instead of the value. */
+  withExpiry?: boolean;
+}
+
+/** A counter and its expiry, read in the same atomic step as the increment. */
+export interface Counter {
+  /** The new value. */
+  value: number;
+  /** Expiry in epoch ms (as `Date.now()`), `Infinity` if it never expires. */
+  expiresAt: number;
+}
+
+/** Options of `keys(options)`. */
+export interface KeysOptions {
+  /** Only keys that start with these bytes (a string is compared as its UTF-8 bytes). Default: every key. */
+  prefix?: Key | '';
+  /** At most this many keys. */
+  limit?: number;
+}
+
+/** Options of `scan(options)`. */
+export interface ScanOptions extends KeysOptions {
+  /** Yield `[key, value]` pairs instead of keys. */
+  values?: boolean;
+}
+
 /** A snapshot of a map's counters (`stats()`). Counters are shared by all processes unless noted. */
 export interface ShmapStats {
   /** Live entries (including expired ones not yet reclaimed). */
@@ -161,6 +195,31 @@ export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
    */
   incr(key: Key, delta?: number, ttlMs?: number): number;
   /**
+   * `incr` with options (see `IncrOptions`): `initTtl` sets the TTL only when this call
+   * creates the entry, `create: false` leaves a missing key missing (and returns `undefined`),
+   * `withExpiry` returns `{ value, expiresAt }` from the same atomic step.
+   */
+  incr(key: Key, delta: number, options: IncrOptions & { withExpiry: true; create: false }): Counter | undefined;
+  incr(key: Key, delta: number, options: IncrOptions & { withExpiry: true }): Counter;
+  incr(key: Key, delta: number, options: IncrOptions & { create: false }): number | undefined;
+  incr(key: Key, delta: number, options: IncrOptions): number | undefined;
+  /** Milliseconds `key` has left: `Infinity` if it never expires, `0` if it is absent (lru-cache's semantics). */
+  getRemainingTTL(key: Key): number;
+  /**
+   * Gives `key` a new time to live, `ttlMs` from now, without rewriting its value; atomic
+   * across processes. 0 (or Infinity) = never expires: unlike Redis's `PEXPIRE k 0`, which
+   * deletes. Returns whether the key was present (nothing is created).
+   */
+  expire(key: Key, ttlMs: number): boolean;
+  /** Removes every key that starts with `prefix` (`''` = every key), in bounded batches; returns how many were present. */
+  deletePrefix(prefix: Key | ''): number;
+  /** Removes each of `keys` in one call (one hold of the writer lock); returns how many were present. */
+  deleteMany(keys: Key[]): number;
+  /** A lazy iterator over the live keys that start with `prefix`, at most `limit` of them. */
+  scan(options?: ScanOptions & { values?: false }): IterableIterator<string>;
+  /** The same, as `[key, value]` pairs; each value is read as the iteration reaches it. */
+  scan(options: ScanOptions & { values: true }): IterableIterator<[string, V]>;
+  /**
    * The value of `key`; if absent, `loader(key)` runs once across all processes and its
    * result is stored (with `ttlMs`) and returned. Other callers wait for that value: with an
    * async loader they get a Promise and wait on timers; with a sync loader they block.
@@ -175,8 +234,11 @@ export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
   setIfVersion(key: Key, value: V, ttlMs: number | undefined, cond: IfVersion): boolean;
   /** Removes `key` only if `cond` holds, atomically across processes; true if it held. */
   deleteIfVersion(key: Key, cond: IfVersion): boolean;
-  /** Every live key (keys stored as bytes are decoded as UTF-8). A snapshot. */
-  keys(): string[];
+  /**
+   * Every live key (keys stored as bytes are decoded as UTF-8). A snapshot. With `prefix`,
+   * only the keys that start with it (filtered natively), at most `limit` of them.
+   */
+  keys(options?: KeysOptions): string[];
   /** Every live entry as `[key, value]`. A consistent snapshot. */
   entries(): Array<[string, V]>;
   /** Iterates over `entries()`. */

@@ -31,8 +31,8 @@ mod write;
 
 pub use error::{Error, Result};
 pub use map::{
-    Compare, Condition, Entry, LeaseState, Lookup, Meta, SetOptions, Shmap, Stats, Version,
-    open_for_inspection,
+    Compare, Condition, Counter, Entry, IncrOptions, LeaseState, Lookup, Meta, SetOptions, Shmap,
+    Stats, Version, open_for_inspection,
 };
 pub use options::{
     Clock, DEFAULT_INITIAL_SIZE, DEFAULT_MAX_SIZE, MIN_SIZE, Options, resolve, system_clock,

@@ -815,6 +815,86 @@ impl Shmap {
     }
 }
 
+/// Options of [`Shmap::incr_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncrOptions {
+    /// The value a missing (or expired) counter starts from before `delta` is added.
+    pub init: i64,
+    /// Time to live set on every call, as in [`SetOptions`]; `None` keeps an existing entry's
+    /// expiry (a new entry then gets `init_ttl_ms`, or the map's default).
+    pub ttl_ms: Option<u64>,
+    /// Time to live of an entry this call creates (`Some(0)` = never expire); an existing
+    /// entry's expiry is left alone unless `ttl_ms` is given. OpenResty's `init_ttl`.
+    pub init_ttl_ms: Option<u64>,
+    /// Whether a missing key is created (default true); when false, a missing key is left
+    /// missing and the call returns `None`.
+    pub create: bool,
+}
+
+impl Default for IncrOptions {
+    fn default() -> Self {
+        IncrOptions {
+            init: 0,
+            ttl_ms: None,
+            init_ttl_ms: None,
+            create: true,
+        }
+    }
+}
+
+/// A counter after [`Shmap::incr_with`]: its new value and its expiry, from the same step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    /// The new value.
+    pub value: i64,
+    /// Expiry in wall-clock milliseconds, 0 = never.
+    pub expires_ms: u64,
+}
+
+// Store primitives for the adapters (Keyv, express-session, rate limiters).
+impl Shmap {
+    /// The expiry of `key` in wall-clock milliseconds (0 = never), without copying its value;
+    /// `None` when absent or expired. A lock-free read, like `get`.
+    pub fn expires_at(&self, key: &[u8]) -> Result<Option<u64>> {
+        Ok(self.read(key, &mut NoSink)?.map(|(m, _)| m.expires_ms))
+    }
+
+    /// Gives `key` a new time to live without changing its value: `ttl_ms` from now, 0 = never
+    /// expire (unlike Redis's `PEXPIRE k 0`, which deletes). Atomic under the writer lock;
+    /// returns whether the key was present. The record is rewritten as a copy with the new
+    /// expiry (records are immutable: see `Writer::retime`).
+    pub fn expire(&self, key: &[u8], ttl_ms: u64) -> Result<bool> {
+        let h = self.hash(key)?;
+        let mut g = self.writer()?;
+        g.writer()?.retime(key, h, ttl_ms)
+    }
+
+    /// Adds `delta` to the integer counter at `key` with the choices of [`IncrOptions`]; returns
+    /// the new value and expiry from the same atomic step, or `None` (writing nothing) when
+    /// the key is absent and `o.create` is false.
+    pub fn incr_with(&self, key: &[u8], delta: i64, o: IncrOptions) -> Result<Option<Counter>> {
+        let h = self.hash(key)?;
+        let mut g = self.writer()?;
+        g.writer()?.incr_with(key, h, delta, o)
+    }
+
+    /// Removes each of `keys` under one hold of the writer lock (so the caller bounds the batch);
+    /// returns how many were present.
+    pub fn remove_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<u64> {
+        let hashes = keys
+            .iter()
+            .map(|k| self.hash(k.as_ref()))
+            .collect::<Result<Vec<u64>>>()?;
+        let mut g = self.writer()?;
+        let wr = g.writer()?;
+        let mut n = 0;
+        for (k, h) in keys.iter().zip(hashes) {
+            n += u64::from(wr.remove(k.as_ref(), h)?);
+        }
+        Ok(n)
+    }
+}
+
 #[allow(dead_code)]
 fn assert_send_sync() {
     fn check<T: Send + Sync>() {}

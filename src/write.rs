@@ -11,7 +11,7 @@ use crate::format::{
     record_size, slot,
 };
 use crate::lock;
-use crate::map::{Entry, LeaseState};
+use crate::map::{Counter, Entry, IncrOptions, LeaseState};
 use crate::raw::Window;
 
 /// The state of one critical section under the writer lock.
@@ -244,31 +244,15 @@ impl<'a> Writer<'a> {
         init: i64,
         ttl_ms: Option<u64>,
     ) -> Result<i64> {
-        let overflow = || Error::InvalidArgument("counter overflows i64".into());
-        let (value, expires) = match self.probe(key, h, true)? {
-            Probe::Hit(hit)
-                if !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0 =>
-            {
-                let bytes: [u8; 8] = match self.buf.as_slice().try_into() {
-                    Ok(b) if hit.hdr.flags.get() & FLAG_INT != 0 => b,
-                    _ => return Err(Error::NotAnInteger),
-                };
-                let v = i64::from_le_bytes(bytes)
-                    .checked_add(delta)
-                    .ok_or_else(overflow)?;
-                let expires = match ttl_ms {
-                    Some(_) => self.expiry(ttl_ms)?,
-                    None => hit.hdr.expires_ms.get(),
-                };
-                (v, expires)
-            }
-            _ => (
-                init.checked_add(delta).ok_or_else(overflow)?,
-                self.expiry(ttl_ms)?,
-            ),
+        let o = IncrOptions {
+            init,
+            ttl_ms,
+            ..IncrOptions::default()
         };
-        self.put(key, h, &value.to_le_bytes(), FLAG_INT, expires, false)?;
-        Ok(value)
+        // With `create` (the default) a counter is always returned.
+        self.incr_with(key, h, delta, o)?
+            .map(|c| c.value)
+            .ok_or(Error::Busy)
     }
 
     /// Grants a loader's lease on `key`, or reports its value, or that another process loads it.
@@ -597,6 +581,70 @@ impl<'a> Writer<'a> {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+impl Writer<'_> {
+    /// Atomic add on an integer counter, with the options of [`IncrOptions`]; `None` when the
+    /// key is absent and `create` is off (nothing is written then).
+    pub fn incr_with(
+        &mut self,
+        key: &[u8],
+        h: u64,
+        delta: i64,
+        o: IncrOptions,
+    ) -> Result<Option<Counter>> {
+        let overflow = || Error::InvalidArgument("counter overflows i64".into());
+        let (value, expires) = match self.probe(key, h, true)? {
+            Probe::Hit(hit)
+                if !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0 =>
+            {
+                let bytes: [u8; 8] = match self.buf.as_slice().try_into() {
+                    Ok(b) if hit.hdr.flags.get() & FLAG_INT != 0 => b,
+                    _ => return Err(Error::NotAnInteger),
+                };
+                let v = i64::from_le_bytes(bytes)
+                    .checked_add(delta)
+                    .ok_or_else(overflow)?;
+                let expires = match o.ttl_ms {
+                    Some(_) => self.expiry(o.ttl_ms)?,
+                    None => hit.hdr.expires_ms.get(),
+                };
+                (v, expires)
+            }
+            _ if !o.create => return Ok(None),
+            _ => (
+                o.init.checked_add(delta).ok_or_else(overflow)?,
+                self.expiry(o.init_ttl_ms.or(o.ttl_ms))?,
+            ),
+        };
+        self.put(key, h, &value.to_le_bytes(), FLAG_INT, expires, false)?;
+        Ok(Some(Counter {
+            value,
+            expires_ms: expires,
+        }))
+    }
+
+    /// Gives a live entry a new expiry; false if `key` is absent (or expired).
+    ///
+    /// A record's expiry is covered by its checksum, and a record's version (its position)
+    /// promises unchanged bytes to readers that keep decoded copies; so the record is not
+    /// patched in place, where a lock-free reader could see a torn header: a copy with the new
+    /// expiry is appended and published with one store, as every write is.
+    pub fn retime(&mut self, key: &[u8], h: u64, ttl_ms: u64) -> Result<bool> {
+        let flags = match self.probe(key, h, true)? {
+            Probe::Hit(hit)
+                if !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0 =>
+            {
+                hit.hdr.flags.get()
+            }
+            _ => return Ok(false),
+        };
+        let expires = self.expiry(Some(ttl_ms))?;
+        let value = std::mem::take(&mut self.buf);
+        let r = self.put(key, h, &value, flags, expires, false);
+        self.buf = value;
+        r.map(|_| true)
     }
 }
 

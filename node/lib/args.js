@@ -47,7 +47,18 @@ function ttlArg(ttl, name = 'ttlMs') {
   if (ttl === undefined) return -1;
   if (typeof ttl !== 'number') throw argType(name, 'of type number', ttl);
   if (!(ttl >= 0)) throw outOfRange(name, '>= 0', ttl);
-  return ttl === Infinity ? 0 : Math.floor(ttl);
+  if (ttl === Infinity) return 0;
+  // A positive TTL under 1 ms is 1 ms: flooring it to 0 would mean "never expires".
+  return ttl > 0 && ttl < 1 ? 1 : Math.floor(ttl);
+}
+
+// Writes a key prefix into keyBuf and returns its length; unlike a key, it may be empty.
+function writePrefix(prefix, name = 'prefix') {
+  if (prefix === '' || (prefix instanceof Uint8Array && prefix.length === 0)) return 0;
+  if (typeof prefix !== 'string' && !(prefix instanceof Uint8Array)) {
+    throw argType(name, 'of type string or an instance of Buffer or Uint8Array', prefix);
+  }
+  return writeKey(prefix);
 }
 
 function sizeArg(v, name) {
@@ -68,4 +79,4 @@ function isThenable(v) {
     typeof v.then === 'function';
 }
 
-module.exports = { writeKey, ttlArg, sizeArg, boolArg, isThenable };
+module.exports = { writeKey, writePrefix, ttlArg, sizeArg, boolArg, isThenable };

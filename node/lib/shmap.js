@@ -6,13 +6,14 @@
 
 const { native, fast, keyBuf, verBuf, ver, handles, MISS, UNCHANGED } = require('./native');
 const { argType, argValue, outOfRange } = require('./errors');
-const { writeKey, ttlArg, sizeArg, boolArg } = require('./args');
+const { writeKey, writePrefix, ttlArg, sizeArg, boolArg } = require('./args');
 const {
   T_BYTES, T_ASCII, T_JSON, T_F64, T_TRUE, T_FALSE, T_NULL, T_INT, T_U8, TWO_32,
   isPlainObject, decode, decodeEntryValue, encodeValue,
 } = require('./codec');
 const { DecodeCache } = require('./decode-cache');
 const { getOrSetSync, getOrSetAsync } = require('./lease');
+const store = require('./store');
 
 const IO_INITIAL = 16 << 10; // a handle's first io buffer
 const IO_KEEP = 16 << 20; // larger io buffers are dropped after the call that needed them
@@ -161,6 +162,8 @@ class Shmap {
     const klen = writeKey(key);
     if (typeof delta !== 'number') throw argType('delta', 'of type number', delta);
     if (!Number.isSafeInteger(delta)) throw outOfRange('delta', 'a safe integer', delta);
+    if (ttlMs !== null && typeof ttlMs === 'object') return store.incrWith(this.#id, klen, delta, ttlMs);
+    if (ttlMs === null) throw argType('ttlMs', 'of type number or object', ttlMs);
     return native.incr(this.#id, klen, delta, ttlArg(ttlMs));
   }
 
@@ -207,9 +210,53 @@ class Shmap {
     }
   }
 
-  /** Every live key (strings; keys stored as bytes are decoded as UTF-8). */
-  keys() {
-    return native.keys(this.#id);
+  /**
+   * Every live key (strings; keys stored as bytes are decoded as UTF-8), or with
+   * `{ prefix, limit }` those that start with `prefix`, at most `limit` of them: filtered in
+   * the addon, so only matching keys cross into JS.
+   */
+  keys(options) {
+    if (options === undefined) return native.keys(this.#id);
+    return store.keys(this.#id, options);
+  }
+
+  /** Milliseconds `key` has left: Infinity if it never expires, 0 if it is absent. */
+  getRemainingTTL(key) {
+    return store.remainingTtl(this.#id, writeKey(key));
+  }
+
+  /**
+   * Gives `key` a new time to live (`ttlMs` from now; 0 or Infinity = never expires) without
+   * rewriting its value; true if the key was present. Unlike Redis's `PEXPIRE k 0`, 0 does
+   * not delete.
+   */
+  expire(key, ttlMs) {
+    const klen = writeKey(key);
+    if (ttlMs === undefined) throw argType('ttlMs', 'of type number', ttlMs);
+    return native.expire(this.#id, klen, ttlArg(ttlMs));
+  }
+
+  /**
+   * A lazy iterator over the live keys starting with `prefix` (every key without one), or
+   * `[key, value]` pairs with `values: true`, at most `limit` of them. Values are read as the
+   * iteration reaches them; see README.md ("Prefix operations") for what a scan guarantees.
+   */
+  scan(options = {}) {
+    return store.scan(this, this.#id, options);
+  }
+
+  /** Removes every key that starts with `prefix` (in bounded batches); returns how many. */
+  deletePrefix(prefix) {
+    const n = store.deletePrefix(this.#id, prefix);
+    this.#dc.clear();
+    return n;
+  }
+
+  /** Removes each of `keys` (one call into the addon, one writer lock); returns how many were present. */
+  deleteMany(keys) {
+    const n = store.deleteMany(this.#id, keys);
+    if (n > 0) this.#dc.clear();
+    return n;
   }
 
   /** Every live entry as [key, value] pairs (a consistent snapshot). */

@@ -579,6 +579,135 @@ pub fn path(id: u32) -> Result<String> {
     guard(|| with(id, |h| Ok(h.map.path().to_string_lossy().into_owned())))
 }
 
+// Store primitives for the adapters (Keyv, express-session, rate limiters): expiries, counters
+// with creation options, and prefix operations filtered here so that only matching keys cross
+// N-API.
+
+/// Expiry of the key in wall-clock ms: -1 when absent, 0 for never.
+#[napi]
+pub fn expires_at(id: u32, key_len: u32) -> Result<f64> {
+    guard(|| {
+        with(id, |h| {
+            Ok(match h.map.expires_at(key_of(&h.key, key_len)?)? {
+                None => MISS,
+                Some(ms) => ms as f64,
+            })
+        })
+    })
+}
+
+/// Gives the key a new time to live (ms from now, 0 = never); false if it was absent.
+#[napi]
+pub fn expire(id: u32, key_len: u32, ttl: f64) -> Result<bool> {
+    guard(|| with(id, |h| h.map.expire(key_of(&h.key, key_len)?, ttl as u64)))
+}
+
+/// `incr` with options: `ttl` (< 0: keep an existing entry's expiry) on every call, `init_ttl`
+/// (< 0: none) only when the call creates the entry, `create` false to leave a missing key
+/// missing. Returns the new value, or NaN when nothing was created; the entry's expiry (ms,
+/// 0 = never) is written into `ver[0]`, the per-thread scratch of version reports.
+#[napi]
+pub fn incr_with(
+    id: u32,
+    key_len: u32,
+    delta: f64,
+    ttl: f64,
+    init_ttl: f64,
+    create: bool,
+) -> Result<f64> {
+    guard(|| {
+        with(id, |h| {
+            let o = shmap::IncrOptions {
+                init: 0,
+                ttl_ms: ttl_of(ttl),
+                init_ttl_ms: ttl_of(init_ttl),
+                create,
+            };
+            Ok(
+                match h.map.incr_with(key_of(&h.key, key_len)?, delta as i64, o)? {
+                    None => f64::NAN,
+                    Some(c) => {
+                        ver_set(&mut h.ver, 0, c.expires_ms as f64);
+                        c.value as f64
+                    }
+                },
+            )
+        })
+    })
+}
+
+/// The live keys that start with the first `prefix_len` bytes of the key buffer (all keys for
+/// 0), at most `limit` of them (< 0: no limit), decoded as UTF-8.
+#[napi]
+pub fn keys_with_prefix(id: u32, prefix_len: u32, limit: f64) -> Result<Vec<String>> {
+    guard(|| {
+        with(id, |h| {
+            let prefix = h
+                .key
+                .get(..prefix_len as usize)
+                .ok_or_else(|| invalid("prefix length exceeds the key buffer"))?;
+            let limit = if limit < 0.0 {
+                usize::MAX
+            } else {
+                limit as usize
+            };
+            Ok(h.map
+                .keys()?
+                .into_iter()
+                .filter(|k| k.starts_with(prefix))
+                .take(limit)
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .collect())
+        })
+    })
+}
+
+/// Removes every key that starts with the first `prefix_len` bytes of the key buffer, `batch`
+/// keys per hold of the writer lock; returns how many were present.
+#[napi]
+pub fn delete_prefix(id: u32, prefix_len: u32, batch: u32) -> Result<f64> {
+    guard(|| {
+        with(id, |h| {
+            let prefix = h
+                .key
+                .get(..prefix_len as usize)
+                .ok_or_else(|| invalid("prefix length exceeds the key buffer"))?;
+            let keys: Vec<Vec<u8>> = h
+                .map
+                .keys()?
+                .into_iter()
+                .filter(|k| k.starts_with(prefix))
+                .collect();
+            let mut n = 0;
+            for chunk in keys.chunks(batch.max(1) as usize) {
+                n += h.map.remove_many(chunk)?;
+            }
+            Ok(n as f64)
+        })
+    })
+}
+
+/// Removes the keys packed in `keys` (lengths in `lens`), under one hold of the writer lock;
+/// returns how many were present.
+#[napi]
+pub fn remove_packed(id: u32, keys: BufferSlice, lens: Vec<u32>) -> Result<f64> {
+    guard(|| {
+        with(id, |h| {
+            let mut list = Vec::with_capacity(lens.len());
+            let mut at = 0usize;
+            for len in lens {
+                let end = at + len as usize;
+                list.push(
+                    keys.get(at..end)
+                        .ok_or_else(|| invalid("key lengths exceed the key bytes"))?,
+                );
+                at = end;
+            }
+            h.map.remove_many(&list).map(|n| n as f64)
+        })
+    })
+}
+
 /// The hot-path functions `get`, `getIf`, `has`, `put` and `noop`, as raw N-API callbacks.
 #[napi]
 pub fn fast_api(env: &Env) -> napi::Result<Object<'_>> {

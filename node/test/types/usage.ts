@@ -1,6 +1,6 @@
 // Compiled (never run) by test/types.test.js with `tsc --noEmit`: the package's types must
 // accept every documented use and reject the misuses marked @ts-expect-error.
-import shmap, { Shmap, NodeShareCache, type ShmapOptions, type ShmapStats, type ShmapError, type Value } from 'shmap';
+import shmap, { Shmap, NodeShareCache, type ShmapOptions, type ShmapStats, type ShmapError, type Value, type Counter } from 'shmap';
 
 const options: ShmapOptions = { maxSize: 64 << 20, initialSize: 1 << 20, maxAge: 0, reset: true, lock: true, evict: true, leaseMs: 5000, decodeCache: 1 << 20 };
 const m = new Shmap('types-demo', options);
@@ -24,6 +24,18 @@ const stats: ShmapStats = m.stats();
 const evicted: number = stats.evictions + stats.expired + stats.liveBytes + stats.deadBytes + stats.fileBytes + stats.generation;
 const kept: number = stats.decodeCacheEntries + stats.decodeCacheBytes + stats.decodeCacheHits;
 m.flush();
+const left: number = m.getRemainingTTL('k');
+const retimed: boolean = m.expire('k', 0);
+const window: Counter = m.incr('w', 1, { initTtl: 1000, withExpiry: true });
+const at: number = window.expiresAt + window.value;
+const maybe: number | undefined = m.incr('w', -1, { create: false });
+const maybeC: Counter | undefined = m.incr('w', -1, { create: false, withExpiry: true });
+// @ts-expect-error create: false may return undefined
+const notMaybe: number = m.incr('w', -1, { create: false });
+const some: string[] = m.keys({ prefix: 'user:', limit: 10 });
+for (const key of m.scan({ prefix: 'user:' })) key.toUpperCase();
+for (const [key, value] of m.scan({ prefix: 'user:', values: true })) console.log(key, value);
+const dropped: number = m.deletePrefix('user:') + m.deleteMany(['a', Buffer.from('b')]);
 m.setMaxAge(1000);
 m.setMaxSize(1 << 30);
 m.setEvict(false);

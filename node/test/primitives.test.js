@@ -1,0 +1,202 @@
+'use strict';
+// The store primitives the adapters build on: getRemainingTTL, expire, incr's options
+// (initTtl, create, withExpiry), keys/scan/deletePrefix by prefix, deleteMany, and TTLs under
+// 1 ms. Cross-process counting runs in real forked processes.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('path');
+const { fork } = require('child_process');
+const { Shmap } = require('..');
+const { uniqueName, sleep, throwsCode } = require('./helpers');
+
+function open(t, options = {}) {
+  const m = new Shmap(uniqueName(t), { reset: true, ...options });
+  t.after(() => m.close());
+  return m;
+}
+
+test('a positive TTL under 1 ms rounds up to 1 ms (it used to mean "never expires")', async (t) => {
+  const m = open(t);
+  m.set('half', 'v', 0.5);
+  assert.ok(m.getRemainingTTL('half') <= 1, `remaining ${m.getRemainingTTL('half')}`);
+  m.add('tiny', 'v', Number.MIN_VALUE);
+  m.incr('c', 1, 0.25);
+  const map2 = open(t, { maxAge: 0.5 });
+  map2.set('default', 'v');
+  await sleep(5);
+  assert.equal(m.get('half'), undefined);
+  assert.equal(m.get('tiny'), undefined);
+  assert.equal(m.get('c'), undefined);
+  assert.equal(map2.get('default'), undefined);
+  assert.equal(map2.stats().maxAge, 1);
+  // 0 and Infinity still mean never.
+  m.set('zero', 'v', 0);
+  m.set('inf', 'v', Infinity);
+  assert.equal(m.getRemainingTTL('zero'), Infinity);
+  assert.equal(m.getRemainingTTL('inf'), Infinity);
+});
+
+test('getRemainingTTL: ms left, Infinity without expiry, 0 when absent', async (t) => {
+  const m = open(t);
+  assert.equal(m.getRemainingTTL('absent'), 0);
+  m.set('forever', 1);
+  assert.equal(m.getRemainingTTL('forever'), Infinity);
+  m.set('soon', 1, 60_000);
+  const left = m.getRemainingTTL('soon');
+  assert.ok(left > 59_000 && left <= 60_000, `left ${left}`);
+  m.set('gone', 1, 5);
+  await sleep(20);
+  assert.equal(m.getRemainingTTL('gone'), 0);
+  throwsCode(assert, () => m.getRemainingTTL(42), 'ERR_INVALID_ARG_TYPE', TypeError);
+});
+
+test('expire re-times an entry without rewriting its value; 0 = never expires', async (t) => {
+  const m = open(t);
+  assert.equal(m.expire('absent', 1000), false);
+  assert.equal(m.has('absent'), false, 'expire creates nothing');
+  const big = 'x'.repeat(1000); // large enough for the decode cache
+  m.set('s', big, 30);
+  assert.equal(m.get('s'), big);
+  assert.equal(m.expire('s', 60_000), true);
+  await sleep(60);
+  assert.equal(m.get('s'), big, 'outlived its first TTL');
+  assert.ok(m.getRemainingTTL('s') > 59_000);
+  assert.equal(m.expire('s', 0), true);
+  assert.equal(m.getRemainingTTL('s'), Infinity);
+  m.set('obj', { a: [1, 2] });
+  m.expire('obj', 10);
+  await sleep(30);
+  assert.equal(m.get('obj'), undefined, 'a shorter TTL shortens');
+  assert.equal(m.expire('obj', 1000), false, 'expired is absent');
+  m.incr('n', 2);
+  m.expire('n', 1000);
+  assert.equal(m.incr('n'), 3, 'a counter stays a counter');
+  throwsCode(assert, () => m.expire('n'), 'ERR_INVALID_ARG_TYPE', TypeError);
+  throwsCode(assert, () => m.expire('n', -1), 'ERR_OUT_OF_RANGE', RangeError);
+});
+
+test('incr options: initTtl only on creation, create: false, withExpiry', async (t) => {
+  const m = open(t);
+  // The documented forms still work.
+  assert.equal(m.incr('a'), 1);
+  assert.equal(m.incr('a', 2, 60_000), 3);
+  // initTtl: the window is set when the counter is created and never extended.
+  const before = Date.now();
+  const r1 = m.incr('w', 1, { initTtl: 80, withExpiry: true });
+  assert.equal(r1.value, 1);
+  assert.ok(r1.expiresAt >= before + 80 && r1.expiresAt <= Date.now() + 80, `${r1.expiresAt}`);
+  await sleep(40);
+  const r2 = m.incr('w', 1, { initTtl: 80, withExpiry: true });
+  assert.deepEqual(r2, { value: 2, expiresAt: r1.expiresAt });
+  await sleep(60);
+  const r3 = m.incr('w', 1, { initTtl: 80, withExpiry: true });
+  assert.equal(r3.value, 1, 'a fresh window');
+  assert.ok(r3.expiresAt > r1.expiresAt);
+  // create: false never creates; returns undefined.
+  assert.equal(m.incr('nope', -1, { create: false }), undefined);
+  assert.equal(m.incr('nope', -1, { create: false, withExpiry: true }), undefined);
+  assert.equal(m.has('nope'), false);
+  assert.equal(m.incr('w', -1, { create: false }), 0);
+  // withExpiry without expiry: Infinity.
+  assert.deepEqual(m.incr('forever', 5, { withExpiry: true, initTtl: 0 }), { value: 5, expiresAt: Infinity });
+  // ttl in the options re-times on every call, as the number form does.
+  const t1 = m.incr('t', 1, { ttl: 100_000, withExpiry: true });
+  await sleep(5);
+  const t2 = m.incr('t', 1, { ttl: 100_000, withExpiry: true });
+  assert.ok(t2.expiresAt > t1.expiresAt);
+  throwsCode(assert, () => m.incr('t', 1, { ttl: 1, initTtl: 1 }), 'ERR_INVALID_ARG_VALUE', TypeError);
+  throwsCode(assert, () => m.incr('t', 1, { create: 'no' }), 'ERR_INVALID_ARG_TYPE', TypeError);
+  throwsCode(assert, () => m.incr('t', 1, { initTtl: -5 }), 'ERR_OUT_OF_RANGE', RangeError);
+  throwsCode(assert, () => m.incr('t', 1, null), 'ERR_INVALID_ARG_TYPE', TypeError);
+});
+
+test('keys({ prefix, limit }), scan and deletePrefix touch only the prefix', (t) => {
+  const m = open(t);
+  for (let i = 0; i < 50; i++) m.set(`a:${i}`, i);
+  for (let i = 0; i < 30; i++) m.set(`b:${i}`, { i });
+  m.set('a', 'not under a:');
+  m.set(Buffer.from('a:buf'), Buffer.from([1]));
+  assert.equal(m.keys().length, 82);
+  assert.equal(m.keys({ prefix: 'a:' }).length, 51);
+  assert.equal(m.keys({ prefix: Buffer.from('b:') }).length, 30);
+  assert.equal(m.keys({ prefix: 'a:', limit: 7 }).length, 7);
+  assert.equal(m.keys({ prefix: '' }).length, 82);
+  assert.deepEqual(m.keys({ prefix: 'zzz' }), []);
+  assert.ok(m.keys({ prefix: 'b:' }).every((k) => k.startsWith('b:')));
+
+  const it = m.scan({ prefix: 'b:' });
+  assert.equal(typeof it.next, 'function', 'an iterator');
+  const seen = [...it];
+  assert.equal(seen.length, 30);
+  assert.ok(seen.every((k) => typeof k === 'string' && k.startsWith('b:')));
+  const withValues = [...m.scan({ prefix: 'b:', values: true, limit: 5 })];
+  assert.equal(withValues.length, 5);
+  for (const [k, v] of withValues) assert.deepEqual(v, { i: Number(k.slice(2)) });
+  // An entry deleted while the scan is under way is not returned with a value.
+  const live = m.scan({ prefix: 'b:', values: true });
+  const first = live.next().value;
+  for (let i = 0; i < 30; i++) if (`b:${i}` !== first[0]) m.delete(`b:${i}`);
+  assert.deepEqual([...live], []);
+
+  assert.equal(m.deletePrefix('a:'), 51);
+  assert.deepEqual(m.keys({ prefix: 'a:' }), []);
+  assert.equal(m.get('a'), 'not under a:');
+  assert.equal(m.deletePrefix('a:'), 0);
+  throwsCode(assert, () => m.keys({ prefix: 1 }), 'ERR_INVALID_ARG_TYPE', TypeError);
+  throwsCode(assert, () => m.keys({ limit: -1 }), 'ERR_OUT_OF_RANGE', RangeError);
+  throwsCode(assert, () => m.deletePrefix(), 'ERR_INVALID_ARG_TYPE', TypeError);
+});
+
+test('deletePrefix of many keys works in batches and leaves other keys', (t) => {
+  const m = open(t);
+  for (let i = 0; i < 5000; i++) m.set(`ns1:${i}`, i);
+  for (let i = 0; i < 100; i++) m.set(`ns2:${i}`, i);
+  assert.equal(m.deletePrefix('ns1:'), 5000);
+  assert.equal(m.size, 100);
+});
+
+test('deleteMany removes each key and counts the present ones', (t) => {
+  const m = open(t);
+  m.set('x', 1).set('y', 2).set(Buffer.from('z'), 3);
+  assert.equal(m.deleteMany(['x', 'nope', Buffer.from('z'), 'ü'.repeat(3)]), 2);
+  assert.deepEqual(m.keys(), ['y']);
+  assert.equal(m.deleteMany([]), 0);
+  throwsCode(assert, () => m.deleteMany('x'), 'ERR_INVALID_ARG_TYPE', TypeError);
+  throwsCode(assert, () => m.deleteMany(['ok', '']), 'ERR_INVALID_ARG_VALUE', TypeError);
+});
+
+// A child: `node primitives.test.js child <name> <n>` increments a fixed window n times and
+// prints how many of its hits were within the limit.
+if (process.argv[2] === 'child') {
+  const [, , , name, n, limit] = process.argv;
+  const m = new Shmap(name);
+  let allowed = 0;
+  for (let i = 0; i < Number(n); i++) {
+    const { value } = m.incr('window', 1, { initTtl: 60_000, withExpiry: true });
+    if (value <= Number(limit)) allowed++;
+  }
+  process.stdout.write(String(allowed));
+  process.exit(0);
+}
+
+test('4 processes x 100 incr with initTtl against a limit of 150: exactly 150 allowed', async (t) => {
+  const name = uniqueName(t);
+  const m = open(t);
+  const m2 = new Shmap(name, { reset: true });
+  t.after(() => m2.close());
+  const runs = [];
+  for (let p = 0; p < 4; p++) {
+    runs.push(new Promise((resolve, reject) => {
+      const c = fork(__filename, ['child', name, '100', '150'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+      let out = '';
+      c.stdout.on('data', (d) => { out += d; });
+      c.on('exit', (code) => (code === 0 ? resolve(Number(out)) : reject(new Error(`child exit ${code}`))));
+    }));
+  }
+  const allowed = (await Promise.all(runs)).reduce((a, b) => a + b, 0);
+  assert.equal(allowed, 150);
+  assert.equal(m2.get('window'), 400);
+  const left = m2.getRemainingTTL('window');
+  assert.ok(left > 0 && left <= 60_000, 'the window kept its first expiry');
+  void m;
+});

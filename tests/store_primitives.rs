@@ -1,0 +1,191 @@
+//! The store primitives the Node adapters build on: `expires_at`, `expire` (re-timing without
+//! rewriting the value), `incr_with` (TTL only on creation, no creation, the expiry from the
+//! same step) and `remove_many`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shmap::{Counter, Error, IncrOptions, Lookup, Options, SetOptions, Shmap};
+
+fn open_with_clock() -> (tempfile::TempDir, Shmap, Arc<AtomicU64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("map").to_str().unwrap().to_string();
+    let now = Arc::new(AtomicU64::new(1_000_000));
+    let n2 = now.clone();
+    let m = Shmap::open(
+        &p,
+        &Options::new().clock(Arc::new(move || n2.load(Ordering::Relaxed))),
+    )
+    .unwrap();
+    (dir, m, now)
+}
+
+fn ttl(ms: u64) -> SetOptions {
+    SetOptions {
+        ttl_ms: Some(ms),
+        flags: 5,
+    }
+}
+
+#[test]
+fn expires_at_reports_the_expiry_without_the_value() {
+    let (_d, m, now) = open_with_clock();
+    assert_eq!(m.expires_at(b"none").unwrap(), None);
+    m.set_with(b"forever", b"v", ttl(0)).unwrap();
+    assert_eq!(m.expires_at(b"forever").unwrap(), Some(0));
+    m.set_with(b"soon", b"v", ttl(100)).unwrap();
+    assert_eq!(m.expires_at(b"soon").unwrap(), Some(1_000_100));
+    now.store(1_000_100, Ordering::Relaxed);
+    assert_eq!(m.expires_at(b"soon").unwrap(), None, "expired means absent");
+}
+
+#[test]
+fn expire_retimes_and_keeps_value_and_flags() {
+    let (_d, m, now) = open_with_clock();
+    assert!(!m.expire(b"absent", 100).unwrap());
+    assert_eq!(m.len().unwrap(), 0, "expire creates nothing");
+    m.set_with(b"k", b"value", ttl(100)).unwrap();
+    let mut buf = vec![0; 64];
+    let Lookup::Hit(before) = m.read_into(b"k", &mut buf).unwrap() else {
+        panic!("k is there")
+    };
+    assert!(m.expire(b"k", 5_000).unwrap());
+    let mut v = Vec::new();
+    let meta = m.get_into(b"k", &mut v).unwrap().unwrap();
+    assert_eq!(v, b"value");
+    assert_eq!((meta.flags, meta.expires_ms), (5, 1_005_000));
+    assert_ne!(
+        meta.version, before.version,
+        "a new record, so held decoded copies are revalidated"
+    );
+    now.store(1_000_200, Ordering::Relaxed);
+    assert_eq!(
+        m.get(b"k").unwrap().as_deref(),
+        Some(&b"value"[..]),
+        "outlived its old TTL"
+    );
+    // 0 = never expires (not Redis's PEXPIRE 0, which deletes).
+    assert!(m.expire(b"k", 0).unwrap());
+    assert_eq!(m.expires_at(b"k").unwrap(), Some(0));
+    now.store(u64::MAX / 2, Ordering::Relaxed);
+    assert!(m.contains(b"k").unwrap());
+    // An expired entry is absent for expire too.
+    m.set_with(b"e", b"v", ttl(1)).unwrap();
+    now.fetch_add(1, Ordering::Relaxed);
+    assert!(!m.expire(b"e", 1000).unwrap());
+    assert!(!m.contains(b"e").unwrap());
+    // Counters stay counters.
+    m.incr(b"n", 3, 0, None).unwrap();
+    assert!(m.expire(b"n", 10).unwrap());
+    assert_eq!(m.incr(b"n", 1, 0, None).unwrap(), 4);
+}
+
+#[test]
+fn incr_with_init_ttl_applies_only_on_creation() {
+    let (_d, m, now) = open_with_clock();
+    let o = IncrOptions {
+        init_ttl_ms: Some(100),
+        ..IncrOptions::default()
+    };
+    let c = m.incr_with(b"w", 1, o).unwrap();
+    assert_eq!(
+        c,
+        Some(Counter {
+            value: 1,
+            expires_ms: 1_000_100
+        })
+    );
+    now.store(1_000_050, Ordering::Relaxed);
+    let c = m.incr_with(b"w", 1, o).unwrap().unwrap();
+    assert_eq!(
+        (c.value, c.expires_ms),
+        (2, 1_000_100),
+        "the window is not extended"
+    );
+    now.store(1_000_100, Ordering::Relaxed);
+    let c = m.incr_with(b"w", 1, o).unwrap().unwrap();
+    assert_eq!(
+        (c.value, c.expires_ms),
+        (1, 1_000_200),
+        "a new window after expiry"
+    );
+    // ttl_ms re-times on every call, as `incr`'s ttl does.
+    let every = IncrOptions {
+        ttl_ms: Some(10),
+        ..IncrOptions::default()
+    };
+    let c = m.incr_with(b"w", 1, every).unwrap().unwrap();
+    assert_eq!((c.value, c.expires_ms), (2, 1_000_110));
+    // init and no expiry.
+    let c = m
+        .incr_with(
+            b"i",
+            5,
+            IncrOptions {
+                init: 10,
+                init_ttl_ms: Some(0),
+                ..IncrOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        c,
+        Some(Counter {
+            value: 15,
+            expires_ms: 0
+        })
+    );
+}
+
+#[test]
+fn incr_with_create_false_writes_nothing() {
+    let (_d, m, now) = open_with_clock();
+    let no = IncrOptions {
+        create: false,
+        ..IncrOptions::default()
+    };
+    let before = m.stats().unwrap().bytes_written;
+    assert_eq!(m.incr_with(b"x", -1, no).unwrap(), None);
+    assert_eq!(m.len().unwrap(), 0);
+    assert_eq!(m.stats().unwrap().bytes_written, before);
+    m.incr_with(
+        b"x",
+        2,
+        IncrOptions {
+            init_ttl_ms: Some(100),
+            ..IncrOptions::default()
+        },
+    )
+    .unwrap();
+    let c = m.incr_with(b"x", -1, no).unwrap().unwrap();
+    assert_eq!((c.value, c.expires_ms), (1, 1_000_100), "keeps its expiry");
+    now.store(1_000_100, Ordering::Relaxed);
+    assert_eq!(
+        m.incr_with(b"x", -1, no).unwrap(),
+        None,
+        "expired is absent"
+    );
+    assert!(!m.contains(b"x").unwrap());
+    m.set(b"s", b"text").unwrap();
+    assert!(matches!(m.incr_with(b"s", 1, no), Err(Error::NotAnInteger)));
+}
+
+#[test]
+fn remove_many_removes_each_and_counts_the_present() {
+    let (_d, m, _now) = open_with_clock();
+    for i in 0..10u8 {
+        m.set(&[b'k', i], b"v").unwrap();
+    }
+    let keys: Vec<Vec<u8>> = (0..12u8).map(|i| vec![b'k', i]).collect();
+    assert_eq!(m.remove_many(&keys[..5]).unwrap(), 5);
+    assert_eq!(
+        m.remove_many(&keys).unwrap(),
+        5,
+        "k10 and k11 never existed"
+    );
+    assert_eq!(m.len().unwrap(), 0);
+    assert!(matches!(
+        m.remove_many(&[b"ok".to_vec(), Vec::new()]),
+        Err(Error::TooLarge { .. })
+    ));
+}
