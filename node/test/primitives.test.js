@@ -165,20 +165,6 @@ test('deleteMany removes each key and counts the present ones', (t) => {
   throwsCode(assert, () => m.deleteMany(['ok', '']), 'ERR_INVALID_ARG_VALUE', TypeError);
 });
 
-// A child: `node primitives.test.js child <name> <n>` increments a fixed window n times and
-// prints how many of its hits were within the limit.
-if (process.argv[2] === 'child') {
-  const [, , , name, n, limit] = process.argv;
-  const m = new Shmap(name);
-  let allowed = 0;
-  for (let i = 0; i < Number(n); i++) {
-    const { value } = m.incr('window', 1, { initTtl: 60_000, withExpiry: true });
-    if (value <= Number(limit)) allowed++;
-  }
-  process.stdout.write(String(allowed));
-  process.exit(0);
-}
-
 test('4 processes x 100 incr with initTtl against a limit of 150: exactly 150 allowed', async (t) => {
   const name = uniqueName(t);
   const m = open(t);
@@ -187,7 +173,7 @@ test('4 processes x 100 incr with initTtl against a limit of 150: exactly 150 al
   const runs = [];
   for (let p = 0; p < 4; p++) {
     runs.push(new Promise((resolve, reject) => {
-      const c = fork(__filename, ['child', name, '100', '150'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+      const c = fork(path.join(__dirname, 'fixtures', 'adapters', 'window-child.js'), [name, '100', '150'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
       let out = '';
       c.stdout.on('data', (d) => { out += d; });
       c.on('exit', (code) => (code === 0 ? resolve(Number(out)) : reject(new Error(`child exit ${code}`))));
