@@ -28,4 +28,3 @@ export class ShmapStore implements Store {
   shutdown(): void;
 }
 
-export default ShmapStore;

@@ -34,4 +34,3 @@ export class ShmapSessionStore extends session.Store {
   clear(callback?: (err?: any) => void): void;
 }
 
-export default ShmapSessionStore;

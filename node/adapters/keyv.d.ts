@@ -38,4 +38,3 @@ export class KeyvShmap extends EventEmitter {
   disconnect(): Promise<void>;
 }
 
-export default KeyvShmap;
