@@ -504,6 +504,29 @@ function markdown(data, charts) {
 
   // ---- 6. shmap/redis (rendered by redis-tier.js)
   if (data.redisTier) o.push(...require('./redis-tier').markdown(data.redisTier));
+  // ---- 7. adapters
+  if (data.adapters) {
+    const A = data.adapters;
+    const label = { shmap: 'shmap (ShmapSessionStore, ShmapStore, KeyvShmap)', redis: 'Redis (connect-redis, rate-limit-redis, @keyv/redis)',
+      memory: 'memory stores (per process: wrong across workers)' };
+    o.push('## 7. The adapters in an express app (`node/bench/adapters.js`)', '');
+    o.push(`An express app on \`cluster\` (${A.workers} workers) with express-session, express-rate-limit and a cache-aside ` +
+      `endpoint through Keyv, driven by autocannon (${A.connections} connections, ${A.seconds} s per run, ${A.rounds} rounds, ` +
+      `stacks alternating; ${A.sessions} sessions, ${A.clients} rate-limit keys, ${A.items} items). Each request: one rate-limit ` +
+      'increment, a session load and touch, a Keyv read (a store on a miss). autocannon runs on the same machine.', '');
+    o.push('| stores | requests/s (median) | p50 ms | p99 ms | non-2xx | errors |', '|---|---:|---:|---:|---:|---:|');
+    for (const [k, v] of Object.entries(A.summary)) {
+      o.push(`| ${label[k] || k} | ${int(v.requestsPerSec)} | ${v.latencyP50} | ${v.latencyP99} | ${v.non2xx} | ${v.errors} |`);
+    }
+    o.push('');
+    const r = A.ratios;
+    const parts = [];
+    if (r.vsRedis) parts.push(`shmap / Redis: ${r.vsRedis.toFixed(2)}× (goal ≥ ${A.goals.vsRedis}×)`);
+    if (r.vsMemory) parts.push(`shmap / memory stores: ${r.vsMemory.toFixed(2)}× (goal ≥ ${A.goals.vsMemory}×)`);
+    if (parts.length) o.push(`${parts.join('; ')}: medians of the per-round ratios.`, '');
+    for (const [k, why] of Object.entries(A.skipped || {})) o.push(`Skipped ${k}: ${why}.`);
+    o.push('');
+  }
 
   o.push('## Phases', '', '| phase | seconds | load average at its end |', '|---|---:|---|');
   for (const p of m.phases || []) o.push(`| ${p.name} | ${p.seconds.toFixed(0)} | ${p.loadavgEnd.join(' / ')} |`);

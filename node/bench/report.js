@@ -4,7 +4,7 @@
 //   node node/bench/report.js            full run (~10 min on 2 cores): docs/perf/{report.md,data.json,*.svg}
 //   node node/bench/report.js --quick    smoke run (seconds): same code paths, tiny sizes, written
 //                                        to node/bench/results/report-quick/; asserts nothing
-// Options: --out DIR, --only throughput,latency,memory,growth,rust,redis-tier, --workers 1,2,4,8,
+// Options: --out DIR, --only throughput,latency,memory,growth,rust,redis-tier,adapters, --workers 1,2,4,8,
 //   --seconds S (throughput run length), --rounds R, --backends shmap,lru,lmdb,redis,ipc,
 //   --no-build (use node/shmap.node as it is), --render DATA.json (only redraw md + svg from data).
 // Never asserts on speed: the machine is shared and noisy; it quotes medians and their spread.
@@ -342,8 +342,8 @@ function options() {
   const quick = Boolean(v.quick);
   const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
   const nums = (s) => list(s).map((x) => { const n = Math.floor(Number(x)); if (!(n > 0)) throw new Error(`bad number ${x}`); return n; });
-  const sections = list(v.only || 'throughput,latency,memory,growth,rust,redis-tier');
-  for (const s of sections) if (!['throughput', 'latency', 'memory', 'growth', 'rust', 'redis-tier'].includes(s)) throw new Error(`--only: unknown section ${s}`);
+  const sections = list(v.only || 'throughput,latency,memory,growth,rust,redis-tier,adapters');
+  for (const s of sections) if (!['throughput', 'latency', 'memory', 'growth', 'rust', 'redis-tier', 'adapters'].includes(s)) throw new Error(`--only: unknown section ${s}`);
   const cfg = {
     quick,
     out: path.resolve(v.out || (quick ? path.join(__dirname, 'results', 'report-quick') : path.join(ROOT, 'docs', 'perf'))),
@@ -362,6 +362,8 @@ function options() {
     latency: { workers: quick ? [2] : [2, 8], sizes: SIZES.slice(0, 2), seconds: quick ? 0.05 : 1.5, rounds: 1 },
     memory: { workers: quick ? [2] : [1, 2, 4, 8], entries: quick ? 5000 : 100000, bytes: 1024 },
     growth: { until: quick ? 16 * MiB : 1024 * MiB, valueBytes: 1000 },
+    // The adapters in an express app on cluster (adapters.js): its own options, --quick or full.
+    adapters: require('./adapters').options(quick ? ['--quick'] : []),
   };
   if (cfg.throughput.seconds.some((s) => !(s > 0))) throw new Error('--seconds must be positive');
   return cfg;
@@ -775,6 +777,7 @@ async function primary() {
   await phase('rust', () => rust(cfg, data));
   // 6: shmap/redis (redis-tier.js: invalidation latency, L1 hit cost, memory against bentocache).
   await phase('redis-tier', async () => { data.redisTier = await require('./redis-tier').run({ quick: cfg.quick, log }); });
+  await phase('adapters', async () => { data.adapters = await require('./adapters').run(cfg.adapters, log); });
   data.meta.phases = phases;
   data.meta.loadavgEnd = loadavg();
   data.meta.wallSeconds = (Date.now() - t0) / 1e3;

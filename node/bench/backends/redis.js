@@ -58,6 +58,8 @@ module.exports = {
     return { sync: false, get: (k) => c.get(k), set: (k, v) => c.set(k, v), close: () => c.quit() };
   },
   async teardown() { await admin.flushall(); },
+  /** The port of the server init() started (for other benches that bring their own client). */
+  port: () => port,
   async shutdown() {
     if (admin) await admin.quit();
     if (server) server.kill();
