@@ -189,3 +189,121 @@ fn remove_many_removes_each_and_counts_the_present() {
         Err(Error::TooLarge { .. })
     ));
 }
+
+mod model {
+    //! Random sequences of set, remove, incr_with, expire and clock steps, checked after every
+    //! step against a HashMap model of values and expiries.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u8, Vec<u8>, u64),
+        Remove(u8),
+        Incr(u8, i64, Option<u64>, Option<u64>, bool),
+        Expire(u8, u64),
+        Advance(u64),
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum V {
+        Int(i64),
+        Bytes(Vec<u8>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let k = 0u8..6;
+        let ttl = prop_oneof![Just(0u64), 1u64..50];
+        prop_oneof![
+            (
+                k.clone(),
+                proptest::collection::vec(any::<u8>(), 0..12),
+                ttl.clone()
+            )
+                .prop_map(|(k, v, t)| Op::Set(k, v, t)),
+            k.clone().prop_map(Op::Remove),
+            (
+                k.clone(),
+                -3i64..4,
+                proptest::option::of(ttl.clone()),
+                proptest::option::of(ttl.clone()),
+                any::<bool>()
+            )
+                .prop_map(|(k, d, t, it, c)| Op::Incr(k, d, t, it, c)),
+            (k, ttl).prop_map(|(k, t)| Op::Expire(k, t)),
+            (0u64..40).prop_map(Op::Advance),
+        ]
+    }
+
+    fn key(k: u8) -> [u8; 2] {
+        [b'k', k]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn primitives_match_a_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let (_d, m, clock) = open_with_clock();
+            let mut model: HashMap<u8, (V, u64)> = HashMap::new();
+            let expiry = |now: u64, ttl: u64| if ttl == 0 { 0 } else { now + ttl };
+            for op in ops {
+                let now = clock.load(Ordering::Relaxed);
+                model.retain(|_, (_, e)| *e == 0 || *e > now);
+                match op {
+                    Op::Set(k, v, t) => {
+                        m.set_with(&key(k), &v, SetOptions { ttl_ms: Some(t), flags: 0 }).unwrap();
+                        model.insert(k, (V::Bytes(v), expiry(now, t)));
+                    }
+                    Op::Remove(k) => {
+                        prop_assert_eq!(m.remove(&key(k)).unwrap(), model.remove(&k).is_some());
+                    }
+                    Op::Incr(k, d, t, it, create) => {
+                        let o = IncrOptions { init: 0, ttl_ms: t, init_ttl_ms: it, create };
+                        let got = m.incr_with(&key(k), d, o);
+                        match model.get(&k).cloned() {
+                            Some((V::Bytes(_), _)) => prop_assert!(matches!(got, Err(Error::NotAnInteger))),
+                            Some((V::Int(n), e)) => {
+                                let e = t.map_or(e, |t| expiry(now, t));
+                                prop_assert_eq!(got.unwrap(), Some(Counter { value: n + d, expires_ms: e }));
+                                model.insert(k, (V::Int(n + d), e));
+                            }
+                            None if !create => prop_assert_eq!(got.unwrap(), None),
+                            None => {
+                                let e = expiry(now, it.or(t).unwrap_or(0));
+                                prop_assert_eq!(got.unwrap(), Some(Counter { value: d, expires_ms: e }));
+                                model.insert(k, (V::Int(d), e));
+                            }
+                        }
+                    }
+                    Op::Expire(k, t) => {
+                        let present = m.expire(&key(k), t).unwrap();
+                        prop_assert_eq!(present, model.contains_key(&k));
+                        if let Some((_, e)) = model.get_mut(&k) {
+                            *e = expiry(now, t);
+                        }
+                    }
+                    Op::Advance(ms) => {
+                        clock.fetch_add(ms, Ordering::Relaxed);
+                    }
+                }
+                let now = clock.load(Ordering::Relaxed);
+                model.retain(|_, (_, e)| *e == 0 || *e > now);
+                for k in 0..6u8 {
+                    let want = model.get(&k);
+                    prop_assert_eq!(m.expires_at(&key(k)).unwrap(), want.map(|(_, e)| *e), "expiry of {}", k);
+                    let mut buf = Vec::new();
+                    let got = m.get_into(&key(k), &mut buf).unwrap();
+                    match want {
+                        None => prop_assert!(got.is_none()),
+                        Some((V::Bytes(v), _)) => prop_assert_eq!(&buf, v),
+                        Some((V::Int(n), _)) => {
+                            prop_assert_eq!(got.unwrap().flags & Shmap::FLAG_INT, Shmap::FLAG_INT);
+                            prop_assert_eq!(&buf[..], &n.to_le_bytes()[..]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
