@@ -202,7 +202,7 @@ export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
   incr(key: Key, delta: number, options: IncrOptions & { withExpiry: true; create: false }): Counter | undefined;
   incr(key: Key, delta: number, options: IncrOptions & { withExpiry: true }): Counter;
   incr(key: Key, delta: number, options: IncrOptions & { create: false }): number | undefined;
-  incr(key: Key, delta: number, options: IncrOptions): number | undefined;
+  incr(key: Key, delta: number, options: IncrOptions): number | Counter | undefined;
   /** Milliseconds `key` has left: `Infinity` if it never expires, `0` if it is absent (lru-cache's semantics). */
   getRemainingTTL(key: Key): number;
   /**
