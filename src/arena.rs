@@ -32,15 +32,35 @@ pub(crate) trait Sink {
     fn holds(&self, _generation: u64, _pos: u64) -> bool {
         false
     }
+
+    /// Whether [`Sink::space`] allocates `len` bytes: then the length is validated first.
+    fn allocates(&self) -> bool {
+        false
+    }
 }
 
 impl Sink for Vec<u8> {
     fn space(&mut self, len: usize) -> Option<&mut [u8]> {
         // Only bytes beyond the current length are zero-filled; a reused buffer costs nothing.
         self.truncate(len);
+        self.try_reserve_exact(len - self.len()).ok()?;
         self.resize(len, 0);
         Some(&mut self[..])
     }
+
+    fn allocates(&self) -> bool {
+        true
+    }
+}
+
+/// Sizes `buf` to `len` bytes for a value read at `pos`; an allocation failure is an error, not
+/// an abort. Callers pass only lengths read from records known intact.
+pub(crate) fn size_buf(buf: &mut Vec<u8>, len: usize, pos: u64) -> Result<()> {
+    buf.truncate(len);
+    buf.try_reserve_exact(len - buf.len())
+        .map_err(|_| Error::corrupt(pos, format!("a {len}-byte value does not fit in memory")))?;
+    buf.resize(len, 0);
+    Ok(())
 }
 
 /// A fixed buffer (the Node addon's reusable one), and the record version the caller already
@@ -272,7 +292,7 @@ impl Gen {
     /// checksum verified. Without validation: readers must call [`Gen::still_valid`] after.
     pub fn lookup(&self, w: &Window, key: &[u8], h: u64, sink: &mut dyn Sink) -> Result<Probe> {
         let mask = self.slots() - 1;
-        let mut i = h & mask;
+        let mut i = format::home(h, self.slots());
         let mut free = None;
         let mut oldest = u64::MAX;
         for _ in 0..self.slots() {
@@ -313,6 +333,16 @@ impl Gen {
                     {
                         let len = hdr.value_len.get() as usize;
                         let unchanged = sink.holds(self.number(), pos);
+                        // A length read from a record a writer is overwriting may be anything
+                        // up to the ring's size: allocate only once the header is known intact.
+                        if !unchanged && sink.allocates() && !self.intact(w, pos)? {
+                            return Ok(Probe::Suspect {
+                                offset: self.ring(self.phys(pos)),
+                                what: "record overwritten while read",
+                                idx: i,
+                                pos: Some(pos),
+                            });
+                        }
                         let space = if unchanged { None } else { sink.space(len) };
                         let copied = match space {
                             Some(dst) if dst.len() == len => {
@@ -343,6 +373,16 @@ impl Gen {
             i = (i + 1) & mask;
         }
         Ok(Probe::Miss { free, oldest })
+    }
+
+    /// Whether the record at `pos`, read just before, was intact: this generation is still
+    /// active and the tail has not passed `pos`.
+    pub fn intact(&self, w: &Window, pos: u64) -> Result<bool> {
+        fence(Ordering::Acquire);
+        Ok(
+            w.load_u64(ctl!(active_gen), Ordering::Relaxed)? == self.number()
+                && self.tail(w)? <= pos,
+        )
     }
 
     /// After an optimistic read: true if nothing it read can have changed under it.

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::format::{HEADER_LEN, PAGE, Superblock, ctl};
+use crate::format::{HEADER_LEN, LOCK_WAITERS, PAGE, Superblock, ctl};
 use crate::lock::{self, Proc};
 use crate::options::{Clock, DEFAULT_MAX_SIZE, Options};
 use crate::raw::Mem;
@@ -33,7 +33,12 @@ pub(crate) struct Shared {
     pub created_ms: u64,
     /// Serialises this process's writers before they touch the map's writer lock.
     pub local: Mutex<()>,
-    key: (u64, u64),
+    /// The longest wait for another process.
+    pub lock_timeout: Duration,
+    /// The fork epoch when the attachment was made (see [`Shared::forked`]).
+    epoch: u64,
+    /// The file's (device, inode).
+    pub key: (u64, u64),
 }
 
 /// One process's open maps, so worker threads share a mapping and a process slot.
@@ -44,8 +49,11 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 pub(crate) fn attach(path: &Path, opts: &Options) -> Result<Arc<Shared>> {
     let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     let reg = reg.get_or_insert_with(HashMap::new);
-    if let Ok(m) = std::fs::metadata(path)
+    // The path itself, never a symlink's target; and never an attachment a parent made before
+    // fork() (it holds the parent's locks: the child needs its own).
+    if let Ok(m) = std::fs::symlink_metadata(path)
         && let Some(sh) = reg.get(&(m.dev(), m.ino())).and_then(Weak::upgrade)
+        && !sh.forked()
         && (sh.mem.writable() || opts.read_only)
     {
         return Ok(sh);
@@ -56,49 +64,197 @@ pub(crate) fn attach(path: &Path, opts: &Options) -> Result<Arc<Shared>> {
     Ok(sh)
 }
 
+/// Opens the map file the safe way: never through a symbolic link (`O_NOFOLLOW`; std opens
+/// with `O_CLOEXEC`), creating it exclusively (`O_CREAT | O_EXCL`, then `fchmod` to the
+/// handle's mode so the umask cannot narrow it); of two racing creators, the loser opens the
+/// winner's file. Then [`check_owner`].
 fn open_file(path: &Path, opts: &Options) -> Result<(File, bool)> {
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).create(opts.create).mode(0o600);
-    match o.open(path) {
-        Ok(f) => Ok((f, true)),
-        Err(e)
-            if opts.read_only
-                && matches!(
-                    e.kind(),
-                    ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
-                ) =>
-        {
-            File::open(path)
-                .map(|f| (f, false))
-                .map_err(|e| Error::io(format!("open {}", path.display()), e))
+    let io = |e| Error::io(format!("open {}", path.display()), e);
+    for _ in 0..100 {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true).custom_flags(libc::O_NOFOLLOW);
+        let err = match o.open(path) {
+            Ok(f) => {
+                check_owner(&f, path, opts)?;
+                return Ok((f, true));
+            }
+            Err(e) => e,
+        };
+        if err.raw_os_error() == Some(libc::ELOOP) {
+            return Err(symlink_refused(path));
         }
-        Err(e) => Err(Error::io(format!("open {}", path.display()), e)),
+        match err.kind() {
+            ErrorKind::NotFound if opts.create => {
+                let mut c = OpenOptions::new();
+                c.read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(opts.mode)
+                    .custom_flags(libc::O_NOFOLLOW);
+                match c.open(path) {
+                    Ok(f) => {
+                        f.set_permissions(std::fs::Permissions::from_mode(opts.mode))
+                            .map_err(|e| Error::io("fchmod map file", e))?;
+                        check_owner(&f, path, opts)?;
+                        return Ok((f, true));
+                    }
+                    // Another creator won the race (or a symlink appeared): look again.
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem if opts.read_only => {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(path)
+                    .map_err(|e| match e.raw_os_error() {
+                        Some(libc::ELOOP) => symlink_refused(path),
+                        _ => io(e),
+                    })?;
+                check_owner(&f, path, opts)?;
+                return Ok((f, false));
+            }
+            _ => return Err(io(err)),
+        }
+    }
+    Err(io(std::io::Error::other(
+        "the file kept appearing and disappearing",
+    )))
+}
+
+fn symlink_refused(path: &Path) -> Error {
+    let m = std::fs::symlink_metadata(path).ok();
+    Error::Permission {
+        path: path.to_path_buf(),
+        what: "it is a symbolic link (never followed: the map must be a plain file)".into(),
+        uid: m.as_ref().map(|m| m.uid()),
+        mode: m.as_ref().map(|m| m.mode() & 0o7777),
+    }
+}
+
+/// Refuses a file that is not this handle's to use: not a regular file, more than one hard
+/// link, an owner other than this process's effective uid, root or a trusted owner, or
+/// permission bits beyond the handle's `mode`.
+pub(crate) fn check_owner(file: &File, path: &Path, opts: &Options) -> Result<()> {
+    let m = file.metadata().map_err(|e| Error::io("stat map file", e))?;
+    let (uid, mode) = (m.uid(), m.mode() & 0o7777);
+    let refuse = |what: String| {
+        Err(Error::Permission {
+            path: path.to_path_buf(),
+            what,
+            uid: Some(uid),
+            mode: Some(mode),
+        })
+    };
+    if !m.file_type().is_file() {
+        return refuse("it is not a regular file".into());
+    }
+    if m.nlink() > 1 {
+        return refuse(format!(
+            "it has {} hard links (a map file has exactly one name)",
+            m.nlink()
+        ));
+    }
+    let me = crate::raw::euid();
+    if uid != me && uid != 0 && !opts.trusted_owners.contains(&uid) {
+        return refuse(format!(
+            "it is owned by uid {uid}, not by this user ({me}), root or a trusted owner \
+             (trusted_owners)"
+        ));
+    }
+    if mode & !opts.mode != 0 {
+        return refuse(format!(
+            "it grants permissions beyond this handle's mode {:04o}",
+            opts.mode
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `path` still names `file` (a remover may have unlinked it, and someone created a
+/// new one, since we opened it).
+pub(crate) fn still_named(file: &File, path: &Path) -> Result<bool> {
+    let m = file.metadata().map_err(|e| Error::io("stat map file", e))?;
+    match std::fs::symlink_metadata(path) {
+        Ok(p) => Ok(p.dev() == m.dev() && p.ino() == m.ino()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("stat {}", path.display()), e)),
+    }
+}
+
+/// Takes a shared `flock`, waiting at most until `deadline` (a creator or recoverer holds it
+/// exclusively for as long as that takes).
+fn lock_shared_until(file: &File, deadline: Instant) -> Result<()> {
+    let start = Instant::now();
+    let mut nap = Duration::from_micros(200);
+    loop {
+        match file.try_lock_shared() {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => return Err(Error::io("flock map file", e)),
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::LockTimeout {
+                waited_ms: start.elapsed().as_millis() as u64,
+                holder_pid: None,
+                held_ms: None,
+            });
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(10));
     }
 }
 
 fn open_shared(path: &Path, opts: &Options) -> Result<Shared> {
-    let (file, writable) = open_file(path, opts)?;
-    if !writable {
-        return open_read_only(path, file, opts);
+    let deadline = Instant::now() + opts.lock_timeout;
+    for _ in 0..100 {
+        let (file, writable) = open_file(path, opts)?;
+        if !writable {
+            return open_read_only(path, file, opts);
+        }
+        if let Some(sh) = attach_file(path, file, opts, deadline)? {
+            return Ok(sh);
+        }
+        // The path was removed or replaced while we waited for its lock: open it again.
     }
+    Err(Error::io(
+        format!("open {}", path.display()),
+        std::io::Error::other("the file kept being replaced while opening it"),
+    ))
+}
+
+/// The `flock` protocol on an opened file; `None` when, once locked, the path no longer names
+/// it (a remover unlinked it meanwhile: see `remove_map`).
+fn attach_file(
+    path: &Path,
+    file: File,
+    opts: &Options,
+    deadline: Instant,
+) -> Result<Option<Shared>> {
     let mut tries = 0;
     loop {
         tries += 1;
         match file.try_lock() {
             Ok(()) => {
-                let sh = init_alone(path, &file, opts)?;
+                if !still_named(&file, path)? {
+                    return Ok(None);
+                }
+                let sb = init_alone(path, &file, opts)?;
                 // Converting to shared is not atomic, but nobody acts on the map between: a
                 // process that takes the exclusive lock in the gap only sees a valid map.
                 file.lock_shared()
                     .map_err(|e| Error::io("flock map file", e))?;
-                return finish_attach(path, file, opts, sh);
+                return finish_attach(path, file, opts, sb).map(Some);
             }
             Err(TryLockError::WouldBlock) => {
-                file.lock_shared()
-                    .map_err(|e| Error::io("flock map file", e))?;
+                lock_shared_until(&file, deadline)?;
+                if !still_named(&file, path)? {
+                    return Ok(None);
+                }
                 if !unfinished(&file)? {
                     let sb = read_superblock(&file, path)?;
-                    return finish_attach(path, file, opts, sb);
+                    return finish_attach(path, file, opts, sb).map(Some);
                 }
                 // The creator died before finishing: try to become the creator.
                 file.unlock().map_err(|e| Error::io("flock map file", e))?;
@@ -166,8 +322,12 @@ fn init_alone(path: &Path, file: &File, opts: &Options) -> Result<Superblock> {
 
 fn recover_alone(path: &Path, file: &File, opts: &Options, sb: &Superblock) -> Result<()> {
     let mem = Mem::new(file.try_clone().map_err(|e| Error::io("dup", e))?, true, 0)?;
-    lock::reset_all(&mem)?;
     let w = mem.w();
+    // A writer that died holding the lock, or a recovery that failed, leaves the duty to
+    // recover even when the last process out marked the map clean.
+    let duty = w.load_u32(ctl!(writer_lock), Ordering::Acquire)? & !LOCK_WAITERS != 0
+        || w.load_u32(ctl!(recovery), Ordering::Acquire)? != 0;
+    lock::reset_all(&mem)?;
     let clean = w.load_u32(ctl!(clean), Ordering::Acquire)? == 1;
     let stored_boot = [
         w.load_u64(ctl!(boot_id), Ordering::Acquire)?,
@@ -179,9 +339,10 @@ fn recover_alone(path: &Path, file: &File, opts: &Options, sb: &Superblock) -> R
         let mut wr = Writer::new(&sh)?;
         if os_crashed {
             wr.rebuild_verified()?;
-        } else if !clean {
+        } else if !clean || duty {
             wr.recover()?;
         }
+        lock::recovered(&sh.mem)?;
         wr.trim_alone()?;
     }
     let w = sh.mem.w();
@@ -244,8 +405,18 @@ impl Shared {
             on_tmpfs,
             created_ms: sb.created_ms.get(),
             local: Mutex::new(()),
+            lock_timeout: opts.lock_timeout,
+            epoch: crate::raw::fork_epoch_registered(),
             key,
         })
+    }
+
+    /// Whether this attachment was made before a `fork()` of this process: then it is the
+    /// parent's (its locks are the parent's open file description's) and must not be used or
+    /// released here. One relaxed load.
+    #[inline]
+    pub fn forked(&self) -> bool {
+        crate::raw::fork_epoch() != self.epoch
     }
 
     /// Whether writes must be `msync`ed to be durable (false on tmpfs).
@@ -256,6 +427,12 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        // In a child forked without exec, the slot byte and the flock belong to the parent's
+        // open file description: unlocking them here would release the parent's. Only the
+        // mapping and the descriptor go (closing it leaves the parent's locks in place).
+        if self.forked() {
+            return;
+        }
         let Some(me) = self.me else { return };
         lock::release(&self.mem, me);
         // The last process out (we get the exclusive lock without waiting) marks a clean detach.

@@ -8,6 +8,7 @@ use zerocopy::IntoBytes;
 
 use crate::arena::{self, Gen};
 use crate::error::{Error, Result};
+use crate::failpoints::fp;
 use crate::format::{
     self, CONFIG_NO_EVICT, Desc, FLAG_LEASE, HEADER_LEN, MAX_SLOTS, MIN_SLOTS, PAGE, Superblock,
     ctl, index_region_len, log_region_len, round_up, slot,
@@ -90,8 +91,12 @@ fn avg_record(wr: &Writer) -> Result<u64> {
 fn slots_for_cap(wr: &Writer, cap: u64) -> Result<u64> {
     let expected = cap / avg_record(wr)?;
     let entries = wr.ctl(ctl!(entries))?;
-    let mut slots = pow2_ceil((expected * 4 / 3).max(entries * 2)).clamp(MIN_SLOTS, MAX_SLOTS);
-    while slots > MIN_SLOTS && slots > entries * 2 && index_region_len(slots) > cap / 4 {
+    let mut slots = pow2_ceil((expected.saturating_mul(4) / 3).max(entries.saturating_mul(2)))
+        .clamp(MIN_SLOTS, MAX_SLOTS);
+    while slots > MIN_SLOTS
+        && slots > entries.saturating_mul(2)
+        && index_region_len(slots) > cap / 4
+    {
         slots /= 2;
     }
     Ok(slots)
@@ -100,7 +105,10 @@ fn slots_for_cap(wr: &Writer, cap: u64) -> Result<u64> {
 /// Whether the new generation fits beside the active one under `max_size`.
 pub(crate) fn fits(wr: &Writer, plan: &Plan) -> Result<bool> {
     let max = wr.ctl(ctl!(max_size))?;
-    Ok(HEADER_LEN + active_len(&wr.g.desc) + plan_len(plan) <= max)
+    Ok(HEADER_LEN
+        .saturating_add(active_len(&wr.g.desc))
+        .saturating_add(plan_len(plan))
+        <= max)
 }
 
 /// The largest ring a growth could build now under `max_size`, leaving room for one later
@@ -109,7 +117,7 @@ pub(crate) fn largest_cap(wr: &Writer) -> Result<u64> {
     let max = wr.ctl(ctl!(max_size))?;
     let room = max.saturating_sub(HEADER_LEN + active_len(&wr.g.desc));
     let idx = index_region_len(wr.g.slots());
-    Ok(room.saturating_sub(2 * idx + PAGE) & !(PAGE - 1))
+    Ok(room.saturating_sub(idx.saturating_mul(2).saturating_add(PAGE)) & !(PAGE - 1))
 }
 
 /// A growth plan for making room for a record of `size` bytes, or `None` at the cap.
@@ -117,7 +125,7 @@ pub(crate) fn grow_plan(wr: &Writer, size: u64) -> Result<Option<Plan>> {
     let cap = wr.g.cap();
     let live = wr.ctl(ctl!(live_bytes))?;
     let need = round_up(
-        (size.saturating_mul(16)).max((live + size).saturating_mul(8) / 7 + PAGE),
+        (size.saturating_mul(16)).max((live.saturating_add(size)).saturating_mul(8) / 7 + PAGE),
         PAGE,
     )
     .unwrap_or(u64::MAX);
@@ -143,7 +151,7 @@ pub(crate) fn grow_plan(wr: &Writer, size: u64) -> Result<Option<Plan>> {
 /// The smallest sensible ring: the one the map was created with.
 fn min_cap(wr: &Writer) -> Result<u64> {
     let pages = wr.w().load_u32(ctl!(min_pages), Ordering::Acquire)? as u64;
-    let budget = (pages * PAGE).saturating_sub(HEADER_LEN);
+    let budget = (pages.saturating_mul(PAGE)).saturating_sub(HEADER_LEN);
     Ok(plan_budget(budget, DEFAULT_AVG_RECORD)
         .log_cap
         .unwrap_or(PAGE))
@@ -178,15 +186,15 @@ pub(crate) fn shrink_plan(wr: &Writer) -> Result<Option<Plan>> {
 /// under it alone (with room for one index rebuild). `None` if the map fits.
 pub(crate) fn over_cap_plan(wr: &Writer) -> Result<Option<Plan>> {
     let max = wr.ctl(ctl!(max_size))?;
-    if HEADER_LEN + active_len(&wr.g.desc) <= max {
+    if HEADER_LEN.saturating_add(active_len(&wr.g.desc)) <= max {
         return Ok(None);
     }
     let room = max.saturating_sub(HEADER_LEN + PAGE);
     let mut slots = wr.g.slots();
-    while slots > MIN_SLOTS && 2 * index_region_len(slots) > room / 4 {
+    while slots > MIN_SLOTS && index_region_len(slots).saturating_mul(2) > room / 4 {
         slots /= 2;
     }
-    let cap = room.saturating_sub(2 * index_region_len(slots)) & !(PAGE - 1);
+    let cap = room.saturating_sub(index_region_len(slots).saturating_mul(2)) & !(PAGE - 1);
     Ok((cap >= PAGE && cap < wr.g.cap()).then_some(Plan {
         slots,
         log_cap: Some(cap),
@@ -214,9 +222,9 @@ impl<'a> Writer<'a> {
         if let Some(cap) = plan.log_cap.as_mut() {
             carry.sort_unstable_by_key(|c| c.pos);
             let largest = carry.iter().map(|c| c.size).max().unwrap_or(0);
-            *cap = (*cap).max(round_up(largest * 16, PAGE).unwrap_or(u64::MAX));
+            *cap = (*cap).max(round_up(largest.saturating_mul(16), PAGE).unwrap_or(u64::MAX));
             let budget = *cap - *cap / 8;
-            let total: u64 = carry.iter().map(|c| c.size).sum();
+            let total = carry.iter().fold(0u64, |t, c| t.saturating_add(c.size));
             if total > budget {
                 self.fit(&mut carry, budget)?;
             }
@@ -236,12 +244,13 @@ impl<'a> Writer<'a> {
         // punch is exactly what frees space).
         let new_len = idx_len + log_off.map_or(0, |_| log_region_len(plan.log_cap.unwrap_or(0)));
         if self.w().load_u32(ctl!(free_dirty), Ordering::Acquire)? != 0
-            && mem.allocated_bytes()? + new_len > self.ctl(ctl!(max_size))?
+            && mem.allocated_bytes()?.saturating_add(new_len) > self.ctl(ctl!(max_size))?
         {
             self.punch_free(&[])?;
             self.w().store_u32(ctl!(free_dirty), 0, Ordering::Release)?;
         }
         self.ctl_set(ctl!(building_off), lo)?;
+        fp!("switch::between_building_off_and_len");
         self.ctl_set(ctl!(building_len), hi - lo)?;
         let reserved = self.reserve_regions(
             index_off,
@@ -263,6 +272,7 @@ impl<'a> Writer<'a> {
             ..Desc::default()
         };
         desc.crc = desc.compute_crc();
+        fp!("switch::after_reserve");
         let new = Gen::from_desc(mem, desc, g)?;
         let w = mem.w();
         // Index regions may hold an older generation's bytes: zero before use.
@@ -289,7 +299,7 @@ impl<'a> Writer<'a> {
                     continue;
                 };
                 self.g.read_key(w, c.pos, &hdr, &mut key)?;
-                value.resize(hdr.value_len.get() as usize, 0);
+                arena::size_buf(&mut value, hdr.value_len.get() as usize, c.pos)?;
                 self.g.read_value(w, c.pos, &hdr, &mut value)?;
                 if hdr.checksum(&key, &value) != hdr.crc.get() {
                     continue;
@@ -300,13 +310,14 @@ impl<'a> Writer<'a> {
             } else {
                 c.slot
             };
-            let mut i = c.hash & mask;
+            let mut i = format::home(c.hash, plan.slots);
             while new.load_slot(w, i)? != slot::EMPTY {
                 i = (i + 1) & mask;
             }
             new.store_slot(w, i, s)?;
-            live += c.size;
+            live = live.saturating_add(c.size);
             count += 1;
+            fp!("switch::while_filling");
         }
         if self.sh.durable() {
             mem.sync(index_off, idx_len)?;
@@ -315,9 +326,11 @@ impl<'a> Writer<'a> {
             }
         }
         arena::write_desc(w, desc)?;
+        fp!("switch::between_descriptor_and_publish");
         if self.sh.durable() {
             mem.sync(0, PAGE)?;
         }
+        self.honour_quiet()?;
         // The switch: one store. Everything after it may overwrite the old generation, so a
         // release fence orders the store before those writes.
         w.store_u64(ctl!(active_gen), g, Ordering::Release)?;
@@ -326,10 +339,12 @@ impl<'a> Writer<'a> {
             mem.sync(0, PAGE)?;
         }
         self.g = new;
+        fp!("switch::between_publish_and_counters");
         self.ctl_set(ctl!(entries), count)?;
         self.ctl_set(ctl!(live_bytes), live)?;
         self.ctl_set(ctl!(used_slots), count)?;
         self.ctl_set(ctl!(building_off), 0)?;
+        fp!("switch::between_building_clears");
         self.ctl_set(ctl!(building_len), 0)?;
         self.ctl_set(ctl!(switched_ms), self.now)?;
         self.ctl_add(ctl!(switches), 1)?;
@@ -367,7 +382,7 @@ impl<'a> Writer<'a> {
             }
             g.read_key(w, pos, &hdr, &mut key)?;
             if fill == Fill::Verified {
-                value.resize(hdr.value_len.get() as usize, 0);
+                arena::size_buf(&mut value, hdr.value_len.get() as usize, pos)?;
                 g.read_value(w, pos, &hdr, &mut value)?;
                 if hdr.checksum(&key, &value) != hdr.crc.get() {
                     continue;
@@ -387,7 +402,7 @@ impl<'a> Writer<'a> {
     /// Drops records (CLOCK order: unreferenced oldest first, then oldest) until the rest fit
     /// in `budget` bytes. Refuses with `Full` when eviction is off.
     fn fit(&mut self, carry: &mut Vec<Carry>, budget: u64) -> Result<()> {
-        let mut total: u64 = carry.iter().map(|c| c.size).sum();
+        let mut total = carry.iter().fold(0u64, |t, c| t.saturating_add(c.size));
         if !self.evict_enabled()? {
             return Err(Error::Full {
                 needed: total.saturating_sub(budget),
@@ -401,7 +416,7 @@ impl<'a> Writer<'a> {
                 }
                 if !drop[i] && (pass == 1 || c.slot & slot::REF == 0) {
                     drop[i] = true;
-                    total -= c.size;
+                    total = total.saturating_sub(c.size);
                 }
             }
         }
@@ -506,6 +521,7 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         self.punch_free(&[])?;
+        fp!("maintain::between_punch_and_flag");
         w.store_u32(ctl!(free_dirty), 0, Ordering::Release)
     }
 
@@ -529,7 +545,7 @@ impl<'a> Writer<'a> {
     pub fn clear(&mut self) -> Result<()> {
         let pages = self.w().load_u32(ctl!(min_pages), Ordering::Acquire)? as u64;
         let plan = plan_budget(
-            (pages * PAGE).saturating_sub(HEADER_LEN),
+            (pages.saturating_mul(PAGE)).saturating_sub(HEADER_LEN),
             DEFAULT_AVG_RECORD,
         );
         self.switch(plan, Fill::Empty)

@@ -63,8 +63,32 @@ pub enum Error {
     InvalidArgument(String),
     /// All 1024 process slots of the map are held by live processes.
     TooManyProcesses,
-    /// A lock-free read kept racing with writers on a handle that may not take the lock.
+    /// A lock-free read or scan kept racing with writers (about 2.5 s of retries).
     Busy,
+    /// A wait on another process lasted the handle's `lock_timeout`. Nothing was changed; the
+    /// holder keeps its lock (it may be stopped or slow, and resume mid-write).
+    LockTimeout {
+        /// How long this call waited, in ms.
+        waited_ms: u64,
+        /// The pid recorded for the writer lock's holder, if known.
+        holder_pid: Option<u32>,
+        /// How long the holder has held the lock, in ms, if known.
+        held_ms: Option<u64>,
+    },
+    /// The map file is not this handle's to use: not a regular file, a symbolic link, more than
+    /// one hard link, an untrusted owner, or permissions wider than the handle's `mode`.
+    Permission {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+        /// The file's owner uid (when the file could be examined).
+        uid: Option<u32>,
+        /// The file's permission bits (when the file could be examined).
+        mode: Option<u32>,
+    },
+    /// The handle was opened before a `fork()` and used in the child: open the map again there.
+    Forked,
 }
 
 /// Shorthand for results of this crate.
@@ -87,6 +111,9 @@ impl Error {
             Error::InvalidArgument(_) => "ERR_SHMAP_INVALID_ARGUMENT",
             Error::TooManyProcesses => "ERR_SHMAP_TOO_MANY_PROCESSES",
             Error::Busy => "ERR_SHMAP_BUSY",
+            Error::LockTimeout { .. } => "ERR_SHMAP_LOCK_TIMEOUT",
+            Error::Permission { .. } => "ERR_SHMAP_PERMISSION",
+            Error::Forked => "ERR_SHMAP_FORKED",
         }
     }
 
@@ -156,6 +183,43 @@ impl fmt::Display for Error {
                 f,
                 "writers kept changing the map during a lock-free read; try again"
             ),
+            Error::LockTimeout {
+                waited_ms,
+                holder_pid,
+                held_ms,
+            } => {
+                write!(
+                    f,
+                    "gave up after waiting {waited_ms} ms for the map's writer lock"
+                )?;
+                match (holder_pid, held_ms) {
+                    (Some(pid), Some(ms)) => write!(f, ", held by pid {pid} for {ms} ms")?,
+                    (Some(pid), None) => write!(f, ", held by pid {pid}")?,
+                    _ => {}
+                }
+                write!(
+                    f,
+                    " (stopped or slow; nothing was changed; raise lock_timeout if writes \
+                     legitimately take this long)"
+                )
+            }
+            Error::Permission {
+                path,
+                what,
+                uid,
+                mode,
+            } => {
+                write!(f, "refusing to use {}: {what}", path.display())?;
+                if let (Some(uid), Some(mode)) = (uid, mode) {
+                    write!(f, " (owner uid {uid}, mode {mode:04o})")?;
+                }
+                Ok(())
+            }
+            Error::Forked => write!(
+                f,
+                "map handle was opened before fork() and cannot be used in the child; open the \
+                 map again in the child"
+            ),
         }
     }
 }
@@ -185,6 +249,28 @@ mod tests {
         assert_eq!(e.code(), "ERR_SHMAP_NO_SPACE");
         let e = Error::io("open", io::Error::from_raw_os_error(libc::ENOENT));
         assert_eq!(e.code(), "ERR_SHMAP_IO");
+    }
+
+    #[test]
+    fn new_errors_name_what_to_act_on() {
+        let e = Error::LockTimeout {
+            waited_ms: 5000,
+            holder_pid: Some(4242),
+            held_ms: Some(6100),
+        };
+        assert_eq!(e.code(), "ERR_SHMAP_LOCK_TIMEOUT");
+        let msg = e.to_string();
+        assert!(msg.contains("4242") && msg.contains("6100 ms"), "{msg}");
+        let e = Error::Permission {
+            path: "/dev/shm/x".into(),
+            what: "owned by an untrusted user".into(),
+            uid: Some(65534),
+            mode: Some(0o666),
+        };
+        assert_eq!(e.code(), "ERR_SHMAP_PERMISSION");
+        let msg = e.to_string();
+        assert!(msg.contains("65534") && msg.contains("0666"), "{msg}");
+        assert_eq!(Error::Forked.code(), "ERR_SHMAP_FORKED");
     }
 
     #[test]

@@ -18,7 +18,7 @@ compile_error!(
 );
 
 /// Format version written by and readable by this build.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// File magic: `"SHMAP\0\r\n"` (the CR/LF catch text-mode mangling).
 pub const MAGIC: [u8; 8] = *b"SHMAP\0\r\n";
 /// Alignment of every region offset and length.
@@ -104,7 +104,7 @@ pub struct Superblock {
 pub struct Control {
     pub active_gen: u64,
     pub writer_lock: u32,
-    pub readers: u32,
+    pub recovery: u32,
     pub max_size: u64,
     pub default_ttl_ms: u64,
     pub config_flags: u32,
@@ -123,9 +123,12 @@ pub struct Control {
     pub bytes_written: u64,
     pub bytes_copied: u64,
     pub switches: u64,
-    pub starving: u32,
-    pub reserved32: u32,
-    pub reserved: [u64; 12],
+    pub reserved152: u32,
+    pub reserved156: u32,
+    pub lock_since_ms: u64,
+    pub quiet_until_ms: u64,
+    pub starving_until_ms: u64,
+    pub reserved: [u64; 9],
 }
 
 /// A generation descriptor (two slots, toggled by generation parity).
@@ -151,8 +154,7 @@ pub struct Desc {
 pub struct ProcSlot {
     pub pid: u32,
     pub incarnation: u32,
-    pub shared: u32,
-    pub starving: u32,
+    pub reserved: [u32; 2],
 }
 
 /// The log region's header.
@@ -190,7 +192,10 @@ const _: () = {
     assert!(offset_of!(Control, free_dirty) == 104);
     assert!(offset_of!(Control, building_off) == 112);
     assert!(offset_of!(Control, switches) == 144);
-    assert!(offset_of!(Control, starving) == 152);
+    assert!(offset_of!(Control, recovery) == 12);
+    assert!(offset_of!(Control, lock_since_ms) == 160);
+    assert!(offset_of!(Control, quiet_until_ms) == 168);
+    assert!(offset_of!(Control, starving_until_ms) == 176);
     assert!(size_of::<Desc>() == 64);
     assert!(offset_of!(Desc, crc) == 56);
     assert!(size_of::<ProcSlot>() as u64 == PROC_SLOT_LEN);
@@ -228,6 +233,14 @@ pub fn proc_lock_byte(slot: u32) -> u64 {
 #[inline]
 pub fn hash(key: &[u8], seed: u64) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(key, seed)
+}
+
+/// The home slot of a key with hash `h` in an index of `slots` slots (a power of two): the
+/// hash's top bits, so that slot order is hash order at every index size (scans resume by hash).
+#[inline]
+pub fn home(h: u64, slots: u64) -> u64 {
+    debug_assert!(slots.is_power_of_two() && slots >= 2);
+    h >> (64 - slots.trailing_zeros())
 }
 
 /// Rounds `n` up to a multiple of `to` (a power of two); `None` on overflow.
@@ -473,10 +486,10 @@ pub mod slot {
     const POS_MASK: u64 = (1 << 56) - 1;
     const TAG_SHIFT: u32 = 56;
 
-    /// The six-bit tag of a hash.
+    /// The six-bit tag of a hash (its low bits: the top bits choose the home slot).
     #[inline]
     pub fn tag(hash: u64) -> u64 {
-        hash >> 58
+        hash & 0x3F
     }
 
     /// A live slot for a record at `pos` (a multiple of 8) with hash `hash`.
@@ -535,14 +548,14 @@ mod tests {
             Err(Error::NotAMap { .. })
         ));
 
-        let mut v2 = Superblock::new(42, 1000);
-        v2.version = 2.into();
-        v2.crc = crc32fast::hash(&v2.as_bytes()[..124]).into();
+        let mut v1 = Superblock::new(42, 1000);
+        v1.version = 1.into();
+        v1.crc = crc32fast::hash(&v1.as_bytes()[..124]).into();
         assert!(matches!(
-            Superblock::decode(v2.as_bytes(), p),
+            Superblock::decode(v1.as_bytes(), p),
             Err(Error::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 1,
+                supported: 2
             })
         ));
 
@@ -563,7 +576,7 @@ mod tests {
         let h = 0xDEAD_BEEF_1234_5678;
         let s = slot::live(4096, h);
         assert!(slot::is_live(s) && slot::matches(s, h) && slot::is_valid(s));
-        assert!(!slot::matches(s, h ^ (1 << 60)));
+        assert!(!slot::matches(s, h ^ 1));
         assert_eq!(slot::pos(s), 4096);
         let m = slot::moved(s | slot::REF, 8192, false);
         assert_eq!(slot::pos(m), 8192);

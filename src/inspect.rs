@@ -246,8 +246,6 @@ pub struct Process {
     pub pid: u32,
     /// Incarnation.
     pub incarnation: u32,
-    /// Shared holds it has (or left).
-    pub shared: u32,
 }
 
 /// How the processes that used the map last left it.
@@ -340,8 +338,13 @@ pub struct Summary {
     pub switched_ms: u64,
     /// The writer lock.
     pub lock: LockState,
-    /// Shared holds, summed over processes.
-    pub readers: u32,
+    /// A recovery is pending: a writer died holding the lock, or a recovery failed; the next
+    /// writer recovers.
+    pub recovery_pending: bool,
+    /// The file's owner uid.
+    pub owner_uid: u32,
+    /// The file's permission bits.
+    pub mode: u32,
     /// Attached processes (their slot is locked).
     pub processes: Vec<Process>,
     /// Slots left by processes that died without detaching.
@@ -494,6 +497,15 @@ impl Inspector {
         let sb = self.superblock()?;
         let c = read_control(&sh.mem)?;
         let apparent_bytes = sh.mem.refresh_len()?;
+        let (owner_uid, mode) = {
+            use std::os::unix::fs::MetadataExt;
+            let m = sh
+                .mem
+                .file()
+                .metadata()
+                .map_err(|e| Error::io("stat map file", e))?;
+            (m.uid(), m.mode() & 0o7777)
+        };
         let allocated_bytes = sh.mem.allocated_bytes()?;
         let (processes, stale_processes) = self.processes()?;
         let lock = self.lock_state(&c)?;
@@ -541,7 +553,9 @@ impl Inspector {
             counters: counters(&c),
             switched_ms: c.switched_ms,
             lock,
-            readers: c.readers,
+            recovery_pending: c.recovery != 0,
+            owner_uid,
+            mode,
             processes,
             stale_processes,
             clean_flag: c.clean == 1,
@@ -630,11 +644,10 @@ impl Inspector {
                 slot: s,
                 pid: p.pid,
                 incarnation: p.incarnation,
-                shared: p.shared,
             };
             if mem.byte_locked(format::proc_lock_byte(s))? {
                 live.push(proc_);
-            } else if p.pid != 0 || p.shared != 0 {
+            } else if p.pid != 0 {
                 stale.push(proc_);
             }
         }
@@ -831,15 +844,12 @@ impl Inspector {
                 what: format!("the clean flag holds {}, expected 0 or 1", c.clean),
             });
         }
-        let shared: u64 = procs.iter().map(|p| p.shared as u64).sum();
-        if c.readers as u64 > shared {
+        if c.recovery != 0 {
             notes.push(Note {
-                offset: Some(ctl!(readers)),
-                what: format!(
-                    "{} recorded but attached processes hold {shared}: left by processes that \
-                     died while reading; writers clear them",
-                    count(c.readers as usize, "shared hold is", "shared holds are")
-                ),
+                offset: Some(ctl!(recovery)),
+                what: "a recovery is pending (a writer died holding the lock, or a recovery \
+                       failed): the next writer recovers the map"
+                    .into(),
             });
         }
         if !stale.is_empty() {
@@ -1017,7 +1027,7 @@ impl Inspector {
                 });
             }
             // Lookups probe from the key's home slot and stop at the first empty slot.
-            let mut k = h & mask;
+            let mut k = format::home(h, g.slots());
             while k != i {
                 if g.load_slot(w, k)? == slot::EMPTY {
                     problems.push(Problem {

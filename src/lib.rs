@@ -21,12 +21,16 @@ mod arena;
 mod attach;
 mod compact;
 mod error;
+#[doc(hidden)]
+pub mod failpoints;
 pub mod format;
 pub mod inspect;
 mod lock;
 mod map;
 mod options;
 mod raw;
+mod remove;
+mod scan;
 mod write;
 
 pub use error::{Error, Result};
@@ -35,5 +39,8 @@ pub use map::{
     Stats, Version, open_for_inspection,
 };
 pub use options::{
-    Clock, DEFAULT_INITIAL_SIZE, DEFAULT_MAX_SIZE, MIN_SIZE, Options, resolve, system_clock,
+    Clock, DEFAULT_INITIAL_SIZE, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_SIZE, DEFAULT_MODE, MIN_SIZE,
+    Options, resolve, system_clock,
 };
+pub use remove::{RemoveOutcome, remove_map, remove_map_path};
+pub use scan::{ScanCursor, ScanOptions};

@@ -1,28 +1,39 @@
-//! Cross-process locking that survives `kill -9`: the process table, the writer lock and
-//! shared holds (see format.md, "Writer lock and shared holds").
+//! Cross-process locking that survives `kill -9` and `SIGSTOP`: the process table, the writer
+//! lock, and the two hints (a starving writer's, a starving reader's) that keep waits fair (see
+//! format.md, "Writer lock").
 //!
 //! A process is identified by its process-table slot and that slot's incarnation; it holds the
 //! slot by an OFD lock on one byte, which the kernel drops when the process dies. So "is the
 //! lock owner alive?" has an exact answer, immune to pid reuse, and a dead owner's lock is taken
-//! over by compare-and-swap. Waiters sleep on shared futexes with a timeout and re-test liveness
-//! on every wake-up; nobody spins for long.
+//! over by compare-and-swap. Waiters sleep on shared futexes with a timeout, re-test liveness on
+//! every wake-up, and give up after the handle's `lock_timeout` (a live owner keeps its lock: it
+//! may resume mid-write).
+//!
+//! Kill-safety: every piece of shared lock state is one atomic word, changed by one store or
+//! read-modify-write, so a process killed between any two instructions leaves either the old or
+//! the new word. The hints are deadlines on the shared monotonic clock, not counts: one left by a
+//! dead or stopped process expires by itself within milliseconds.
 
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::failpoints::fp;
 use crate::format::{LOCK_INC_MASK, LOCK_WAITERS, PROC_SLOTS, ctl, proc_lock_byte, proc_off};
-use crate::raw::Mem;
+use crate::raw::{Mem, monotonic_ms};
 
 const PID: usize = std::mem::offset_of!(crate::format::ProcSlot, pid);
 const INC: usize = std::mem::offset_of!(crate::format::ProcSlot, incarnation);
-const SHARED: usize = std::mem::offset_of!(crate::format::ProcSlot, shared);
-const STARVING: usize = std::mem::offset_of!(crate::format::ProcSlot, starving);
 
 /// A waiter that has waited this long asks newcomers to step back.
 const STARVING_AFTER: Duration = Duration::from_millis(2);
-/// A newcomer steps back at most this long for a starving waiter.
-const POLITE_FOR: Duration = Duration::from_millis(5);
+/// How far ahead a starving writer's deadline is set (refreshed on each wake-up).
+const POLITE_MS: u64 = 5;
+/// How far ahead a starving reader's quiet request is set.
+pub(crate) const QUIET_MS: u64 = 1;
+/// Total time one critical section waits for quiet requests: the most a reader, however many,
+/// can delay a writer.
+pub(crate) const QUIET_BUDGET: Duration = Duration::from_millis(2);
 
 /// This process's claim on a process-table slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +64,15 @@ pub(crate) fn claim(mem: &Mem) -> Result<Proc> {
             continue;
         }
         let w = mem.w();
-        // Whatever a dead predecessor left in `shared` and `starving` is held by no one.
-        release_dead_shared(mem, slot)?;
-        clear_starving(mem, slot)?;
         let old = w.load_u32(proc_off(slot, INC), Ordering::Acquire)?;
         let mut inc = old.wrapping_add(1) & LOCK_INC_MASK;
         if inc == 0 {
             inc = 1;
         }
+        // The new incarnation first: a writer-lock word or lease naming the dead predecessor
+        // no longer matches, whatever the pid says.
         w.store_u32(proc_off(slot, INC), inc, Ordering::Release)?;
+        fp!("claim::between_incarnation_and_pid");
         w.store_u32(proc_off(slot, PID), pid, Ordering::Release)?;
         return Ok(Proc {
             slot,
@@ -74,51 +85,9 @@ pub(crate) fn claim(mem: &Mem) -> Result<Proc> {
 /// Gives the slot back (on clean detach).
 pub(crate) fn release(mem: &Mem, me: Proc) {
     let w = mem.w();
-    let _ = release_dead_shared(mem, me.slot);
     let _ = w.store_u32(proc_off(me.slot, PID), 0, Ordering::Release);
+    fp!("release::between_pid_and_unlock");
     mem.unlock_byte(proc_lock_byte(me.slot));
-}
-
-/// Moves a slot's `shared` count out of the global `readers` count (exactly once: by swap).
-fn release_dead_shared(mem: &Mem, slot: u32) -> Result<()> {
-    let w = mem.w();
-    let stale = w.swap_u32(proc_off(slot, SHARED), 0)?;
-    if stale > 0 {
-        w.sub_u32(ctl!(readers), stale)?;
-        w.futex_wake(ctl!(readers))?;
-    }
-    Ok(())
-}
-
-/// Clears a slot's `starving` flag and its share of the global count (exactly once: by swap).
-fn clear_starving(mem: &Mem, slot: u32) -> Result<()> {
-    let w = mem.w();
-    if w.swap_u32(proc_off(slot, STARVING), 0)? != 0 {
-        w.sub_u32(ctl!(starving), 1)?;
-    }
-    Ok(())
-}
-
-/// Steps back while another process is starving for the lock, for at most [`POLITE_FOR`];
-/// then clears the starving flags of dead processes.
-fn be_polite(mem: &Mem, me: Proc) -> Result<()> {
-    let w = mem.w();
-    let t = Instant::now();
-    while w.load_u32(ctl!(starving), Ordering::Acquire)? > 0 {
-        if t.elapsed() > POLITE_FOR {
-            for slot in 0..PROC_SLOTS {
-                if slot != me.slot
-                    && w.load_u32(proc_off(slot, STARVING), Ordering::Acquire)? != 0
-                    && !mem.byte_locked(proc_lock_byte(slot))?
-                {
-                    clear_starving(mem, slot)?;
-                }
-            }
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_micros(50));
-    }
-    Ok(())
 }
 
 /// Whether the process named by slot `slot` with `incarnation` is alive.
@@ -152,25 +121,44 @@ impl Backoff {
 /// How the writer lock was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {
-    /// From a live owner or free.
+    /// Free or from a live owner, and no recovery is pending.
     Clean,
-    /// Taken over from a dead owner: the caller must recover.
-    FromDead,
+    /// Taken over from a dead owner, or a recovery is still pending (`recovery` is set): the
+    /// caller must recover, then call [`recovered`].
+    Recover,
 }
 
-/// Takes the writer lock, then waits until no shared hold remains.
-pub(crate) fn lock_writer(mem: &Mem, me: Proc) -> Result<Acquired> {
+/// A deadline on the shared clock that is still ahead of `now` (and not absurdly far ahead:
+/// a word from another time namespace, or garbage, is ignored).
+fn pending(deadline: u64, now: u64, horizon: u64) -> Option<u64> {
+    (deadline > now && deadline - now <= horizon).then(|| deadline - now)
+}
+
+/// Steps back while a starving waiter's deadline is pending, at most [`POLITE_MS`].
+fn be_polite(mem: &Mem) -> Result<()> {
+    let w = mem.w();
+    let until = w.load_u64(ctl!(starving_until_ms), Ordering::Acquire)?;
+    if let Some(ms) = pending(until, monotonic_ms(), POLITE_MS) {
+        let t = Instant::now();
+        let budget = Duration::from_millis(ms);
+        while t.elapsed() < budget && w.load_u32(ctl!(writer_lock), Ordering::Acquire)? != 0 {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    Ok(())
+}
+
+/// Takes the writer lock, waiting at most `timeout` for a live owner.
+pub(crate) fn lock_writer(mem: &Mem, me: Proc, timeout: Duration) -> Result<Acquired> {
     let w = mem.w();
     let off = ctl!(writer_lock);
     let mine = me.word();
-    if w.load_u32(ctl!(starving), Ordering::Acquire)? > 0 {
-        be_polite(mem, me)?;
-    }
-    let mut start = None;
-    let mut starving = false;
+    be_polite(mem)?;
+    let start = Instant::now();
+    let mut starving: Option<u64> = None;
     let mut backoff = Backoff::new();
     let mut spins = 0u32;
-    let how = loop {
+    let got = loop {
         let cur = match w.cas_u32(off, 0, mine)? {
             Ok(_) => break Acquired::Clean,
             Err(cur) => cur,
@@ -185,31 +173,65 @@ pub(crate) fn lock_writer(mem: &Mem, me: Proc) -> Result<Acquired> {
         }
         let (slot, inc) = owner_of(cur);
         if !alive(mem, Some(me), slot, inc)? {
+            // The duty to recover is recorded before the takeover, and cleared only once a
+            // recovery succeeded: whoever holds the lock next, after any kill, recovers.
+            w.store_u32(ctl!(recovery), 1, Ordering::Release)?;
+            fp!("lock_writer::between_recovery_flag_and_takeover");
             // Keep WAITERS so that our unlock wakes whoever else sleeps here.
             if w.cas_u32(off, cur, mine | (cur & LOCK_WAITERS))?.is_ok() {
-                break Acquired::FromDead;
+                break Acquired::Recover;
             }
             continue;
         }
-        let since = *start.get_or_insert_with(Instant::now);
-        if !starving && since.elapsed() > STARVING_AFTER {
-            starving = true;
-            w.store_u32(proc_off(me.slot, STARVING), 1, Ordering::Release)?;
-            w.add_u32(ctl!(starving), 1)?;
+        let waited = start.elapsed();
+        if waited >= timeout {
+            if let Some(mine) = starving {
+                // Leave no trace: withdraw our deadline unless someone replaced it.
+                let _ = w.cas_u64(ctl!(starving_until_ms), mine, 0)?;
+            }
+            return Err(timeout_error(mem, cur, waited));
+        }
+        if waited > STARVING_AFTER {
+            let until = monotonic_ms() + POLITE_MS;
+            w.store_u64(ctl!(starving_until_ms), until, Ordering::Release)?;
+            starving = Some(until);
         }
         if cur & LOCK_WAITERS == 0 && w.cas_u32(off, cur, cur | LOCK_WAITERS)?.is_err() {
             continue;
         }
-        w.futex_wait(off, cur | LOCK_WAITERS, backoff.next())?;
+        let nap = backoff.next().min(timeout.saturating_sub(waited));
+        w.futex_wait(off, cur | LOCK_WAITERS, nap.max(Duration::from_micros(100)))?;
     };
-    if starving {
-        clear_starving(mem, me.slot)?;
+    fp!("lock_writer::between_cas_and_since");
+    w.store_u64(ctl!(lock_since_ms), monotonic_ms(), Ordering::Release)?;
+    if let Some(mine) = starving {
+        let _ = w.cas_u64(ctl!(starving_until_ms), mine, 0)?;
     }
-    if let Err(e) = wait_for_readers(mem, me) {
-        unlock_writer(mem);
-        return Err(e);
+    if got == Acquired::Clean && w.load_u32(ctl!(recovery), Ordering::Acquire)? != 0 {
+        return Ok(Acquired::Recover);
     }
-    Ok(how)
+    Ok(got)
+}
+
+/// The lock-timeout error for a wait on the lock word `word`: who holds it, since when.
+fn timeout_error(mem: &Mem, word: u32, waited: Duration) -> Error {
+    let (slot, _) = owner_of(word);
+    let w = mem.w();
+    let pid = w.load_u32(proc_off(slot, PID), Ordering::Acquire).ok();
+    let since = w
+        .load_u64(ctl!(lock_since_ms), Ordering::Acquire)
+        .unwrap_or(0);
+    let now = monotonic_ms();
+    Error::LockTimeout {
+        waited_ms: waited.as_millis() as u64,
+        holder_pid: pid.filter(|&p| p != 0),
+        held_ms: (since != 0 && since <= now).then(|| now - since),
+    }
+}
+
+/// Records that the recovery a [`Acquired::Recover`] asked for succeeded.
+pub(crate) fn recovered(mem: &Mem) -> Result<()> {
+    mem.w().store_u32(ctl!(recovery), 0, Ordering::Release)
 }
 
 /// Releases the writer lock and wakes sleepers.
@@ -222,83 +244,41 @@ pub(crate) fn unlock_writer(mem: &Mem) {
     }
 }
 
-fn wait_for_readers(mem: &Mem, me: Proc) -> Result<()> {
+/// A reader that keeps failing validation asks writers for a moment of quiet: writers that are
+/// about to invalidate readers (move the ring's tail, switch generations) wait while it is
+/// pending, for at most [`QUIET_BUDGET`] per critical section. One word, a deadline: a reader
+/// that dies or stops leaves nothing that outlives [`QUIET_MS`].
+pub(crate) fn request_quiet(mem: &Mem) {
     let w = mem.w();
-    // Dekker with `lock_shared`: our lock store, then their count; their count, then our lock.
-    fence(Ordering::SeqCst);
-    let mut backoff = Backoff::new();
-    loop {
-        let r = w.load_u32(ctl!(readers), Ordering::SeqCst)?;
-        if r == 0 {
-            return Ok(());
-        }
-        w.futex_wait(ctl!(readers), r, backoff.next())?;
-        reap_dead_readers(mem, me)?;
+    if !w.writable() {
+        return;
+    }
+    let until = monotonic_ms() + QUIET_MS;
+    if let Ok(cur) = w.load_u64(ctl!(quiet_until_ms), Ordering::Relaxed)
+        && cur < until
+    {
+        let _ = w.cas_u64(ctl!(quiet_until_ms), cur, until);
     }
 }
 
-/// Subtracts the shared holds of dead processes from `readers`.
-pub(crate) fn reap_dead_readers(mem: &Mem, me: Proc) -> Result<()> {
-    let w = mem.w();
-    for slot in 0..PROC_SLOTS {
-        if slot == me.slot || w.load_u32(proc_off(slot, SHARED), Ordering::Acquire)? == 0 {
-            continue;
-        }
-        if !mem.byte_locked(proc_lock_byte(slot))? {
-            release_dead_shared(mem, slot)?;
-        }
+/// For a writer: how long a reader's quiet request still asks for, if any.
+pub(crate) fn quiet_pending(mem: &Mem) -> Result<Option<Duration>> {
+    let until = mem.w().load_u64(ctl!(quiet_until_ms), Ordering::Acquire)?;
+    if until == 0 {
+        return Ok(None);
     }
-    Ok(())
+    Ok(pending(until, monotonic_ms(), QUIET_MS + 1).map(Duration::from_millis))
 }
 
-/// Takes a shared hold: excludes writers, not other readers. Returns with the hold taken.
-/// If the writer that blocks us died, we take its lock to recover the map, then retry.
-pub(crate) fn lock_shared(mem: &Mem, me: Proc, recover: &dyn Fn() -> Result<()>) -> Result<()> {
-    let w = mem.w();
-    let mut backoff = Backoff::new();
-    loop {
-        w.add_u32(proc_off(me.slot, SHARED), 1)?;
-        w.add_u32(ctl!(readers), 1)?;
-        fence(Ordering::SeqCst);
-        let held = w.load_u32(ctl!(writer_lock), Ordering::SeqCst)?;
-        if held == 0 {
-            return Ok(());
-        }
-        unlock_shared(mem, me)?;
-        let (slot, inc) = owner_of(held);
-        if !alive(mem, Some(me), slot, inc)? {
-            recover()?;
-            continue;
-        }
-        if held & LOCK_WAITERS == 0
-            && w.cas_u32(ctl!(writer_lock), held, held | LOCK_WAITERS)?
-                .is_err()
-        {
-            continue;
-        }
-        w.futex_wait(ctl!(writer_lock), held | LOCK_WAITERS, backoff.next())?;
-    }
-}
-
-/// Drops a shared hold.
-pub(crate) fn unlock_shared(mem: &Mem, me: Proc) -> Result<()> {
-    let w = mem.w();
-    w.sub_u32(proc_off(me.slot, SHARED), 1)?;
-    if w.sub_u32(ctl!(readers), 1)? == 1 {
-        w.futex_wake(ctl!(readers))?;
-    }
-    Ok(())
-}
-
-/// Forgets every lock and shared hold: only for a process that is alone with the file.
+/// Forgets every lock and hint: only for a process that is alone with the file. The recovery
+/// duty is kept (the caller recovers when it is set).
 pub(crate) fn reset_all(mem: &Mem) -> Result<()> {
     let w = mem.w();
     w.store_u32(ctl!(writer_lock), 0, Ordering::Release)?;
-    w.store_u32(ctl!(readers), 0, Ordering::Release)?;
-    w.store_u32(ctl!(starving), 0, Ordering::Release)?;
+    w.store_u64(ctl!(lock_since_ms), 0, Ordering::Release)?;
+    w.store_u64(ctl!(quiet_until_ms), 0, Ordering::Release)?;
+    w.store_u64(ctl!(starving_until_ms), 0, Ordering::Release)?;
     for slot in 0..PROC_SLOTS {
-        w.store_u32(proc_off(slot, SHARED), 0, Ordering::Release)?;
-        w.store_u32(proc_off(slot, STARVING), 0, Ordering::Release)?;
         w.store_u32(proc_off(slot, PID), 0, Ordering::Release)?;
     }
     Ok(())
@@ -307,4 +287,38 @@ pub(crate) fn reset_all(mem: &Mem) -> Result<()> {
 /// The pid recorded in a process slot (for inspection).
 pub(crate) fn pid_of(mem: &Mem, slot: u32) -> Result<u32> {
     mem.w().load_u32(proc_off(slot, PID), Ordering::Acquire)
+}
+
+/// Pids of the processes attached now (their slot is locked), for messages.
+pub(crate) fn attached_pids(mem: &Mem) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for slot in 0..PROC_SLOTS {
+        if mem.byte_locked(proc_lock_byte(slot))? {
+            out.push(pid_of(mem, slot)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_expire_and_far_ones_are_ignored() {
+        assert_eq!(pending(105, 100, 5), Some(5));
+        assert_eq!(pending(100, 100, 5), None);
+        assert_eq!(pending(90, 100, 5), None);
+        // A deadline from another clock (or garbage) far ahead is not waited for.
+        assert_eq!(pending(u64::MAX, 100, 5), None);
+    }
+
+    #[test]
+    fn owner_word_round_trips() {
+        let p = Proc {
+            slot: 1023,
+            incarnation: LOCK_INC_MASK,
+        };
+        assert_eq!(owner_of(p.word() | LOCK_WAITERS), (1023, LOCK_INC_MASK));
+    }
 }

@@ -13,9 +13,10 @@ use crate::arena::{Gen, Hit, NoSink, Probe, Sink, SliceSink};
 use crate::attach::{Shared, attach, open_read_only};
 use crate::error::{Error, Result};
 use crate::format::{self, CONFIG_NO_EVICT, Control, FLAG_INT, FLAG_LEASE, ctl, slot};
-use crate::lock::{self, Acquired, Proc};
+use crate::lock::{self, Acquired};
 use crate::options::{MIN_SIZE, Options, resolve};
 use crate::raw::Mem;
+use crate::scan::{ScanCursor, ScanOptions};
 use crate::write::Writer;
 
 /// A handle on a map. Cheap to clone; `Send + Sync`; threads and processes mix freely.
@@ -85,7 +86,7 @@ pub enum Lookup {
     Unchanged(Meta),
 }
 
-/// One entry, as returned by [`Shmap::entries`].
+/// One entry, as returned by [`Shmap::entries`] and [`Shmap::scan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The key.
@@ -222,6 +223,9 @@ impl Shmap {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
+        if self.sh.forked() {
+            return Err(Error::Forked);
+        }
         Ok(&self.sh)
     }
 
@@ -236,26 +240,25 @@ impl Shmap {
         Ok(format::hash(key, self.sh.seed))
     }
 
-    /// The lock-free read path shared by every single-key read.
+    /// The lock-free read path shared by every single-key read. It never takes a lock: after
+    /// two failed validations it asks writers for a moment of quiet (a deadline they honour
+    /// for at most 2 ms per write, see `lock::request_quiet`), then retries with backoff.
     fn read(&self, key: &[u8], sink: &mut dyn Sink) -> Result<Option<(Meta, Hit)>> {
         let sh = self.live()?;
         let h = self.hash(key)?;
-        // Three lock-free attempts. If writers kept racing us, the fourth is made under a shared
-        // hold, which excludes them; a handle that may not take one (a read-only file) backs off.
         for attempt in 0..200u32 {
-            let hold = match (attempt, sh.me) {
-                (3, Some(me)) => Some(SharedHold::take(sh, me)?),
-                _ => None,
-            };
             let g = Gen::load(&sh.mem)?;
             let w = sh.mem.w();
             let probe = g.lookup(w, key, h, sink)?;
-            if hold.is_some() || g.still_valid(w, &probe)? {
+            if g.still_valid(w, &probe)? {
                 // Nothing raced this probe: damage it found is real.
                 if let Probe::Suspect { offset, what, .. } = probe {
                     return Err(Error::corrupt(offset, what));
                 }
                 return Ok(self.finish_read(&g, probe));
+            }
+            if attempt >= 2 {
+                lock::request_quiet(&sh.mem);
             }
             if attempt >= 3 {
                 std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
@@ -451,41 +454,40 @@ impl Shmap {
         Ok(self.len()? == 0)
     }
 
-    /// Every live, unexpired entry, read under a shared hold (a consistent snapshot).
+    /// Every live, unexpired entry. Not a snapshot: see [`Shmap::scan`] for what a scan
+    /// guarantees while writers run.
     pub fn entries(&self) -> Result<Vec<Entry>> {
-        self.scan(true)
+        self.scan(&ScanOptions::new().values(true))
     }
 
-    /// Every live, unexpired key.
+    /// Every live, unexpired key (scan semantics as in [`Shmap::scan`]).
     pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
-        Ok(self.scan(false)?.into_iter().map(|e| e.key).collect())
+        Ok(self
+            .scan(&ScanOptions::new())?
+            .into_iter()
+            .map(|e| e.key)
+            .collect())
     }
 
-    fn scan(&self, values: bool) -> Result<Vec<Entry>> {
-        let sh = self.live()?;
-        let now = (sh.clock)();
-        match sh.me {
-            Some(me) => {
-                let _hold = SharedHold::take(sh, me)?;
-                let g = Gen::load(&sh.mem)?;
-                Ok(crate::write::scan(sh.mem.w(), &g, now, values)?.0)
-            }
-            None => {
-                for attempt in 0..200u32 {
-                    let g = Gen::load(&sh.mem)?;
-                    let w = sh.mem.w();
-                    let (entries, min_pos) = crate::write::scan(w, &g, now, values)?;
-                    std::sync::atomic::fence(Ordering::Acquire);
-                    if w.load_u64(ctl!(active_gen), Ordering::Relaxed)? == g.number()
-                        && g.tail(w)? <= min_pos
-                    {
-                        return Ok(entries);
-                    }
-                    std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
-                }
-                Err(Error::Busy)
-            }
-        }
+    /// The entries matching `o` (all of them, or the first `o.limit` in scan order), read
+    /// without holding anyone off. Semantics, also while other processes write, grow or shrink
+    /// the map: every entry present and unexpired for the whole scan is returned; each key at
+    /// most once; an entry written, replaced or removed during the scan may or may not appear.
+    /// It is not a snapshot. Values are copied only with `o.values`.
+    pub fn scan(&self, o: &ScanOptions) -> Result<Vec<Entry>> {
+        Ok(self.scan_from(ScanCursor::START, o)?.0)
+    }
+
+    /// A resumable scan: up to `o.limit` matching entries from `cursor`, and the cursor to
+    /// continue from (`None` when the scan is complete). A scan continued with the returned
+    /// cursors has the semantics of [`Shmap::scan`] over its whole duration, whatever happens
+    /// in between; cursors stay valid across writes, growth and shrink of the map.
+    pub fn scan_from(
+        &self,
+        cursor: ScanCursor,
+        o: &ScanOptions,
+    ) -> Result<(Vec<Entry>, Option<ScanCursor>)> {
+        crate::scan::scan_from(self.live()?, cursor, o)
     }
 
     /// A snapshot of the counters.
@@ -663,8 +665,8 @@ pub(crate) struct WriteGuard<'a> {
 impl<'a> WriteGuard<'a> {
     pub fn take(sh: &'a Shared) -> Result<WriteGuard<'a>> {
         let me = sh.me.ok_or(Error::ReadOnly)?;
-        let local = sh.local.lock().unwrap_or_else(|p| p.into_inner());
-        let how = lock::lock_writer(&sh.mem, me)?;
+        let local = lock_local(sh)?;
+        let how = lock::lock_writer(&sh.mem, me, sh.lock_timeout)?;
         Ok(WriteGuard {
             sh,
             _local: local,
@@ -673,17 +675,42 @@ impl<'a> WriteGuard<'a> {
         })
     }
 
-    /// The writer for this critical section; recovers first if the lock came from a dead owner.
+    /// The writer for this critical section; recovers first if the lock came from a dead owner
+    /// or a recovery is still pending. The duty is cleared only once recovery succeeded.
     pub fn writer(&mut self) -> Result<&mut Writer<'a>> {
         if self.wr.is_none() {
             let mut wr = Writer::new(self.sh)?;
-            if self.how == Acquired::FromDead {
+            if self.how == Acquired::Recover {
                 wr.recover()?;
+                lock::recovered(&self.sh.mem)?;
                 self.how = Acquired::Clean;
             }
             self.wr = Some(wr);
         }
         self.wr.as_mut().ok_or(Error::Busy)
+    }
+}
+
+/// This process's writer mutex, waited for at most the handle's lock timeout (another thread
+/// of this process may hold it while it waits for another process).
+fn lock_local(sh: &Shared) -> Result<MutexGuard<'_, ()>> {
+    let start = std::time::Instant::now();
+    let mut nap = Duration::from_micros(20);
+    loop {
+        match sh.local.try_lock() {
+            Ok(g) => return Ok(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        if start.elapsed() >= sh.lock_timeout {
+            return Err(Error::LockTimeout {
+                waited_ms: start.elapsed().as_millis() as u64,
+                holder_pid: Some(std::process::id()),
+                held_ms: None,
+            });
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(1));
     }
 }
 
@@ -693,29 +720,6 @@ impl Drop for WriteGuard<'_> {
             let _ = wr.housekeep();
         }
         lock::unlock_writer(&self.sh.mem);
-    }
-}
-
-/// A shared hold, released on drop.
-struct SharedHold<'a> {
-    sh: &'a Shared,
-    me: Proc,
-}
-
-impl<'a> SharedHold<'a> {
-    fn take(sh: &'a Shared, me: Proc) -> Result<SharedHold<'a>> {
-        let recover = || {
-            let mut g = WriteGuard::take(sh)?;
-            g.writer().map(|_| ())
-        };
-        lock::lock_shared(&sh.mem, me, &recover)?;
-        Ok(SharedHold { sh, me })
-    }
-}
-
-impl Drop for SharedHold<'_> {
-    fn drop(&mut self) {
-        let _ = lock::unlock_shared(&self.sh.mem, self.me);
     }
 }
 

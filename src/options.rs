@@ -25,6 +25,10 @@ pub const DEFAULT_MAX_SIZE: u64 = 800 << 20;
 pub const DEFAULT_INITIAL_SIZE: u64 = 1 << 20;
 /// Smallest accepted size (initial or max).
 pub const MIN_SIZE: u64 = 64 << 10;
+/// Default bound on every wait for another process (see [`Options::lock_timeout`]).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default permission bits of a new map file, and the widest accepted on open.
+pub const DEFAULT_MODE: u32 = 0o600;
 
 /// How to open a map.
 #[derive(Clone)]
@@ -39,6 +43,9 @@ pub struct Options {
     pub(crate) seed: Option<u64>,
     pub(crate) clock: Clock,
     pub(crate) grace: Duration,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) mode: u32,
+    pub(crate) trusted_owners: Vec<u32>,
 }
 
 impl Default for Options {
@@ -54,6 +61,9 @@ impl Default for Options {
             seed: None,
             clock: system_clock(),
             grace: Duration::from_secs(1),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            mode: DEFAULT_MODE,
+            trusted_owners: Vec::new(),
         }
     }
 }
@@ -68,6 +78,9 @@ impl std::fmt::Debug for Options {
             .field("read_only", &self.read_only)
             .field("evict", &self.evict)
             .field("create", &self.create)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("trusted_owners", &self.trusted_owners)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +128,31 @@ impl Options {
     /// Whether to create the file if it is missing (default true).
     pub fn create(mut self, create: bool) -> Self {
         self.create = create;
+        self
+    }
+    /// The longest any operation waits for another process (the writer lock held by a stopped
+    /// or slow process, a creator or recoverer holding the file), measured on the monotonic
+    /// clock; then it fails with [`crate::Error::LockTimeout`] and changes nothing. Default 5 s:
+    /// far above the longest legitimate hold (a growth switch that copies a full 800 MiB ring
+    /// takes well under a second), so only a stopped or pathologically slow holder trips it,
+    /// and short enough that a frozen process costs an event loop seconds, not forever (the
+    /// figure lua-resty-lock and bbolt use). Waiting for another process's loader in a lease
+    /// (`getOrSet`) is bounded by the lease's own time instead.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+    /// Permission bits of a new map file (default 0o600), set with `fchmod` after creation so
+    /// the umask cannot narrow a deliberate share; an existing file that grants more than these
+    /// bits is refused with [`crate::Error::Permission`].
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+    /// Owners trusted besides this process's effective uid and root: a map file owned by
+    /// anyone else is refused with [`crate::Error::Permission`].
+    pub fn trusted_owners(mut self, uids: impl IntoIterator<Item = u32>) -> Self {
+        self.trusted_owners = uids.into_iter().collect();
         self
     }
     /// Fixes the hash seed of a new map (tests and reproducible fixtures).

@@ -426,23 +426,6 @@ impl Window {
             .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire))
     }
 
-    /// Atomic 4-byte add; returns the previous value.
-    #[inline]
-    pub fn add_u32(&self, off: u64, v: u32) -> Result<u32> {
-        Ok(self.a32w(off)?.fetch_add(v, Ordering::AcqRel))
-    }
-
-    /// Atomic 4-byte subtract (saturating at zero); returns the previous value.
-    #[inline]
-    pub fn sub_u32(&self, off: u64, v: u32) -> Result<u32> {
-        Ok(self
-            .a32w(off)?
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| {
-                Some(x.saturating_sub(v))
-            })
-            .unwrap_or_else(|x| x))
-    }
-
     /// Copies `dst.len()` bytes at `off` out of the mapping with relaxed atomic loads.
     #[inline]
     pub fn read(&self, off: u64, dst: &mut [u8]) -> Result<()> {
@@ -490,6 +473,55 @@ impl Window {
         unsafe { libc::syscall(libc::SYS_futex, p, libc::FUTEX_WAKE, i32::MAX) };
         Ok(())
     }
+}
+
+/// Milliseconds of `CLOCK_MONOTONIC`: one clock for every process of the machine (it counts
+/// from boot and never steps), so a timestamp one process stores in the map another can compare
+/// with its own reading. Waits and deadlines in the map's control block use it.
+pub(crate) fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer for the duration of the call; CLOCK_MONOTONIC always
+    // exists on Linux, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1000)
+        .saturating_add(ts.tv_nsec as u64 / 1_000_000)
+}
+
+/// The effective uid of this process.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid has no arguments, touches no memory and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Bumped in the child after every `fork()` (by a `pthread_atfork` handler): an attachment made
+/// before the fork sees a different value and refuses to act (see `attach::Shared::forked`).
+static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Registers the fork handler (once per process) and returns the current fork epoch. Reading
+/// the epoch later is one relaxed load: no syscall per operation.
+pub(crate) fn fork_epoch_registered() -> u64 {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the handler is a plain `extern "C"` function that only does an atomic add
+        // (async-signal-safe, as a child handler after a multi-threaded fork must be); the other
+        // two handlers are none.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+    fork_epoch()
+}
+
+/// The current fork epoch (one relaxed load).
+#[inline]
+pub(crate) fn fork_epoch() -> u64 {
+    FORK_EPOCH.load(Ordering::Relaxed)
 }
 
 /// Copies of at least this many bytes use `rep movsb` on x86_64 (fast strings); shorter ones

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use crate::arena::{Gen, NoSink, Probe};
 use crate::attach::Shared;
 use crate::error::{Error, Result};
+use crate::failpoints::fp;
 use crate::format::{
     self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, FLAG_PAD, RECORD_HEADER_LEN, RecordHeader, ctl,
     record_size, slot,
@@ -23,6 +24,8 @@ pub(crate) struct Writer<'a> {
     pub buf: Vec<u8>,
     /// Growth failed for lack of file-system space during this critical section.
     pub no_space: bool,
+    /// What is left of the time this critical section may wait for readers' quiet requests.
+    pub quiet_left: std::time::Duration,
 }
 
 /// Outcome of a put.
@@ -58,6 +61,7 @@ impl<'a> Writer<'a> {
             keybuf: Vec::new(),
             buf: Vec::new(),
             no_space: false,
+            quiet_left: lock::QUIET_BUDGET,
         })
     }
 
@@ -80,6 +84,23 @@ impl<'a> Writer<'a> {
 
     pub fn ctl_sub(&self, off: u64, v: u64) -> Result<()> {
         self.w().sub_u64(off, v).map(|_| ())
+    }
+
+    /// Before a store that invalidates lock-free readers (the ring's tail, `active_gen`):
+    /// waits while a reader asks for quiet, for at most [`lock::QUIET_BUDGET`] per critical
+    /// section, so a reader can delay a writer by that much and no more.
+    pub fn honour_quiet(&mut self) -> Result<()> {
+        if self.quiet_left.is_zero() {
+            return Ok(());
+        }
+        if let Some(d) = lock::quiet_pending(&self.sh.mem)? {
+            let d = d.min(self.quiet_left);
+            std::thread::sleep(d);
+            self.quiet_left = self
+                .quiet_left
+                .saturating_sub(d.max(std::time::Duration::from_micros(100)));
+        }
+        Ok(())
     }
 
     pub fn evict_enabled(&self) -> Result<bool> {
@@ -196,16 +217,20 @@ impl<'a> Writer<'a> {
             let hdr = RecordHeader::new(key.len(), value.len(), flags, expires_ms).seal(key, value);
             let w = self.w();
             let pos = self.g.append(w, &hdr, key, value)?;
+            fp!("put::between_append_and_publish");
             let prev = self.g.load_slot(w, idx)?;
             self.g.store_slot(w, idx, slot::live(pos, h))?;
+            fp!("put::between_publish_and_counters");
             // Counters follow the publication; a crash here leaves them for recovery.
             match old {
                 Some(old_size) => {
                     self.ctl_add(ctl!(live_bytes), size)?;
+                    fp!("put::between_live_bytes_updates");
                     self.ctl_sub(ctl!(live_bytes), old_size)?;
                 }
                 None => {
                     self.ctl_add(ctl!(entries), 1)?;
+                    fp!("put::between_entries_and_live_bytes");
                     self.ctl_add(ctl!(live_bytes), size)?;
                     if prev == slot::EMPTY {
                         self.ctl_add(ctl!(used_slots), 1)?;
@@ -228,6 +253,7 @@ impl<'a> Writer<'a> {
             return Ok(false);
         };
         self.g.store_slot(self.w(), hit.idx, slot::TOMBSTONE)?;
+        fp!("remove::between_tombstone_and_counters");
         self.ctl_sub(ctl!(entries), 1)?;
         self.ctl_sub(ctl!(live_bytes), hit.hdr.size())?;
         let present = !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0;
@@ -298,14 +324,14 @@ impl<'a> Writer<'a> {
 
     fn index_needs_room(&self) -> Result<bool> {
         let used = self.ctl(ctl!(used_slots))?;
-        Ok((used + 1) * 4 > self.g.slots() * 3)
+        Ok(used.saturating_add(1).saturating_mul(4) > self.g.slots().saturating_mul(3))
     }
 
     /// Makes the index able to take one more key: rebuild it without tombstones, larger if the
     /// live entries need it, evicting first when the map is at its cap.
     fn make_index_room(&mut self) -> Result<()> {
         let entries = self.ctl(ctl!(entries))?;
-        let want = crate::compact::slots_for_entries(entries + 1);
+        let want = crate::compact::slots_for_entries(entries.saturating_add(1));
         if want > self.g.slots() && !self.switch_index(want)? {
             if !self.evict_enabled()? {
                 return Err(self.full_error(RECORD_HEADER_LEN));
@@ -333,8 +359,8 @@ impl<'a> Writer<'a> {
         let cap = self.g.cap();
         let live = self.ctl(ctl!(live_bytes))?;
         let too_big = size.saturating_mul(16) > cap;
-        let wont_fit = live + size + self.reserve() > cap;
-        let dense = live * 2 > cap;
+        let wont_fit = live.saturating_add(size).saturating_add(self.reserve()) > cap;
+        let dense = live.saturating_mul(2) > cap;
         if too_big || wont_fit || dense {
             if self.grow(size)? {
                 return Ok(());
@@ -384,8 +410,9 @@ impl<'a> Writer<'a> {
             if done {
                 return Ok(());
             }
+            self.honour_quiet()?;
             let (head, tail) = (g.head(w)?, g.tail(w)?);
-            if tail >= head || tail - start > 2 * cap {
+            if tail >= head || tail.saturating_sub(start) > cap.saturating_mul(2) {
                 return Err(Error::Full { needed: 0 });
             }
             if cap - g.phys(tail) < RECORD_HEADER_LEN {
@@ -415,7 +442,7 @@ impl<'a> Writer<'a> {
             let referenced = hit.slot & slot::REF != 0;
             if hdr.expired(self.now) {
                 self.reclaim(hit.idx, size, ctl!(expirations))?;
-            } else if evict && (!referenced || second_chances * 4 > cap) {
+            } else if evict && (!referenced || second_chances.saturating_mul(4) > cap) {
                 self.reclaim(hit.idx, size, ctl!(evictions))?;
             } else {
                 let head = g.head(w)?;
@@ -426,11 +453,12 @@ impl<'a> Writer<'a> {
                     self.reclaim(hit.idx, size, ctl!(evictions))?;
                 } else {
                     if evict {
-                        second_chances += size;
+                        second_chances = second_chances.saturating_add(size);
                     }
                     self.move_record(hit.idx, hit.slot, tail, &hdr, referenced && !evict)?;
                 }
             }
+            fp!("clean::before_tail_store");
             g.set_tail(w, tail + size)?;
         }
     }
@@ -438,6 +466,7 @@ impl<'a> Writer<'a> {
     /// Tombstones a live slot and counts the reclaimed record under `counter`.
     fn reclaim(&mut self, idx: u64, size: u64, counter: u64) -> Result<()> {
         self.g.store_slot(self.w(), idx, slot::TOMBSTONE)?;
+        fp!("reclaim::between_tombstone_and_counters");
         self.ctl_sub(ctl!(entries), 1)?;
         self.ctl_sub(ctl!(live_bytes), size)?;
         self.ctl_add(counter, 1)
@@ -454,13 +483,14 @@ impl<'a> Writer<'a> {
     ) -> Result<()> {
         let w = self.w();
         let mut value = std::mem::take(&mut self.buf);
-        value.resize(hdr.value_len.get() as usize, 0);
+        crate::arena::size_buf(&mut value, hdr.value_len.get() as usize, pos)?;
         self.g.read_value(w, pos, hdr, &mut value)?;
         if hdr.checksum(&self.keybuf, &value) != hdr.crc.get() {
             self.buf = value;
             return self.drop_damaged(idx);
         }
         let new = self.g.append(w, hdr, &self.keybuf, &value)?;
+        fp!("move::between_append_and_repoint");
         self.g.store_slot(w, idx, slot::moved(s, new, keep_ref))?;
         self.ctl_add(ctl!(bytes_copied), hdr.size())?;
         self.buf = value;
@@ -492,12 +522,13 @@ impl<'a> Writer<'a> {
             match header {
                 Some((_, size)) => {
                     entries += 1;
-                    live += size;
+                    live = live.saturating_add(size);
                 }
                 None => g.store_slot(w, i, slot::TOMBSTONE)?,
             }
         }
         self.ctl_set(ctl!(entries), entries)?;
+        fp!("recount::between_counters");
         self.ctl_set(ctl!(live_bytes), live)?;
         self.ctl_set(ctl!(used_slots), used)
     }
@@ -505,12 +536,17 @@ impl<'a> Writer<'a> {
     /// Repairs what a writer killed mid-operation may have left: counters, a half-built
     /// generation, a broken ring (rebuilt from verified records).
     pub fn recover(&mut self) -> Result<()> {
+        fp!("recover::start", |_| Err(Error::corrupt(
+            0,
+            "recovery failed (injected by a failpoint)"
+        )));
         let w = self.w();
         let (head, tail) = (self.g.head(w)?, self.g.tail(w)?);
         self.ctl_set(ctl!(building_off), 0)?;
         self.ctl_set(ctl!(building_len), 0)?;
         w.store_u32(ctl!(free_dirty), 1, Ordering::Release)?;
         let sane = tail <= head && head - tail <= self.g.cap() && head % 8 == 0 && tail % 8 == 0;
+        fp!("recover::between_building_and_recount");
         if !sane {
             return self.rebuild_verified();
         }
@@ -557,7 +593,7 @@ impl<'a> Writer<'a> {
                 self.no_space = true;
                 self.sh
                     .no_grow_until
-                    .store(self.now + 1000, Ordering::Relaxed);
+                    .store(self.now.saturating_add(1000), Ordering::Relaxed);
                 Ok(false)
             }
             Err(e) => Err(e),
@@ -656,46 +692,6 @@ pub(crate) enum Target {
     /// At most this many live entries.
     Entries(u64),
 }
-
-/// Reads every live, unexpired entry of `g` (values too if asked); also returns the lowest
-/// record position read, for optimistic callers to validate against the tail.
-pub(crate) fn scan(w: &Window, g: &Gen, now: u64, values: bool) -> Result<(Vec<Entry>, u64)> {
-    let mut out = Vec::new();
-    let mut min_pos = u64::MAX;
-    let mut key = Vec::new();
-    for i in 0..g.slots() {
-        let s = g.load_slot(w, i)?;
-        if !slot::is_live(s) {
-            continue;
-        }
-        let pos = slot::pos(s);
-        let Ok((hdr, _)) = g.header_at(w, pos)? else {
-            continue;
-        };
-        let flags = hdr.flags.get();
-        if hdr.expired(now) || flags & (FLAG_LEASE | FLAG_PAD) != 0 {
-            continue;
-        }
-        g.read_key(w, pos, &hdr, &mut key)?;
-        let mut value = Vec::new();
-        if values {
-            value.resize(hdr.value_len.get() as usize, 0);
-            g.read_value(w, pos, &hdr, &mut value)?;
-            if hdr.checksum(&key, &value) != hdr.crc.get() {
-                continue;
-            }
-        }
-        min_pos = min_pos.min(pos);
-        out.push(Entry {
-            key: key.clone(),
-            value,
-            flags,
-            expires_ms: hdr.expires_ms.get(),
-        });
-    }
-    Ok((out, min_pos))
-}
-
 /// Versioned writes (see [`crate::map::Condition`]): one check and one write under the lock.
 impl Writer<'_> {
     /// The integer at `key` if it holds a live one; `NotAnInteger` if it holds anything else.

@@ -105,11 +105,11 @@ fn header_damage_is_typed() {
     ));
 
     let (path, _) = fixture(dir.path());
-    poke(&path, 8, &2u32.to_le_bytes());
+    poke(&path, 8, &1u32.to_le_bytes());
     match open(&path) {
         Err(Error::UnsupportedVersion {
-            found: 2,
-            supported: 1,
+            found: 1,
+            supported: 2,
         }) => {}
         other => panic!("expected version error, got {other:?}"),
     }
@@ -134,7 +134,7 @@ fn header_damage_is_typed() {
 fn empty_file_becomes_a_map_but_inspection_refuses_it() {
     let dir = shm_dir();
     let path = map_path(dir.path(), "empty");
-    std::fs::write(&path, b"").unwrap();
+    write_private(&path, b"");
     assert_eq!(
         shmap::open_for_inspection(Path::new(&path))
             .unwrap_err()
@@ -226,7 +226,7 @@ proptest! {
 fn unfinished_creation_is_recreated() {
     let dir = shm_dir();
     let path = map_path(dir.path(), "unfinished");
-    std::fs::write(&path, vec![0u8; 64 << 10]).unwrap();
+    write_private(&path, &vec![0u8; 64 << 10]);
     let m = open(&path).unwrap();
     m.set(b"k", b"v").unwrap();
     assert_eq!(m.get(b"k").unwrap().unwrap(), b"v");

@@ -40,12 +40,15 @@ fn build(path: &str) {
     map.set(b"alpha", b"overwritten").unwrap();
 }
 
-/// The file's bytes with what differs between machines and runs zeroed: the boot id and the
-/// process table (slot choice depends on the pid).
+/// The file's bytes with what differs between machines and runs zeroed: the boot id, the lock's
+/// acquisition time and the process table (slot choice depends on the pid).
 fn normalized(path: &str) -> Vec<u8> {
     let mut b = std::fs::read(path).unwrap();
     let boot = format::CONTROL_OFF as usize + std::mem::offset_of!(Control, boot_id);
     b[boot..boot + 16].fill(0);
+    // The monotonic time the writer lock was last taken.
+    let since = format::CONTROL_OFF as usize + std::mem::offset_of!(Control, lock_since_ms);
+    b[since..since + 8].fill(0);
     b[format::PROC_OFF as usize..format::HEADER_LEN as usize].fill(0);
     b
 }
@@ -119,8 +122,12 @@ fn layout_is_pinned() {
 }
 
 /// Regenerates the fixture for the current version: `SHMAP_WRITE_FIXTURE=1 cargo test ...`.
+/// The current version's fixture reads; every older one is refused with `UnsupportedVersion`
+/// naming both versions (a process of an old version must never run its protocol beside ours,
+/// nor ours beside its).
 #[test]
-fn fixture_of_each_version_reads() {
+fn fixture_of_each_version_reads_or_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
     let fixture = format!(
         "{}/tests/fixtures/v{}.shmap",
         env!("CARGO_MANIFEST_DIR"),
@@ -132,15 +139,45 @@ fn fixture_of_each_version_reads() {
         build(&path);
         std::fs::write(&fixture, normalized(&path)).unwrap();
     }
-    let mut versions = 0;
+    let (mut current, mut older) = (0, 0);
     for entry in
         std::fs::read_dir(format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"))).unwrap()
     {
         let src = entry.unwrap().path();
+        let version: u32 = src
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.strip_prefix('v'))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("fixture {src:?} is not named v<N>.shmap"));
         let dir = shm_dir();
         let path = map_path(dir.path(), "copy");
         std::fs::copy(&src, &path).unwrap();
-        let map = Shmap::open(&path, &Options::new().clock(Arc::new(|| NOW))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let opened = Shmap::open(&path, &Options::new().clock(Arc::new(|| NOW)));
+        if version < format::VERSION {
+            let before = std::fs::read(&path).unwrap();
+            match opened {
+                Err(e @ shmap::Error::UnsupportedVersion { .. }) => {
+                    assert_eq!(e.code(), "ERR_SHMAP_VERSION");
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains(&format!("version {version}"))
+                            && msg.contains(&format!("version {}", format::VERSION)),
+                        "{msg}"
+                    );
+                }
+                other => panic!("{src:?}: expected a version refusal, got {other:?}"),
+            }
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                before,
+                "refusal wrote to {src:?}"
+            );
+            older += 1;
+            continue;
+        }
+        let map = opened.unwrap();
         assert_eq!(
             map.get(b"alpha").unwrap().unwrap(),
             b"overwritten",
@@ -149,7 +186,8 @@ fn fixture_of_each_version_reads() {
         assert_eq!(map.get(b"beta").unwrap(), None);
         assert_eq!(map.get(b"gamma").unwrap().unwrap(), b"expires");
         assert_eq!(map.incr(b"counter", 0, 0, None).unwrap(), 42);
-        versions += 1;
+        current += 1;
     }
-    assert!(versions >= 1);
+    assert_eq!(current, 1, "one fixture of the current version");
+    assert!(older >= 1, "the v1 fixture is kept");
 }

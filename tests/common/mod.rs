@@ -21,6 +21,13 @@ pub fn disk_dir() -> tempfile::TempDir {
         .expect("tempdir on disk")
 }
 
+/// Writes a file with mode 0600 (a map file must not grant more than the handle's mode).
+pub fn write_private(path: &str, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// The path of a map named `name` in `dir`, as a string.
 pub fn map_path(dir: &Path, name: &str) -> String {
     dir.join(name).to_str().unwrap().to_string()

@@ -89,7 +89,9 @@ pub fn summary(s: &Summary) -> Value {
         },
         "switched_ms": s.switched_ms,
         "lock": lock,
-        "readers": s.readers,
+        "recovery_pending": s.recovery_pending,
+        "owner_uid": s.owner_uid,
+        "mode": s.mode,
         "processes": processes(&s.processes),
         "stale_processes": processes(&s.stale_processes),
         "clean_flag": s.clean_flag,
@@ -171,7 +173,6 @@ fn processes(ps: &[Process]) -> Value {
                 "slot": p.slot,
                 "pid": p.pid,
                 "incarnation": p.incarnation,
-                "shared": p.shared,
             })
         })
         .collect()

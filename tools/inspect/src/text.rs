@@ -22,9 +22,11 @@ pub fn summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
         out,
         "file",
         format!(
-            "{} apparent, {} allocated",
+            "{} apparent, {} allocated; owner uid {}, mode {:04o}",
             bytes(s.apparent_bytes),
-            bytes(s.allocated_bytes)
+            bytes(s.allocated_bytes),
+            s.owner_uid,
+            s.mode
         ),
     )?;
     match (&s.layout, &s.census) {
@@ -104,7 +106,11 @@ pub fn summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
             if s.settings.evict { "on" } else { "off" }
         ),
     )?;
-    let holds = plural(s.readers as u64, "shared hold", "shared holds");
+    let holds = if s.recovery_pending {
+        "recovery pending"
+    } else {
+        "no recovery pending"
+    };
     let lock = match &s.lock {
         LockState::Free => format!("free; {holds}"),
         LockState::Held {

@@ -1,0 +1,56 @@
+//! Named fault-injection points (the `fail` crate, as TiKV uses it), compiled in only with the
+//! test-only cargo feature `failpoints`; without it [`fp!`] expands to nothing.
+//!
+//! Every multi-step update of shared state in `lock`, `write` and `compact` has a point between
+//! its steps. `tests/failpoints.rs` aborts a child process at each one in turn and checks that
+//! another process then writes promptly and the map verifies; `tests/failpoint_list.rs` checks
+//! that [`ALL`] names exactly the points in the sources.
+
+/// A named failpoint: `fp!("name")`, or `fp!("name", |arg| early_return_value)`.
+#[cfg(feature = "failpoints")]
+macro_rules! fp {
+    ($name:literal) => {
+        fail::fail_point!($name)
+    };
+    ($name:literal, $e:expr) => {
+        fail::fail_point!($name, $e)
+    };
+}
+
+/// A named failpoint (compiled out: the `failpoints` feature is off).
+#[cfg(not(feature = "failpoints"))]
+macro_rules! fp {
+    ($name:literal) => {};
+    ($name:literal, $e:expr) => {};
+}
+
+pub(crate) use fp;
+
+/// Every failpoint in the crate, in source order by module.
+pub const ALL: &[&str] = &[
+    // lock
+    "claim::between_incarnation_and_pid",
+    "release::between_pid_and_unlock",
+    "lock_writer::between_recovery_flag_and_takeover",
+    "lock_writer::between_cas_and_since",
+    // write
+    "put::between_append_and_publish",
+    "put::between_publish_and_counters",
+    "put::between_live_bytes_updates",
+    "put::between_entries_and_live_bytes",
+    "remove::between_tombstone_and_counters",
+    "clean::before_tail_store",
+    "reclaim::between_tombstone_and_counters",
+    "move::between_append_and_repoint",
+    "recount::between_counters",
+    "recover::start",
+    "recover::between_building_and_recount",
+    // compact
+    "switch::between_building_off_and_len",
+    "switch::after_reserve",
+    "switch::while_filling",
+    "switch::between_descriptor_and_publish",
+    "switch::between_publish_and_counters",
+    "switch::between_building_clears",
+    "maintain::between_punch_and_flag",
+];
