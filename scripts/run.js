@@ -56,6 +56,10 @@ const commands = {
     // snapshots), doc tests, and the benches in their quick smoke mode.
     step('Rust tests', 'cargo', ['test', '--workspace', '--all-targets']);
     step('Rust doc tests', 'cargo', ['test', '--workspace', '--doc']);
+    // A second build of the core with the failpoints compiled in: a child aborts at each one.
+    step('Rust failpoint crash test', 'cargo', [
+      'test', '-p', 'shmap', '--features', 'failpoints', '--test', 'failpoints',
+    ]);
     buildAll();
     installRedis();
     step('Node tests', 'npm', ['--prefix', 'node', 'test']);
