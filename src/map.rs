@@ -436,6 +436,40 @@ impl Shmap {
         g.writer()?.lease(key, h, lease_ms, token)
     }
 
+    /// Whether another live process (or another request of this one) holds an unexpired lease
+    /// on `key`. Lock-free, like a read: what a waiter polls between [`Shmap::lease`] calls, so
+    /// that a waiter stopped or slow while it waits holds no writer off.
+    pub fn lease_held(&self, key: &[u8]) -> Result<bool> {
+        let sh = self.live()?;
+        let h = self.hash(key)?;
+        let mut buf = [0u8; 16];
+        for attempt in 0..200u32 {
+            let g = Gen::load(&sh.mem)?;
+            let w = sh.mem.w();
+            let probe = g.lookup(w, key, h, &mut SliceSink(&mut buf, None))?;
+            if g.still_valid(w, &probe)? {
+                let Probe::Hit(hit) = probe else {
+                    return Ok(false);
+                };
+                let flags = hit.hdr.flags.get();
+                if flags & FLAG_LEASE == 0 || !hit.copied || hit.hdr.expired((sh.clock)()) {
+                    return Ok(false);
+                }
+                return Ok(match crate::write::parse_lease(&buf) {
+                    Some((slot, inc, _)) => lock::alive(&sh.mem, sh.me, slot, inc)?,
+                    None => false,
+                });
+            }
+            if attempt >= 2 {
+                lock::request_quiet(&sh.mem);
+            }
+            if attempt >= 3 {
+                std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
+            }
+        }
+        Err(Error::Busy)
+    }
+
     /// Drops the lease `token` on `key`, if it is still held (a loader that failed).
     pub fn release_lease(&self, key: &[u8], token: u64) -> Result<bool> {
         let h = self.hash(key)?;

@@ -43,7 +43,7 @@ fn lease_value(slot: u32, incarnation: u32, token: u64) -> [u8; 16] {
     v
 }
 
-fn parse_lease(v: &[u8]) -> Option<(u32, u32, u64)> {
+pub(crate) fn parse_lease(v: &[u8]) -> Option<(u32, u32, u64)> {
     let v: &[u8; 16] = v.try_into().ok()?;
     Some((
         u32::from_le_bytes([v[0], v[1], v[2], v[3]]),
