@@ -479,3 +479,47 @@ pub(crate) fn init_log(w: &Window, desc: &Desc, head: u64) -> Result<()> {
     };
     w.write(desc.log_off, hdr.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Options, Shmap};
+
+    /// Counts allocations a probe asks for.
+    struct Counting(usize);
+
+    impl Sink for Counting {
+        fn space(&mut self, _len: usize) -> Option<&mut [u8]> {
+            self.0 += 1;
+            None
+        }
+        fn allocates(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn no_allocation_sized_by_a_record_the_tail_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let map = Shmap::open(dir.path().join("m").to_str().unwrap(), &Options::new()).unwrap();
+        map.set(b"k", b"value").unwrap();
+        let sh = map.shared().unwrap();
+        let g = Gen::load(&sh.mem).unwrap();
+        let w = sh.mem.w();
+        let h = format::hash(b"k", sh.seed);
+        // As if a writer had moved the tail past the record and begun overwriting it: its
+        // length may be anything, so nothing is allocated from it.
+        g.set_tail(w, 8).unwrap();
+        let mut sink = Counting(0);
+        let p = g.lookup(w, b"k", h, &mut sink).unwrap();
+        assert!(matches!(p, Probe::Suspect { .. }), "{p:?}");
+        assert!(!g.still_valid(w, &p).unwrap());
+        assert_eq!(sink.0, 0);
+        g.set_tail(w, 0).unwrap();
+        assert!(matches!(
+            g.lookup(w, b"k", h, &mut sink).unwrap(),
+            Probe::Hit(_)
+        ));
+        assert_eq!(sink.0, 1);
+    }
+}

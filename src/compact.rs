@@ -71,11 +71,11 @@ pub(crate) fn plan_budget(budget: u64, avg: u64) -> Plan {
 
 /// Bytes of regions a plan needs (keeping the log counts only the new index).
 fn plan_len(p: &Plan) -> u64 {
-    index_region_len(p.slots) + p.log_cap.map_or(0, log_region_len)
+    index_region_len(p.slots).saturating_add(p.log_cap.map_or(0, log_region_len))
 }
 
 fn active_len(d: &Desc) -> u64 {
-    d.index_len() + d.log_len()
+    d.index_len().saturating_add(d.log_len())
 }
 
 fn avg_record(wr: &Writer) -> Result<u64> {
@@ -554,7 +554,7 @@ impl<'a> Writer<'a> {
     /// Rebuilds compactly: a ring about twice the live data (not below the initial size).
     pub fn compact(&mut self) -> Result<()> {
         let live = self.ctl(ctl!(live_bytes))?;
-        let cap = round_up(live.saturating_mul(2) + PAGE, PAGE)
+        let cap = round_up(live.saturating_mul(2).saturating_add(PAGE), PAGE)
             .unwrap_or(u64::MAX)
             .max(min_cap(self)?);
         let slots = slots_for_cap(self, cap)?;

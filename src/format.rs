@@ -587,6 +587,23 @@ mod tests {
     }
 
     #[test]
+    fn home_slots_are_hash_order_at_every_size() {
+        let hashes = [0u64, 1, 1 << 40, u64::MAX / 3, 1 << 63, u64::MAX];
+        for slots in [64u64, 128, 1 << 20] {
+            let mut last = 0;
+            for &h in &hashes {
+                let home = home(h, slots);
+                assert!(home < slots && home >= last);
+                last = home;
+            }
+            // Doubling the index splits each home slot in two, keeping the order.
+            for &h in &hashes {
+                assert_eq!(home(h, slots * 2) / 2, home(h, slots));
+            }
+        }
+    }
+
+    #[test]
     fn descriptor_validation() {
         let mut d = Desc {
             generation: 3,

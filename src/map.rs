@@ -791,6 +791,13 @@ impl Shmap {
     pub(crate) fn shared(&self) -> Result<&Shared> {
         self.live()
     }
+
+    /// The (device, inode) of the file this handle is attached to (tests: which file a handle
+    /// ended on when the path was removed and re-created).
+    #[doc(hidden)]
+    pub fn file_identity(&self) -> (u64, u64) {
+        self.sh.key
+    }
 }
 
 /// How [`Shmap::set_if`] compares the version held in the map with the caller's.
