@@ -30,8 +30,29 @@ export interface ShmapOptions {
   lock?: boolean;
   /** Whether a full map evicts old entries (default) or refuses writes with `ERR_SHMAP_FULL`. Stored in the map. */
   evict?: boolean;
-  /** How long a `getOrSet` loader may hold its key before another process may load it instead. Default 10000 ms. */
+  /** How long a `getOrSet` loader may hold its key before another process may load it instead. Default 10000 ms. A `getOrSet` waiting for another process's loader waits at most this long (it is not bounded by `lockTimeout`), and holds no lock while it waits. */
   leaseMs?: number;
+  /**
+   * The longest any call waits for another process (a writer lock held by a stopped or slow
+   * process, a creator or recoverer holding the file), in ms, measured on the monotonic clock;
+   * then it throws `ERR_SHMAP_LOCK_TIMEOUT` (naming the holder's pid and how long it has held
+   * the lock) and changes nothing. Default 5000: far above the longest legitimate hold (a growth
+   * switch at the 800 MiB cap copies the ring in well under a second), short enough that a
+   * frozen process costs an event loop seconds, not forever. Readers and scans never wait for
+   * a lock.
+   */
+  lockTimeout?: number;
+  /**
+   * Permission bits of a new map file (default 0o600), applied with `fchmod` so the umask
+   * cannot narrow them. An existing file that grants more than these bits is refused with
+   * `ERR_SHMAP_PERMISSION`; so are symbolic links, files with several hard links, and files
+   * owned by anyone but this process's user, root or `trustedOwners`. To share a map between
+   * users: the creator passes e.g. `mode: 0o660` and runs with the workers' group (or chgrps the
+   * file); workers pass the same `mode` (and `trustedOwners: [creatorUid]` unless it is root).
+   */
+  mode?: number;
+  /** Uids trusted to own the map file besides this process's effective uid and root. */
+  trustedOwners?: number[];
   /**
    * Bound in bytes of this handle's decode cache (default 8 MiB; 0 turns it off). The handle
    * keeps the strings of 64 bytes or more it reads, with the version of the record they came
@@ -140,6 +161,9 @@ export type ShmapErrorCode =
   | 'ERR_SHMAP_INVALID_ARGUMENT'
   | 'ERR_SHMAP_TOO_MANY_PROCESSES'
   | 'ERR_SHMAP_BUSY'
+  | 'ERR_SHMAP_LOCK_TIMEOUT'
+  | 'ERR_SHMAP_PERMISSION'
+  | 'ERR_SHMAP_FORKED'
   | 'ERR_SHMAP_IO'
   | 'ERR_SHMAP_PANIC'
   | 'ERR_SHMAP_TIER_UNAVAILABLE';
@@ -235,11 +259,14 @@ export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
   /** Removes `key` only if `cond` holds, atomically across processes; true if it held. */
   deleteIfVersion(key: Key, cond: IfVersion): boolean;
   /**
-   * Every live key (keys stored as bytes are decoded as UTF-8). A snapshot. With `prefix`,
-   * only the keys that start with it (filtered natively), at most `limit` of them.
+   * Every live key (keys stored as bytes are decoded as UTF-8). With `prefix`, only the keys
+   * that start with it (filtered natively), at most `limit` of them. Not a snapshot, and it
+   * holds no writer off: every entry present (and unexpired) for the whole call is returned,
+   * each key at most once; an entry written, replaced or removed during the call may or may not
+   * appear.
    */
   keys(options?: KeysOptions): string[];
-  /** Every live entry as `[key, value]`. A consistent snapshot. */
+  /** Every live entry as `[key, value]`, with the same scan semantics as `keys()` (not a snapshot). */
   entries(): Array<[string, V]>;
   /** Iterates over `entries()`. */
   [Symbol.iterator](): IterableIterator<[string, V]>;

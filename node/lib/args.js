@@ -74,9 +74,27 @@ function boolArg(v, name) {
   return v;
 }
 
+// File permission bits (e.g. 0o660).
+function modeArg(v, name) {
+  if (typeof v !== 'number') throw argType(name, 'of type number', v);
+  if (!Number.isInteger(v) || v < 0 || v > 0o777) throw outOfRange(name, 'an integer in 0..0o777', v);
+  return v;
+}
+
+// A list of uids.
+function uidsArg(v, name) {
+  if (!Array.isArray(v)) throw argType(name, 'an array of numbers', v);
+  for (const u of v) {
+    if (typeof u !== 'number' || !Number.isInteger(u) || u < 0 || u > 0xFFFFFFFF) {
+      throw outOfRange(`${name}[]`, 'an integer uid in 0..4294967295', u);
+    }
+  }
+  return v.slice();
+}
+
 function isThenable(v) {
   return v !== null && (typeof v === 'object' || typeof v === 'function') &&
     typeof v.then === 'function';
 }
 
-module.exports = { writeKey, writePrefix, ttlArg, sizeArg, boolArg, isThenable };
+module.exports = { writeKey, writePrefix, ttlArg, sizeArg, boolArg, modeArg, uidsArg, isThenable };

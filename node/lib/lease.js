@@ -6,6 +6,8 @@
 // The handle gives this module a `port` with the few private steps it needs:
 //   get(key)                 the value, or undefined
 //   lease(key)               {state: 0, value} | {state: 1, token} | {state: 2} (someone loads)
+//   leaseHeld(key)           whether another loader's lease is live (lock-free: a waiter polls
+//                            this, so a waiter stopped mid-wait holds no writer off)
 //   store(key, value, ttl)   stores a loaded value
 //   release(key, token)      gives a lease back (a failed load)
 //   flightKey(key)           this key's name in `inflight`
@@ -33,8 +35,10 @@ function getOrSetSync(port, key, loader, ttl) {
     const st = port.lease(key);
     if (st.state === 0) return st.value;
     if (st.state === 1) return load(port, key, loader, ttl, st.token);
-    sleepSync(delay);
-    delay = Math.min(delay * 2, 50);
+    do {
+      sleepSync(delay);
+      delay = Math.min(delay * 2, 50);
+    } while (port.get(key) === undefined && port.leaseHeld(key));
   }
 }
 
@@ -55,8 +59,10 @@ async function getOrSetAsync(port, key, loader, ttl) {
         inflight.delete(fk);
       }
     }
-    await sleep(delay);
-    delay = Math.min(delay * 2, 50);
+    do {
+      await sleep(delay);
+      delay = Math.min(delay * 2, 50);
+    } while (port.get(key) === undefined && port.leaseHeld(key));
   }
 }
 

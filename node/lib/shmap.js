@@ -6,7 +6,7 @@
 
 const { native, fast, keyBuf, verBuf, ver, handles, MISS, UNCHANGED } = require('./native');
 const { argType, argValue, outOfRange } = require('./errors');
-const { writeKey, writePrefix, ttlArg, sizeArg, boolArg } = require('./args');
+const { writeKey, writePrefix, ttlArg, sizeArg, boolArg, modeArg, uidsArg } = require('./args');
 const {
   T_BYTES, T_ASCII, T_JSON, T_F64, T_TRUE, T_FALSE, T_NULL, T_INT, T_U8, TWO_32,
   isPlainObject, decode, decodeEntryValue, encodeValue,
@@ -39,13 +39,19 @@ class Shmap {
       throw argType('options', 'of type object', options);
     }
     const o = {};
-    const { maxSize, initialSize, maxAge, reset, lock, evict, leaseMs, decodeCache } = options;
+    const {
+      maxSize, initialSize, maxAge, reset, lock, evict, leaseMs, decodeCache, lockTimeout, mode,
+      trustedOwners,
+    } = options;
     if (maxSize !== undefined) o.maxSize = sizeArg(maxSize, 'options.maxSize');
     if (initialSize !== undefined) o.initialSize = sizeArg(initialSize, 'options.initialSize');
     if (maxAge !== undefined) o.maxAge = ttlArg(maxAge, 'options.maxAge');
     if (reset !== undefined) o.reset = boolArg(reset, 'options.reset');
     if (lock !== undefined) o.readOnly = !boolArg(lock, 'options.lock');
     if (evict !== undefined) o.evict = boolArg(evict, 'options.evict');
+    if (lockTimeout !== undefined) o.lockTimeout = sizeArg(lockTimeout, 'options.lockTimeout');
+    if (mode !== undefined) o.mode = modeArg(mode, 'options.mode');
+    if (trustedOwners !== undefined) o.trustedOwners = uidsArg(trustedOwners, 'options.trustedOwners');
     this.#leaseMs = leaseMs === undefined ? DEFAULT_LEASE_MS : sizeArg(leaseMs, 'options.leaseMs');
     this.#dc = new DecodeCache(
       decodeCache === undefined ? undefined : sizeArg(decodeCache, 'options.decodeCache'));
@@ -188,6 +194,7 @@ class Shmap {
     return {
       get: (key) => this.get(key),
       lease: (key) => this.#lease(key),
+      leaseHeld: (key) => native.leaseHeld(this.#id, writeKey(key)),
       store: (key, value, ttl) => {
         // The loader may have used this map: write the key again.
         const klen = writeKey(key);
@@ -213,7 +220,7 @@ class Shmap {
   /**
    * Every live key (strings; keys stored as bytes are decoded as UTF-8), or with
    * `{ prefix, limit }` those that start with `prefix`, at most `limit` of them: filtered in
-   * the addon, so only matching keys cross into JS.
+   * the addon, so only matching keys cross into JS. Scan semantics, as entries().
    */
   keys(options) {
     if (options === undefined) return native.keys(this.#id);
@@ -259,7 +266,11 @@ class Shmap {
     return n;
   }
 
-  /** Every live entry as [key, value] pairs (a consistent snapshot). */
+  /**
+   * Every live entry as [key, value] pairs. Not a snapshot: scan semantics (every entry present
+   * for the whole call is returned, each key once; entries written or removed meanwhile may or
+   * may not appear). Writers are never held off.
+   */
   entries() {
     return native.entries(this.#id).map((e) => [e.key, decodeEntryValue(e.value, e.tag)]);
   }

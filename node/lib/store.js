@@ -49,7 +49,7 @@ function keys(id, options) {
   return native.keysWithPrefix(id, writePrefix(prefix, 'options.prefix'), limit);
 }
 
-// A lazy iterator. Today the addon takes the matching keys in one snapshot and values are read
+// A lazy iterator. Today the addon takes the matching keys in one core scan and values are read
 // as the iteration reaches them (a key deleted meanwhile is skipped).
 function* scanGen(map, list, values) {
   for (const k of list) {

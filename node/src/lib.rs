@@ -143,6 +143,12 @@ pub struct OpenOptions {
     pub read_only: Option<bool>,
     /// Evict when full (stored in the map).
     pub evict: Option<bool>,
+    /// The longest wait for another process, in ms (then `ERR_SHMAP_LOCK_TIMEOUT`).
+    pub lock_timeout: Option<f64>,
+    /// Permission bits of a new file, and the widest accepted on open.
+    pub mode: Option<u32>,
+    /// Owners trusted besides this process's effective uid and root.
+    pub trusted_owners: Option<Vec<u32>>,
 }
 
 /// What `lease` found: `state` 0 = a value (`code` as from `get`), 1 = acquired (`token`),
@@ -240,6 +246,15 @@ pub fn open(
             .read_only(o.read_only.unwrap_or(false));
         if let Some(evict) = o.evict {
             opts = opts.evict(evict);
+        }
+        if let Some(ms) = o.lock_timeout {
+            opts = opts.lock_timeout(Duration::from_millis(ms as u64));
+        }
+        if let Some(mode) = o.mode {
+            opts = opts.mode(mode);
+        }
+        if let Some(uids) = o.trusted_owners {
+            opts = opts.trusted_owners(uids);
         }
         if ver.len() < 16 {
             return Err(invalid("the version buffer is shorter than 16 bytes"));
@@ -370,6 +385,42 @@ pub fn incr(id: u32, key_len: u32, delta: f64, ttl: f64) -> Result<f64> {
                 .map
                 .incr(key_of(&h.key, key_len)?, delta as i64, 0, ttl_of(ttl))?;
             Ok(v as f64)
+        })
+    })
+}
+
+/// Whether another loader holds an unexpired lease on the key (lock-free: what a waiting
+/// `getOrSet` polls, so that a waiter stopped while it waits holds no writer off).
+#[napi]
+pub fn lease_held(id: u32, key_len: u32) -> Result<bool> {
+    guard(|| with(id, |h| h.map.lease_held(key_of(&h.key, key_len)?)))
+}
+
+/// What `removeMap` did: `state` 0 = removed, 1 = absent, 2 = in use (nothing removed);
+/// `pids` the attached processes (for 0: those a forced removal left on the unlinked file).
+#[napi(object)]
+pub struct RemoveOut {
+    /// 0 removed, 1 absent, 2 in use.
+    pub state: u32,
+    /// Pids of attached processes.
+    pub pids: Vec<u32>,
+}
+
+/// Removes the map `name` unless processes have it open (`force`: anyway); see
+/// `shmap::remove_map`.
+#[napi]
+pub fn remove_map(name: String, force: bool) -> Result<RemoveOut> {
+    guard(|| {
+        Ok(match shmap::remove_map(&name, force)? {
+            shmap::RemoveOutcome::Removed { still_attached } => RemoveOut {
+                state: 0,
+                pids: still_attached,
+            },
+            shmap::RemoveOutcome::InUse { pids } => RemoveOut { state: 2, pids },
+            _ => RemoveOut {
+                state: 1,
+                pids: Vec::new(),
+            },
         })
     })
 }
@@ -651,12 +702,12 @@ pub fn keys_with_prefix(id: u32, prefix_len: u32, limit: f64) -> Result<Vec<Stri
             } else {
                 limit as usize
             };
+            // The core's scan filters and stops at the limit (lock-free, scan semantics).
+            let o = shmap::ScanOptions::new().prefix(prefix).limit(limit);
             Ok(h.map
-                .keys()?
+                .scan(&o)?
                 .into_iter()
-                .filter(|k| k.starts_with(prefix))
-                .take(limit)
-                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .map(|e| String::from_utf8_lossy(&e.key).into_owned())
                 .collect())
         })
     })
