@@ -181,7 +181,76 @@ fn failed_recovery_is_retried() {
     check_after_crash(&map, &path, "recover::start (returned an error)");
 }
 
+/// A writer that holds the lock and does not move (as if stopped): another process's write
+/// fails with `LockTimeout` after the timeout, naming the holder's pid and how long it has held
+/// the lock, leaves no trace (no pending starving deadline), and takes nothing from the live
+/// holder; once the holder is gone, the write goes through.
+fn a_live_holder_times_waiters_out() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-hold");
+    let map = Shmap::open(&path, &opts().lock_timeout(Duration::from_millis(300))).unwrap();
+    let marker = dir.path().join("holding");
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .env("SHMAP_FP_HOLD", &marker)
+        .env("SHMAP_FP_PATH", &path)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !marker.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the holder never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t = Instant::now();
+    match map.set(b"blocked", b"1") {
+        Err(e @ shmap::Error::LockTimeout { .. }) => {
+            assert_eq!(e.code(), "ERR_SHMAP_LOCK_TIMEOUT");
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("pid {}", holder.id())), "{msg}");
+            assert!(msg.contains("held by"), "{msg}");
+        }
+        other => panic!("expected a lock timeout, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // No trace: the starving deadline was withdrawn, and the holder still holds its lock.
+    let c = std::fs::read(&path).unwrap();
+    let at = shmap::format::CONTROL_OFF as usize;
+    let ctl =
+        <shmap::format::Control as zerocopy::FromBytes>::read_from_bytes(&c[at..at + 256]).unwrap();
+    assert_eq!(
+        ctl.starving_until_ms, 0,
+        "a timed-out waiter left its deadline"
+    );
+    assert_ne!(
+        ctl.writer_lock, 0,
+        "the lock was taken from its live holder"
+    );
+    assert_eq!(
+        map.get(b"blocked").unwrap(),
+        None,
+        "the timed-out write happened"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    map.set(b"blocked", b"1").unwrap();
+    check_after_crash(&map, &path, "a live holder");
+}
+
 fn main() {
+    if let Ok(marker) = std::env::var("SHMAP_FP_HOLD") {
+        // Takes the writer lock and keeps it, as a stopped writer would.
+        let path = std::env::var("SHMAP_FP_PATH").unwrap();
+        fail::cfg_callback("put::between_publish_and_counters", move || {
+            std::fs::write(&marker, b"").unwrap();
+            std::thread::sleep(Duration::from_secs(600));
+        })
+        .unwrap();
+        let map = Shmap::open(&path, &opts()).unwrap();
+        map.set(b"held", b"1").unwrap();
+        std::process::exit(4);
+    }
     if let Ok(point) = std::env::var("SHMAP_FP_CHILD") {
         let path = std::env::var("SHMAP_FP_PATH").unwrap();
         fail::cfg_callback(point, || {
@@ -203,6 +272,9 @@ fn main() {
     failed_recovery_is_retried();
     n += 1;
     println!("failed recovery is retried: ok");
+    a_live_holder_times_waiters_out();
+    n += 1;
+    println!("a live holder times waiters out: ok");
     println!(
         "{n} passed, 0 failed ({:.1}s)",
         started.elapsed().as_secs_f64()

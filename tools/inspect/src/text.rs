@@ -22,12 +22,15 @@ pub fn summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
         out,
         "file",
         format!(
-            "{} apparent, {} allocated; owner uid {}, mode {:04o}",
+            "{} apparent, {} allocated",
             bytes(s.apparent_bytes),
-            bytes(s.allocated_bytes),
-            s.owner_uid,
-            s.mode
+            bytes(s.allocated_bytes)
         ),
+    )?;
+    line(
+        out,
+        "owner",
+        format!("uid {}, mode {:04o}", s.owner_uid, s.mode),
     )?;
     match (&s.layout, &s.census) {
         (Some(l), Some(c)) => {

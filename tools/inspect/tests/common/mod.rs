@@ -154,11 +154,11 @@ pub fn foreign(dir: &Path) -> PathBuf {
     path
 }
 
-/// The healthy map with its version field set to 2 (and the superblock checksum fixed up).
-pub fn version_2(dir: &Path) -> PathBuf {
-    let path = healthy_named(dir, "version-2");
+/// The healthy map with its version field set to 3, a future version (and the superblock checksum fixed up).
+pub fn version_3(dir: &Path) -> PathBuf {
+    let path = healthy_named(dir, "version-3");
     let mut sb = std::fs::read(&path).unwrap()[..128].to_vec();
-    sb[8..12].copy_from_slice(&2u32.to_le_bytes());
+    sb[8..12].copy_from_slice(&3u32.to_le_bytes());
     let crc = crc32(&sb[..124]);
     sb[124..128].copy_from_slice(&crc.to_le_bytes());
     poke(&path, 0, &sb);
@@ -212,6 +212,10 @@ pub fn redact(text: &str, dir: &Path) -> String {
                 let apparent = rest.split(',').next().unwrap_or("");
                 format!("file{apparent}, [ALLOCATED] allocated")
             }
+            None if l.starts_with("owner") && l.contains(", mode ") => {
+                let mode = l.rsplit(", ").next().unwrap_or("");
+                format!("owner      uid [UID], {mode}")
+            }
             _ => l.to_string(),
         })
         .collect::<Vec<_>>()
@@ -228,6 +232,9 @@ pub fn redact_json(text: &str, dir: &Path) -> String {
         .into();
     if v.get("file").is_some() {
         v["file"]["allocated_bytes"] = "[ALLOCATED]".into();
+    }
+    if v.get("owner_uid").is_some() {
+        v["owner_uid"] = "[UID]".into();
     }
     serde_json::to_string_pretty(&v).unwrap()
 }
