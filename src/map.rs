@@ -730,11 +730,18 @@ impl<'a> WriteGuard<'a> {
 fn lock_local(sh: &Shared) -> Result<MutexGuard<'_, ()>> {
     let start = std::time::Instant::now();
     let mut nap = Duration::from_micros(20);
+    let mut spins = 0u32;
     loop {
         match sh.local.try_lock() {
             Ok(g) => return Ok(g),
             Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        // Critical sections are microseconds: yield first, sleep only if it lasts.
+        if spins < 64 {
+            spins += 1;
+            std::thread::yield_now();
+            continue;
         }
         if start.elapsed() >= sh.lock_timeout {
             return Err(Error::LockTimeout {

@@ -115,7 +115,11 @@ test('ERR_SHMAP_VERSION: a file of another format version', (t) => {
 test('ERR_SHMAP_NOT_A_MAP: refuses a file that is not a map', (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'notes.txt');
-  fs.writeFileSync(file, 'x'.repeat(64 << 10));
+  fs.writeFileSync(file, 'x'.repeat(64 << 10), { mode: 0o644 });
+  fs.chmodSync(file, 0o644);
+  // Wider than the handle's mode: refused before it is even read.
+  throwsCode(assert, () => new Shmap(file), 'ERR_SHMAP_PERMISSION');
+  fs.chmodSync(file, 0o600);
   throwsCode(assert, () => new Shmap(file), 'ERR_SHMAP_NOT_A_MAP');
   throwsCode(assert, () => new Shmap(file, { reset: true }), 'ERR_SHMAP_NOT_A_MAP');
   assert.equal(fs.readFileSync(file, 'utf8'), 'x'.repeat(64 << 10), 'the file is untouched');
