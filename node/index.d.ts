@@ -235,13 +235,25 @@ export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
    * deletes. Returns whether the key was present (nothing is created).
    */
   expire(key: Key, ttlMs: number): boolean;
-  /** Removes every key that starts with `prefix` (`''` = every key), in bounded batches; returns how many were present. */
+  /**
+   * Removes every key that starts with `prefix` (`''` = every key); returns how many were
+   * present. Bounded batches: a lock-free scan finds up to 256 keys, one short hold of the
+   * writer lock removes them, the scan goes on from its cursor; other writers get in between.
+   * Every key present under the prefix for the whole call is removed; a key written under it
+   * during the call may or may not be.
+   */
   deletePrefix(prefix: Key | ''): number;
   /** Removes each of `keys` in one call (one hold of the writer lock); returns how many were present. */
   deleteMany(keys: Key[]): number;
-  /** A lazy iterator over the live keys that start with `prefix`, at most `limit` of them. */
+  /**
+   * A lazy iterator over the live keys that start with `prefix`, at most `limit` of them,
+   * fetched in batches of at most 256 as the iteration reaches them (a resumable scan). Scan
+   * semantics over the whole iteration: every entry present (and unexpired) and unchanged for
+   * the whole scan is returned, each key at most once; an entry written, replaced or removed
+   * during the scan may or may not appear. Not a snapshot; it holds no writer off.
+   */
   scan(options?: ScanOptions & { values?: false }): IterableIterator<string>;
-  /** The same, as `[key, value]` pairs; each value is read as the iteration reaches it. */
+  /** The same, as `[key, value]` pairs (each value one the entry had during the scan). */
   scan(options: ScanOptions & { values: true }): IterableIterator<[string, V]>;
   /**
    * The value of `key`; if absent, `loader(key)` runs once across all processes and its

@@ -945,6 +945,28 @@ impl Shmap {
         }
         Ok(n)
     }
+
+    /// Removes every key that starts with `prefix` (every key for an empty one) in batches: a
+    /// resumable scan ([`Shmap::scan_from`], lock-free) finds up to `batch` matching keys, one
+    /// hold of the writer lock removes them ([`Shmap::remove_many`]), and the scan goes on from
+    /// its cursor. No hold is longer than one batch, so other writers get in between batches
+    /// however many keys match. Returns how many were present. A key present under the prefix
+    /// for the whole call is removed; one written under it during the call may or may not be
+    /// (scan semantics).
+    pub fn remove_prefix(&self, prefix: &[u8], batch: usize) -> Result<u64> {
+        let o = ScanOptions::new().prefix(prefix).limit(batch.max(1));
+        let mut at = Some(ScanCursor::START);
+        let mut n = 0;
+        while let Some(c) = at {
+            let (found, next) = self.scan_from(c, &o)?;
+            if !found.is_empty() {
+                let keys: Vec<&[u8]> = found.iter().map(|e| &e.key[..]).collect();
+                n += self.remove_many(&keys)?;
+            }
+            at = next;
+        }
+        Ok(n)
+    }
 }
 
 #[allow(dead_code)]

@@ -1,6 +1,6 @@
 //! The store primitives the Node adapters build on: `expires_at`, `expire` (re-timing without
 //! rewriting the value), `incr_with` (TTL only on creation, no creation, the expiry from the
-//! same step) and `remove_many`.
+//! same step), `remove_many` and `remove_prefix` (scan a batch, remove it under one hold, go on).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,6 +188,68 @@ fn remove_many_removes_each_and_counts_the_present() {
         m.remove_many(&[b"ok".to_vec(), Vec::new()]),
         Err(Error::TooLarge { .. })
     ));
+}
+
+#[test]
+fn remove_prefix_removes_what_stays_under_the_prefix_while_a_writer_runs() {
+    let dir = tempfile::Builder::new()
+        .prefix("shmap-test")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let p = dir.path().join("map").to_str().unwrap().to_string();
+    let m = Shmap::open(&p, &Options::new().max_size(256 << 20).evict(false)).unwrap();
+    const N: u32 = 20_000;
+    for i in 0..N {
+        m.set(format!("del:{i}").as_bytes(), b"v").unwrap();
+    }
+    for i in 0..500u32 {
+        m.set(format!("keep:{i}").as_bytes(), &i.to_le_bytes())
+            .unwrap();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (m, stop) = (m.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut k = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                m.set(format!("del:late{}", k % 3000).as_bytes(), b"late")
+                    .unwrap();
+                m.set(format!("keep:churn{}", k % 3000).as_bytes(), b"c")
+                    .unwrap();
+                k += 1;
+            }
+            k
+        })
+    };
+    let n = m.remove_prefix(b"del:", 256).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    assert!(n >= u64::from(N), "{n} removed");
+    for i in 0..N {
+        assert!(
+            !m.contains(format!("del:{i}").as_bytes()).unwrap(),
+            "del:{i}"
+        );
+    }
+    // Keys written under the prefix meanwhile may or may not be removed; nothing else is.
+    let left = m
+        .scan(&shmap::ScanOptions::new().prefix(&b"del:"[..]))
+        .unwrap();
+    assert!(left.iter().all(|e| e.key.starts_with(b"del:late")));
+    for i in 0..500u32 {
+        let mut v = Vec::new();
+        m.get_into(format!("keep:{i}").as_bytes(), &mut v).unwrap();
+        assert_eq!(v, i.to_le_bytes());
+    }
+    assert!(writes > 0);
+    assert_eq!(
+        m.remove_prefix(b"nothing", 0).unwrap(),
+        0,
+        "a batch of 0 is 1"
+    );
+    let before = m.len().unwrap();
+    assert_eq!(m.remove_prefix(b"", 64).unwrap(), before, "'' is every key");
+    assert_eq!(m.len().unwrap(), 0);
 }
 
 mod model {

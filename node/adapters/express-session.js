@@ -111,7 +111,9 @@ class ShmapSessionStore extends Store {
   length(cb) {
     let n;
     try {
-      n = this.map.keys({ prefix: this.prefix }).length;
+      n = 0;
+      // Counted batch by batch: the session ids are never all in JS at once.
+      for (const _ of this.map.scan({ prefix: this.prefix })) n++;
     } catch (e) {
       return defer(cb, e);
     }

@@ -245,14 +245,15 @@ class Shmap {
 
   /**
    * A lazy iterator over the live keys starting with `prefix` (every key without one), or
-   * `[key, value]` pairs with `values: true`, at most `limit` of them. Values are read as the
-   * iteration reaches them; see README.md ("Prefix operations") for what a scan guarantees.
+   * `[key, value]` pairs with `values: true`, at most `limit` of them, fetched in bounded
+   * batches as the iteration reaches them; see README.md ("Prefix operations") for what a scan
+   * guarantees.
    */
   scan(options = {}) {
     return store.scan(this, this.#id, options);
   }
 
-  /** Removes every key that starts with `prefix` (in bounded batches); returns how many. */
+  /** Removes every key that starts with `prefix` (scan a batch, remove it under one lock hold, go on); returns how many. */
   deletePrefix(prefix) {
     const n = store.deletePrefix(this.#id, prefix);
     this.#dc.clear();

@@ -5,6 +5,7 @@
 const { native, keyBuf, ver } = require('./native');
 const { argType, argValue } = require('./errors');
 const { writeKey, writePrefix, ttlArg, sizeArg, boolArg } = require('./args');
+const { decodeEntryValue } = require('./codec');
 
 // Keys removed per hold of the writer lock by deletePrefix.
 const DELETE_BATCH = 256;
@@ -49,24 +50,42 @@ function keys(id, options) {
   return native.keysWithPrefix(id, writePrefix(prefix, 'options.prefix'), limit);
 }
 
-// A lazy iterator. Today the addon takes the matching keys in one core scan and values are read
-// as the iteration reaches them (a key deleted meanwhile is skipped).
-function* scanGen(map, list, values) {
-  for (const k of list) {
-    if (!values) {
-      yield k;
-      continue;
+// Entries fetched per call into the addon by scan(): bounds what one step of the iteration
+// copies, however many keys match.
+const SCAN_BATCH = 256;
+
+// A lazy iterator over a resumable core scan: each batch comes from one lock-free
+// Shmap::scan_from from the cursor the previous batch returned (two u32 halves: the cursor is a
+// 64-bit hash), so the scan's semantics hold over the whole iteration, however long it lasts.
+// `owner` (the Shmap) is read on every batch so that the handle cannot be garbage-collected,
+// and so closed, while the iteration runs.
+function* scanGen(owner, id, prefix, limit, values) {
+  let left = limit < 0 ? Infinity : limit;
+  let hi = 0;
+  let lo = 0;
+  while (left > 0 && owner !== null) {
+    const b = native.scanBatch(id, prefix, hi, lo, Math.min(left, SCAN_BATCH), values);
+    const ks = b.keys;
+    left -= ks.length;
+    if (values) {
+      const vs = b.values;
+      const ts = b.tags;
+      for (let i = 0; i < ks.length; i++) yield [ks[i], decodeEntryValue(vs[i], ts[i])];
+    } else {
+      yield* ks;
     }
-    const v = map.get(k);
-    if (v !== undefined) yield [k, v];
+    if (b.done) return;
+    hi = b.nextHi;
+    lo = b.nextLo;
   }
 }
 
 function scan(map, id, options) {
   const { prefix, limit } = prefixAndLimit(options);
   const values = options.values === undefined ? false : boolArg(options.values, 'options.values');
-  const list = native.keysWithPrefix(id, writePrefix(prefix, 'options.prefix'), limit);
-  return scanGen(map, list, values);
+  // Validated now (not at the first next()), and copied: the caller may reuse its buffer.
+  const n = writePrefix(prefix, 'options.prefix');
+  return scanGen(map, id, Buffer.from(keyBuf.subarray(0, n)), limit, values);
 }
 
 function deletePrefix(id, prefix) {

@@ -713,8 +713,9 @@ pub fn keys_with_prefix(id: u32, prefix_len: u32, limit: f64) -> Result<Vec<Stri
     })
 }
 
-/// Removes every key that starts with the first `prefix_len` bytes of the key buffer, `batch`
-/// keys per hold of the writer lock; returns how many were present.
+/// Removes every key that starts with the first `prefix_len` bytes of the key buffer, in
+/// batches of `batch` keys: each found by a resumable lock-free scan, then removed under one
+/// hold of the writer lock (`Shmap::remove_prefix`). Returns how many were present.
 #[napi]
 pub fn delete_prefix(id: u32, prefix_len: u32, batch: u32) -> Result<f64> {
     guard(|| {
@@ -723,17 +724,70 @@ pub fn delete_prefix(id: u32, prefix_len: u32, batch: u32) -> Result<f64> {
                 .key
                 .get(..prefix_len as usize)
                 .ok_or_else(|| invalid("prefix length exceeds the key buffer"))?;
-            let keys: Vec<Vec<u8>> = h
-                .map
-                .keys()?
-                .into_iter()
-                .filter(|k| k.starts_with(prefix))
-                .collect();
-            let mut n = 0;
-            for chunk in keys.chunks(batch.max(1) as usize) {
-                n += h.map.remove_many(chunk)?;
-            }
+            let n = h.map.remove_prefix(prefix, batch as usize)?;
             Ok(n as f64)
+        })
+    })
+}
+
+/// One batch of a resumable scan (`scan_batch`). The cursor is a 64-bit hash, more than a
+/// float64 holds exactly, so it crosses N-API as two u32 halves.
+#[napi(object)]
+pub struct ScanBatch {
+    /// The keys found, decoded as UTF-8 (lossily).
+    pub keys: Vec<String>,
+    /// Their values' bytes (empty unless asked for).
+    pub values: Vec<Buffer>,
+    /// Their values' type tags (empty unless asked for).
+    pub tags: Vec<u32>,
+    /// Whether the scan is complete (then `next_hi`/`next_lo` mean nothing).
+    pub done: bool,
+    /// The high 32 bits of the cursor to continue from.
+    pub next_hi: u32,
+    /// The low 32 bits of the cursor to continue from.
+    pub next_lo: u32,
+}
+
+/// Up to `limit` (>= 1) live entries whose keys start with `prefix`, from the cursor
+/// `hi << 32 | lo` (0 starts), with their values if `values`; see `Shmap::scan_from`.
+#[napi]
+pub fn scan_batch(
+    id: u32,
+    prefix: BufferSlice,
+    hi: u32,
+    lo: u32,
+    limit: u32,
+    values: bool,
+) -> Result<ScanBatch> {
+    guard(|| {
+        with(id, |h| {
+            let o = shmap::ScanOptions::new()
+                .prefix(&prefix[..])
+                .limit(limit.max(1) as usize)
+                .values(values);
+            let at = shmap::ScanCursor::from_u64(u64::from(hi) << 32 | u64::from(lo));
+            let (found, next) = h.map.scan_from(at, &o)?;
+            let mut out = ScanBatch {
+                keys: Vec::with_capacity(found.len()),
+                values: Vec::new(),
+                tags: Vec::new(),
+                done: next.is_none(),
+                next_hi: 0,
+                next_lo: 0,
+            };
+            if let Some(c) = next {
+                let c = c.to_u64();
+                out.next_hi = (c >> 32) as u32;
+                out.next_lo = c as u32;
+            }
+            for e in found {
+                out.keys.push(String::from_utf8_lossy(&e.key).into_owned());
+                if values {
+                    out.tags.push(tag_of(e.flags));
+                    out.values.push(e.value.into());
+                }
+            }
+            Ok(out)
         })
     })
 }

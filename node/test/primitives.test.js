@@ -132,11 +132,8 @@ test('keys({ prefix, limit }), scan and deletePrefix touch only the prefix', (t)
   const withValues = [...m.scan({ prefix: 'b:', values: true, limit: 5 })];
   assert.equal(withValues.length, 5);
   for (const [k, v] of withValues) assert.deepEqual(v, { i: Number(k.slice(2)) });
-  // An entry deleted while the scan is under way is not returned with a value.
-  const live = m.scan({ prefix: 'b:', values: true });
-  const first = live.next().value;
-  for (let i = 0; i < 30; i++) if (`b:${i}` !== first[0]) m.delete(`b:${i}`);
-  assert.deepEqual([...live], []);
+  assert.deepEqual([...m.scan({ prefix: 'b:', limit: 0 })], []);
+  throwsCode(assert, () => m.scan({ prefix: 1 }), 'ERR_INVALID_ARG_TYPE', TypeError); // at the call, not at next()
 
   assert.equal(m.deletePrefix('a:'), 51);
   assert.deepEqual(m.keys({ prefix: 'a:' }), []);
@@ -153,6 +150,95 @@ test('deletePrefix of many keys works in batches and leaves other keys', (t) => 
   for (let i = 0; i < 100; i++) m.set(`ns2:${i}`, i);
   assert.equal(m.deletePrefix('ns1:'), 5000);
   assert.equal(m.size, 100);
+});
+
+test('scan is lazy: it fetches bounded batches as the iteration reaches them', (t) => {
+  const m = open(t);
+  for (let i = 0; i < 2000; i++) m.set(`p:${i}`, i);
+  const it = m.scan({ prefix: 'p:', values: true });
+  const [k0, v0] = it.next().value;
+  assert.equal(v0, Number(k0.slice(2)));
+  assert.equal(m.deletePrefix('p:'), 2000);
+  // What is left is at most the rest of the batch already fetched: the scan did not take the
+  // 2000 keys at once. (Entries removed during a scan may or may not appear.)
+  const rest = [...it];
+  assert.ok(rest.length < 1999, `${rest.length} yielded after the keys were removed`);
+  for (const [k, v] of rest) assert.equal(v, Number(k.slice(2)));
+  // Iteration past the limit stops; a long scan spans many batches.
+  for (let i = 0; i < 2000; i++) m.set(`q:${i}`, i);
+  assert.equal([...m.scan({ prefix: 'q:', limit: 1500 })].length, 1500);
+  assert.equal(new Set(m.scan({ prefix: 'q:' })).size, 2000);
+  // A closed handle fails the next batch with its code.
+  const it2 = m.scan({ prefix: 'q:' });
+  it2.next();
+  m.close();
+  throwsCode(assert, () => [...it2], 'ERR_SHMAP_CLOSED');
+});
+
+// Runs fixtures/adapters/churn-child.js on map `name` until `stop()`; resolves its report.
+async function churn(t, name, prefix) {
+  const c = fork(path.join(__dirname, 'fixtures', 'adapters', 'churn-child.js'), [name, prefix],
+    { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  t.after(() => c.kill('SIGKILL'));
+  let out = '';
+  c.stdout.on('data', (d) => { out += d; });
+  const report = new Promise((resolve, reject) => c.on('exit', (code) => (code === 0
+    ? resolve(JSON.parse(out)) : reject(new Error(`churn child exit ${code}`)))));
+  const m = new Shmap(name);
+  t.after(() => m.close());
+  for (let waited = 0; !m.has('ready'); waited += 5) {
+    if (waited > 30_000) throw new Error('churn child never started');
+    await sleep(5);
+  }
+  return { stop: () => { m.set('stop', 1); return report; } };
+}
+
+test('scan semantics hold while another process writes and deletes under the prefix', async (t) => {
+  const name = uniqueName(t);
+  const m = new Shmap(name, { reset: true, evict: false, maxSize: 256 << 20 });
+  t.after(() => m.close());
+  const N = 3000;
+  for (let i = 0; i < N; i++) m.set(`p:s${i}`, { i });
+  const child = await churn(t, name, 'p:');
+  for (let round = 0; round < 5; round++) {
+    const seen = new Set();
+    let n = 0;
+    for (const [k, v] of m.scan({ prefix: 'p:', values: true })) {
+      assert.ok(k.startsWith('p:'), k);
+      assert.ok(!seen.has(k), `${k} came twice in one scan`);
+      seen.add(k);
+      if (k.startsWith('p:s')) assert.deepEqual(v, { i: Number(k.slice(3)) });
+      else if (k.startsWith('p:churn')) assert.equal(v.pad, 'c'.repeat(v.k % 200), 'a value it had');
+      if (++n % 100 === 0) await sleep(0); // the iteration spans many batches and writes
+    }
+    for (let i = 0; i < N; i++) assert.ok(seen.has(`p:s${i}`), `p:s${i} (present all along) missed`);
+    assert.ok(m.keys({ prefix: 'p:s' }).length === N);
+  }
+  const r = await child.stop();
+  assert.ok(r.sets > 0);
+});
+
+test('deletePrefix of 100k keys lets another process write meanwhile (hang bound, not speed)', async (t) => {
+  const name = uniqueName(t);
+  const m = new Shmap(name, { reset: true, evict: false, maxSize: 256 << 20 });
+  t.after(() => m.close());
+  const N = 100_000;
+  for (let i = 0; i < N; i++) m.set(`big:${i}`, i);
+  const child = await churn(t, name, 'big:');
+  const t0 = performance.now();
+  const removed = m.deletePrefix('big:');
+  const ms = performance.now() - t0;
+  const r = await child.stop();
+  t.diagnostic(`deletePrefix: ${removed} keys in ${ms.toFixed(0)} ms; the other process made ${r.sets} writes, the longest ${r.maxMs.toFixed(1)} ms`);
+  // Keys present for the whole call are gone; keys written under the prefix meanwhile (the
+  // child's churn and late keys) may or may not be.
+  for (let i = 0; i < N; i += 97) assert.equal(m.has(`big:${i}`), false, `big:${i} survived`);
+  assert.equal(m.keys({ prefix: 'big:' }).filter((k) => !/^big:(churn|late)\d+$/.test(k)).length, 0);
+  assert.ok(removed >= N, `${removed} removed`);
+  // The other process's writes outside the prefix all landed; none waited anywhere near the
+  // lock timeout (5 s): writers got the lock between batches.
+  for (const [j, k] of r.other) assert.equal(m.get(`other:${j}`), k);
+  assert.ok(r.maxMs < 2000, `a write waited ${r.maxMs} ms`);
 });
 
 test('deleteMany removes each key and counts the present ones', (t) => {
