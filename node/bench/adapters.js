@@ -179,7 +179,7 @@ function ensureDeps() {
 
 async function startStack(stack, cfg, redisPort) {
   const port = await freePort();
-  const map = `shmap-bench-adapters-${process.pid}`;
+  const map = `shmap-bench-adapters-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
   const args = ['--app', stack, '--port', String(port), '--workers', String(cfg.workers), '--map', map, '--redis-port', String(redisPort || 0)];
   const child = fork(__filename, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   await new Promise((resolve, reject) => {

@@ -7,7 +7,7 @@ import { keyvApiTests, keyvValueTests, keyvNamespaceTest, keyvIteratorTests } fr
 import { Shmap } from 'shmap';
 import { KeyvShmap } from 'shmap/keyv';
 
-const name = `shmap-test-keyv-suite-${process.pid}`;
+const name = `shmap-test-keyv-suite-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
 const map = new Shmap(name, { reset: true, evict: false });
 test.afterAll(() => {
   map.close();

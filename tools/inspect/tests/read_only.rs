@@ -71,12 +71,19 @@ fn a_map_held_exclusively_is_reported_busy() {
 
 #[test]
 fn a_bare_name_resolves_like_the_library() {
-    let name = format!("shmap-inspect-test-{}", std::process::id());
-    let path = shmap::resolve(&name).unwrap();
+    // A bare name lives in /dev/shm itself: unique per run (pid and random bits), removed
+    // on drop whatever happens.
+    let random = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let name = format!("shmap-inspect-test-{}-{random:016x}", std::process::id());
+    let _cleanup = tempfile::TempPath::try_from_path(shmap::resolve(&name).unwrap()).unwrap();
     let m = shmap::Shmap::open(&name, &options()).unwrap();
     m.set(b"k", b"v").unwrap();
     let r = inspect(&["--keys", &name]);
     drop(m);
-    let _ = std::fs::remove_file(&path);
     assert_eq!((r.code, r.stdout.as_str()), (0, "k\n"), "{}", r.stderr);
 }
