@@ -1,8 +1,10 @@
 //! Single-process behaviour of the public API: round trips, growth, removal, counters, TTL.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
 
+use std::sync::atomic::Ordering;
+
+use common::manual_clock;
 use shmap::{Error, Options, SetOptions, Shmap};
 
 fn tmp() -> (tempfile::TempDir, String) {
@@ -72,13 +74,8 @@ fn overwrite_churn_reclaims_dead_space_without_growing() {
 #[test]
 fn incr_add_and_ttl() {
     let (_d, p) = tmp();
-    let now = Arc::new(AtomicU64::new(1_000_000));
-    let n2 = now.clone();
-    let m = Shmap::open(
-        &p,
-        &Options::new().clock(Arc::new(move || n2.load(Ordering::Relaxed))),
-    )
-    .unwrap();
+    let (now, o) = manual_clock(Options::new(), 1_000_000);
+    let m = Shmap::open(&p, &o).unwrap();
     assert_eq!(m.incr(b"c", 5, 10, None).unwrap(), 15);
     assert_eq!(m.incr(b"c", -1, 0, None).unwrap(), 14);
     m.set(b"s", b"x").unwrap();

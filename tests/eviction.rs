@@ -5,8 +5,7 @@
 mod common;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::*;
 use shmap::{Options, SetOptions, Shmap};
@@ -143,16 +142,11 @@ fn clock_resists_scans_where_fifo_does_not() {
 #[test]
 fn expired_entries_are_reclaimed_before_live_ones() {
     let dir = shm_dir();
-    let now = Arc::new(AtomicU64::new(1_000_000));
-    let n2 = now.clone();
-    let map = Shmap::open(
-        map_path(dir.path(), "ttl"),
-        &Options::new()
-            .initial_size(256 << 10)
-            .max_size(256 << 10)
-            .clock(Arc::new(move || n2.load(Ordering::Relaxed))),
-    )
-    .unwrap();
+    let (now, o) = manual_clock(
+        Options::new().initial_size(256 << 10).max_size(256 << 10),
+        1_000_000,
+    );
+    let map = Shmap::open(map_path(dir.path(), "ttl"), &o).unwrap();
     let short = SetOptions {
         ttl_ms: Some(10),
         flags: 0,

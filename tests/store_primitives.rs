@@ -2,21 +2,18 @@
 //! rewriting the value), `incr_with` (TTL only on creation, no creation, the expiry from the
 //! same step), `remove_many` and `remove_prefix` (scan a batch, remove it under one hold, go on).
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use common::*;
 use shmap::{Counter, Error, IncrOptions, Lookup, Options, SetOptions, Shmap};
 
 fn open_with_clock() -> (tempfile::TempDir, Shmap, Arc<AtomicU64>) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("map").to_str().unwrap().to_string();
-    let now = Arc::new(AtomicU64::new(1_000_000));
-    let n2 = now.clone();
-    let m = Shmap::open(
-        &p,
-        &Options::new().clock(Arc::new(move || n2.load(Ordering::Relaxed))),
-    )
-    .unwrap();
+    let dir = shm_dir();
+    let (now, o) = manual_clock(Options::new(), 1_000_000);
+    let m = Shmap::open(map_path(dir.path(), "map"), &o).unwrap();
     (dir, m, now)
 }
 
@@ -192,12 +189,12 @@ fn remove_many_removes_each_and_counts_the_present() {
 
 #[test]
 fn remove_prefix_removes_what_stays_under_the_prefix_while_a_writer_runs() {
-    let dir = tempfile::Builder::new()
-        .prefix("shmap-test")
-        .tempdir_in("/dev/shm")
-        .unwrap();
-    let p = dir.path().join("map").to_str().unwrap().to_string();
-    let m = Shmap::open(&p, &Options::new().max_size(256 << 20).evict(false)).unwrap();
+    let dir = shm_dir();
+    let m = Shmap::open(
+        map_path(dir.path(), "map"),
+        &Options::new().max_size(256 << 20).evict(false),
+    )
+    .unwrap();
     const N: u32 = 20_000;
     for i in 0..N {
         m.set(format!("del:{i}").as_bytes(), b"v").unwrap();

@@ -51,89 +51,75 @@ class ShmapSessionStore extends Store {
   }
 
   get(sid, cb) {
-    let sess;
-    try {
+    settle(cb, () => {
       const text = this.map.get(this.prefix + sid);
-      sess = typeof text === 'string' ? JSON.parse(text) : undefined;
-    } catch (e) {
-      return defer(cb, e);
-    }
-    return defer(cb, null, sess === undefined ? null : sess);
+      return typeof text === 'string' ? JSON.parse(text) : null;
+    });
   }
 
   set(sid, sess, cb) {
-    try {
+    settle(cb, () => {
       const ttl = this.#ttl(sess);
       if (ttl > 0) this.map.set(this.prefix + sid, JSON.stringify(sess), ttl);
       else this.map.delete(this.prefix + sid); // its cookie has expired already
-    } catch (e) {
-      return defer(cb, e);
-    }
-    return defer(cb, null);
+    });
   }
 
   /** Re-times the session to its cookie's expiry without rewriting it (`expire`: atomic). */
   touch(sid, sess, cb) {
     if (this.disableTouch) return defer(cb, null);
-    try {
+    return settle(cb, () => {
       const ttl = this.#ttl(sess);
       if (ttl > 0) this.map.expire(this.prefix + sid, ttl);
       else this.map.delete(this.prefix + sid);
-    } catch (e) {
-      return defer(cb, e);
-    }
-    return defer(cb, null);
+    });
   }
 
   destroy(sid, cb) {
-    try {
-      this.map.delete(this.prefix + sid);
-    } catch (e) {
-      return defer(cb, e);
-    }
-    return defer(cb, null);
+    settle(cb, () => { this.map.delete(this.prefix + sid); });
   }
 
   /** Every live session, as `{ [sid]: session }` (as express-session's MemoryStore). */
   all(cb) {
-    const out = {};
-    try {
+    settle(cb, () => {
+      const out = {};
       const n = this.prefix.length;
       for (const [key, text] of this.map.scan({ prefix: this.prefix, values: true })) {
         if (typeof text === 'string') out[key.slice(n)] = JSON.parse(text);
       }
-    } catch (e) {
-      return defer(cb, e);
-    }
-    return defer(cb, null, out);
+      return out;
+    });
   }
 
   length(cb) {
-    let n;
-    try {
-      n = 0;
+    settle(cb, () => {
       // Counted batch by batch: the session ids are never all in JS at once.
+      let n = 0;
       for (const _ of this.map.scan({ prefix: this.prefix })) n++;
-    } catch (e) {
-      return defer(cb, e);
-    }
-    return defer(cb, null, n);
+      return n;
+    });
   }
 
   /** Removes every session under this store's prefix (and nothing else). */
   clear(cb) {
-    try {
-      this.map.deletePrefix(this.prefix);
-    } catch (e) {
-      return defer(cb, e);
-    }
-    return defer(cb, null);
+    settle(cb, () => { this.map.deletePrefix(this.prefix); });
   }
 }
 
 // Calls back on the next tick, as stores over a network do: express-session's flow expects it.
 function defer(cb, err, value) {
   if (typeof cb === 'function') process.nextTick(cb, err, value);
+}
+
+// Runs `fn` and calls back (deferred) with what it returned or threw: errors are passed, never thrown.
+function settle(cb, fn) {
+  let value;
+  try {
+    value = fn();
+  } catch (e) {
+    return defer(cb, e);
+  }
+  return defer(cb, null, value);
 }
 
 module.exports = { ShmapSessionStore };

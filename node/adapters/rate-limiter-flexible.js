@@ -47,41 +47,30 @@ class RateLimiterShmap extends RateLimiterStoreAbstract {
   /**
    * Adds `points` to the key's counter in one atomic step, with `msDuration` as its TTL when
    * the step creates it (0 = never expires); `forceExpire` sets the counter to `points` with
-   * that TTL (block, set).
+   * that TTL (block, set). The store hooks are async: what the map throws becomes a
+   * rejection.
    */
-  _upsert(rlKey, points, msDuration, forceExpire = false) {
-    try {
-      const map = this.client;
-      const ttl = msDuration > 0 ? msDuration : 0;
-      if (forceExpire) {
-        map.set(rlKey, points, ttl);
-        return Promise.resolve({ consumedPoints: points, msBeforeNext: ttl > 0 ? ttl : -1 });
-      }
-      const { value, expiresAt } = map.incr(rlKey, points, { initTtl: ttl, withExpiry: true });
-      return Promise.resolve({ consumedPoints: value, msBeforeNext: msBefore(expiresAt) });
-    } catch (e) {
-      return Promise.reject(e);
+  async _upsert(rlKey, points, msDuration, forceExpire = false) {
+    const map = this.client;
+    const ttl = msDuration > 0 ? msDuration : 0;
+    if (forceExpire) {
+      map.set(rlKey, points, ttl);
+      return { consumedPoints: points, msBeforeNext: ttl > 0 ? ttl : -1 };
     }
+    const { value, expiresAt } = map.incr(rlKey, points, { initTtl: ttl, withExpiry: true });
+    return { consumedPoints: value, msBeforeNext: msBefore(expiresAt) };
   }
 
-  _get(rlKey) {
-    try {
-      const map = this.client;
-      const consumedPoints = map.get(rlKey);
-      if (typeof consumedPoints !== 'number') return Promise.resolve(null);
-      const left = map.getRemainingTTL(rlKey);
-      return Promise.resolve({ consumedPoints, msBeforeNext: left === Infinity ? -1 : left });
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  async _get(rlKey) {
+    const map = this.client;
+    const consumedPoints = map.get(rlKey);
+    if (typeof consumedPoints !== 'number') return null;
+    const left = map.getRemainingTTL(rlKey);
+    return { consumedPoints, msBeforeNext: left === Infinity ? -1 : left };
   }
 
-  _delete(rlKey) {
-    try {
-      return Promise.resolve(this.client.delete(rlKey));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  async _delete(rlKey) {
+    return this.client.delete(rlKey);
   }
 }
 

@@ -693,10 +693,7 @@ pub fn incr_with(
 pub fn keys_with_prefix(id: u32, prefix_len: u32, limit: f64) -> Result<Vec<String>> {
     guard(|| {
         with(id, |h| {
-            let prefix = h
-                .key
-                .get(..prefix_len as usize)
-                .ok_or_else(|| invalid("prefix length exceeds the key buffer"))?;
+            let prefix = key_of(&h.key, prefix_len)?;
             let limit = if limit < 0.0 {
                 usize::MAX
             } else {
@@ -720,10 +717,7 @@ pub fn keys_with_prefix(id: u32, prefix_len: u32, limit: f64) -> Result<Vec<Stri
 pub fn delete_prefix(id: u32, prefix_len: u32, batch: u32) -> Result<f64> {
     guard(|| {
         with(id, |h| {
-            let prefix = h
-                .key
-                .get(..prefix_len as usize)
-                .ok_or_else(|| invalid("prefix length exceeds the key buffer"))?;
+            let prefix = key_of(&h.key, prefix_len)?;
             let n = h.map.remove_prefix(prefix, batch as usize)?;
             Ok(n as f64)
         })

@@ -91,3 +91,18 @@ impl Rng {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
+
+/// A clock the test sets by hand (ms, starting at `start_ms`): the handle to set it, and `o`
+/// reading it.
+pub fn manual_clock(
+    o: shmap::Options,
+    start_ms: u64,
+) -> (std::sync::Arc<std::sync::atomic::AtomicU64>, shmap::Options) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let now = std::sync::Arc::new(AtomicU64::new(start_ms));
+    let n2 = now.clone();
+    (
+        now,
+        o.clock(std::sync::Arc::new(move || n2.load(Ordering::Relaxed))),
+    )
+}
