@@ -28,7 +28,6 @@ use std::sync::atomic::{Ordering, fence};
 use zerocopy::FromBytes;
 
 use crate::arena::Gen;
-use crate::attach::Shared;
 use crate::error::Error;
 use crate::format::{
     self, CONFIG_NO_EVICT, Control, Desc, FLAG_INT, FLAG_LEASE, FLAG_PAD, HEADER_LEN, LOCK_WAITERS,
@@ -36,7 +35,8 @@ use crate::format::{
     SLOT_LEN, Superblock, USER_FLAGS, ctl, slot,
 };
 use crate::lock;
-use crate::map::{Shmap, open_for_inspection, read_control};
+use crate::map::{Shmap, open_for_inspection};
+use crate::shared::{Shared, read_control};
 
 /// How many times a whole pass restarts when the generation switches under it.
 const PASSES: u32 = 20;

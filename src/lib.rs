@@ -19,7 +19,7 @@
 
 mod arena;
 mod attach;
-mod compact;
+mod create;
 mod error;
 #[doc(hidden)]
 pub mod failpoints;
@@ -28,19 +28,23 @@ pub mod inspect;
 mod lock;
 mod map;
 mod options;
+mod plan;
 mod raw;
 mod remove;
 mod scan;
+mod shared;
+mod types;
 mod write;
 
 pub use error::{Error, Result};
-pub use map::{
-    Compare, Condition, Counter, Entry, IncrOptions, LeaseState, Lookup, Meta, SetOptions, Shmap,
-    Stats, Version, open_for_inspection,
-};
+pub use map::{Shmap, open_for_inspection};
 pub use options::{
     Clock, DEFAULT_INITIAL_SIZE, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_SIZE, DEFAULT_MODE, MIN_SIZE,
     Options, resolve, system_clock,
 };
 pub use remove::{RemoveOutcome, remove_map, remove_map_path};
 pub use scan::{ScanCursor, ScanOptions};
+pub use types::{
+    Compare, Condition, Counter, Entry, IncrOptions, LeaseState, Lookup, Meta, SetOptions, Stats,
+    Version,
+};

@@ -7,16 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
-use zerocopy::FromBytes;
-
 use crate::arena::{Gen, Hit, NoSink, Probe, Sink, SliceSink};
-use crate::attach::{Shared, attach, open_read_only};
+use crate::attach::{attach, open_read_only};
 use crate::error::{Error, Result};
-use crate::format::{self, CONFIG_NO_EVICT, Control, FLAG_INT, FLAG_LEASE, ctl, slot};
+use crate::format::{self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, ctl, slot};
 use crate::lock::{self, Acquired};
 use crate::options::{MIN_SIZE, Options, resolve};
-use crate::raw::Mem;
 use crate::scan::{ScanCursor, ScanOptions};
+use crate::shared::{Shared, read_control};
+use crate::types::{
+    Condition, Counter, Entry, IncrOptions, LeaseState, Lookup, Meta, SetOptions, Stats, Version,
+};
 use crate::write::Writer;
 
 /// A handle on a map. Cheap to clone; `Send + Sync`; threads and processes mix freely.
@@ -47,120 +48,6 @@ impl std::fmt::Debug for Shmap {
             .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
-}
-
-/// Identifies one immutable record: the generation it was read in and its position there.
-/// Equal versions mean equal bytes (a position is never reused within a generation's log), so a
-/// caller holding a decoded copy can ask [`Shmap::read_into_if_changed`] to skip the copy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Version {
-    /// The generation the record was read in.
-    pub generation: u64,
-    /// The record's position in that generation's log.
-    pub pos: u64,
-}
-
-/// Metadata of a value found by a read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meta {
-    /// Length of the value in bytes.
-    pub len: usize,
-    /// The flags it was stored with (user bits 0..16, plus [`Shmap::FLAG_INT`] for counters).
-    pub flags: u32,
-    /// Expiry in wall-clock milliseconds, 0 = never.
-    pub expires_ms: u64,
-    /// The record's version.
-    pub version: Version,
-}
-
-/// Result of reading into a caller's fixed buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
-    /// No such key (or expired).
-    Miss,
-    /// Copied into the buffer.
-    Hit(Meta),
-    /// The buffer is smaller than the value (`meta.len` bytes); nothing useful was copied.
-    TooSmall(Meta),
-    /// The record is the one the caller said it holds; nothing was copied.
-    Unchanged(Meta),
-}
-
-/// One entry, as returned by [`Shmap::entries`] and [`Shmap::scan`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The key.
-    pub key: Vec<u8>,
-    /// The value.
-    pub value: Vec<u8>,
-    /// Its flags.
-    pub flags: u32,
-    /// Expiry in wall-clock milliseconds, 0 = never.
-    pub expires_ms: u64,
-}
-
-/// Per-call write options.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SetOptions {
-    /// Time to live in milliseconds: `None` = the map's default, `Some(0)` = never expire.
-    pub ttl_ms: Option<u64>,
-    /// User flags (bits 0..16), returned by reads; the Node addon stores value types here.
-    pub flags: u32,
-}
-
-/// What a lease request found (see [`Shmap::lease`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseState {
-    /// The key holds a value.
-    Value(Entry),
-    /// This caller now holds the lease (with this token): load the value and `set` it, or
-    /// `release_lease` on failure.
-    Acquired(u64),
-    /// Another live process holds an unexpired lease: wait and ask again.
-    Wait,
-}
-
-/// A snapshot of a map's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Live entries (including expired ones not yet reclaimed).
-    pub entries: u64,
-    /// Bytes of records live entries occupy.
-    pub live_bytes: u64,
-    /// Bytes of superseded, deleted or padding records still in the ring.
-    pub dead_bytes: u64,
-    /// Bytes of the ring.
-    pub log_capacity: u64,
-    /// Slots of the index.
-    pub index_slots: u64,
-    /// Used index slots (live and tombstones).
-    pub used_slots: u64,
-    /// The file's length.
-    pub file_bytes: u64,
-    /// The file's allocated storage.
-    pub file_allocated_bytes: u64,
-    /// The configured cap.
-    pub max_size: u64,
-    /// The active generation.
-    pub generation: u64,
-    /// Live entries evicted so far.
-    pub evictions: u64,
-    /// Expired entries reclaimed so far.
-    pub expirations: u64,
-    /// Generation switches so far (growth, shrink, rebuilds, clears).
-    pub switches: u64,
-    /// Record bytes written by writes.
-    pub bytes_written: u64,
-    /// Record bytes copied by cleaning and switches.
-    pub bytes_copied: u64,
-    /// Default time to live in ms (0 = none).
-    pub default_ttl_ms: u64,
-    /// Whether eviction is on.
-    pub evict: bool,
-    /// Hits of this handle's reads.
-    pub hits: u64,
-    /// Misses of this handle's reads.
-    pub misses: u64,
 }
 
 impl Shmap {
@@ -680,14 +567,6 @@ fn check_sizes(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Reads a copy of the control block.
-pub(crate) fn read_control(mem: &Mem) -> Result<Control> {
-    let mut buf = [0u8; std::mem::size_of::<Control>()];
-    // Each field is read with relaxed loads; counters may be mutually a little out of date.
-    mem.w().read(format::CONTROL_OFF, &mut buf)?;
-    Control::read_from_bytes(&buf).map_err(|_| Error::corrupt(format::CONTROL_OFF, "control"))
-}
-
 /// The writer lock plus this process's mutex, released on drop.
 pub(crate) struct WriteGuard<'a> {
     sh: &'a Shared,
@@ -807,36 +686,6 @@ impl Shmap {
     }
 }
 
-/// How [`Shmap::set_if`] compares the version held in the map with the caller's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compare {
-    /// Holds when the map's version is at most the caller's (or there is none).
-    Le,
-    /// Holds when the map's version is below the caller's (or there is none).
-    Lt,
-    /// Holds when the map holds exactly the caller's version (never when there is none).
-    Eq,
-}
-
-/// The condition of a versioned write ([`Shmap::set_if`]), checked under the writer lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Condition<'a> {
-    /// An integer entry (written by `incr`, `set_int` or a stamp) holding the version to
-    /// compare with; absent or expired means "none". It may be the written key itself.
-    pub version_key: &'a [u8],
-    /// For `Le`/`Lt`: the integer compared with when `version_key` is absent. When it is given
-    /// and absent too (say, evicted), the condition fails: a lost floor holds nothing back.
-    pub floor_key: Option<&'a [u8]>,
-    /// The caller's version.
-    pub version: i64,
-    /// How to compare.
-    pub compare: Compare,
-    /// When `Some(ttl)`: on success also store `version` at `version_key` (with that time to
-    /// live, as in [`SetOptions::ttl_ms`]) and raise `floor_key` (if given; it never expires)
-    /// to at least `version`, in the same critical section.
-    pub stamp: Option<Option<u64>>,
-}
-
 impl Shmap {
     /// Stores `value` under `key` (or, with `None`, removes `key`) only if the condition holds,
     /// atomically across processes: no other write falls between the check and the write.
@@ -865,42 +714,6 @@ impl Shmap {
         };
         wr.set_if(key, h, value, c)
     }
-}
-
-/// Options of [`Shmap::incr_with`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IncrOptions {
-    /// The value a missing (or expired) counter starts from before `delta` is added.
-    pub init: i64,
-    /// Time to live set on every call, as in [`SetOptions`]; `None` keeps an existing entry's
-    /// expiry (a new entry then gets `init_ttl_ms`, or the map's default).
-    pub ttl_ms: Option<u64>,
-    /// Time to live of an entry this call creates (`Some(0)` = never expire); an existing
-    /// entry's expiry is left alone unless `ttl_ms` is given. OpenResty's `init_ttl`.
-    pub init_ttl_ms: Option<u64>,
-    /// Whether a missing key is created (default true); when false, a missing key is left
-    /// missing and the call returns `None`.
-    pub create: bool,
-}
-
-impl Default for IncrOptions {
-    fn default() -> Self {
-        IncrOptions {
-            init: 0,
-            ttl_ms: None,
-            init_ttl_ms: None,
-            create: true,
-        }
-    }
-}
-
-/// A counter after [`Shmap::incr_with`]: its new value and its expiry, from the same step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counter {
-    /// The new value.
-    pub value: i64,
-    /// Expiry in wall-clock milliseconds, 0 = never.
-    pub expires_ms: u64,
 }
 
 // Store primitives for the adapters (Keyv, express-session, rate limiters).

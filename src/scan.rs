@@ -19,11 +19,11 @@ use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
 use crate::arena::Gen;
-use crate::attach::Shared;
 use crate::error::{Error, Result};
 use crate::format::{self, FLAG_LEASE, FLAG_PAD, ctl, slot};
 use crate::lock;
-use crate::map::Entry;
+use crate::shared::Shared;
+use crate::types::Entry;
 
 /// Home slots per chunk: the unit a scan copies and validates at once.
 const CHUNK: u64 = 512;

@@ -1,10 +1,14 @@
 //! Mutations, run by the holder of the writer lock: set, add, remove, incr, leases, and making
-//! room in the ring (cleaning and CLOCK eviction). Generation switches live in `compact`.
+//! room in the ring (cleaning and CLOCK eviction). When the ring or the index must change
+//! size, a [`crate::plan`] chooses the shape and the child module [`switch`] builds the next
+//! generation and switches to it. `Writer`'s state is private to this module and `switch`.
+
+mod switch;
 
 use std::sync::atomic::Ordering;
 
+use self::switch::Fill;
 use crate::arena::{Gen, NoSink, Probe};
-use crate::attach::Shared;
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
 use crate::format::{
@@ -12,20 +16,24 @@ use crate::format::{
     record_size, slot,
 };
 use crate::lock;
-use crate::map::{Counter, Entry, IncrOptions, LeaseState};
+use crate::plan::{self, Sizing};
 use crate::raw::Window;
+use crate::shared::Shared;
+use crate::types::{Compare, Condition, Counter, Entry, IncrOptions, LeaseState};
 
 /// The state of one critical section under the writer lock.
 pub(crate) struct Writer<'a> {
-    pub sh: &'a Shared,
-    pub g: Gen,
-    pub now: u64,
-    pub keybuf: Vec<u8>,
-    pub buf: Vec<u8>,
+    sh: &'a Shared,
+    /// The active generation, as this critical section last switched to or loaded it.
+    g: Gen,
+    /// The wall-clock time of this critical section (one reading for all its expiry checks).
+    now: u64,
+    keybuf: Vec<u8>,
+    buf: Vec<u8>,
     /// Growth failed for lack of file-system space during this critical section.
-    pub no_space: bool,
+    no_space: bool,
     /// What is left of the time this critical section may wait for readers' quiet requests.
-    pub quiet_left: std::time::Duration,
+    quiet_left: std::time::Duration,
 }
 
 /// Outcome of a put.
@@ -66,30 +74,30 @@ impl<'a> Writer<'a> {
     }
 
     #[inline]
-    pub fn w(&self) -> &'a Window {
+    fn w(&self) -> &'a Window {
         self.sh.mem.w()
     }
 
-    pub fn ctl(&self, off: u64) -> Result<u64> {
+    fn ctl(&self, off: u64) -> Result<u64> {
         self.w().load_u64(off, Ordering::Acquire)
     }
 
-    pub fn ctl_set(&self, off: u64, v: u64) -> Result<()> {
+    fn ctl_set(&self, off: u64, v: u64) -> Result<()> {
         self.w().store_u64(off, v, Ordering::Release)
     }
 
-    pub fn ctl_add(&self, off: u64, v: u64) -> Result<()> {
+    fn ctl_add(&self, off: u64, v: u64) -> Result<()> {
         self.w().add_u64(off, v).map(|_| ())
     }
 
-    pub fn ctl_sub(&self, off: u64, v: u64) -> Result<()> {
+    fn ctl_sub(&self, off: u64, v: u64) -> Result<()> {
         self.w().sub_u64(off, v).map(|_| ())
     }
 
     /// Before a store that invalidates lock-free readers (the ring's tail, `active_gen`):
     /// waits while a reader asks for quiet, for at most [`lock::QUIET_BUDGET`] per critical
     /// section, so a reader can delay a writer by that much and no more.
-    pub fn honour_quiet(&mut self) -> Result<()> {
+    fn honour_quiet(&mut self) -> Result<()> {
         if self.quiet_left.is_zero() {
             return Ok(());
         }
@@ -103,8 +111,19 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    pub fn evict_enabled(&self) -> Result<bool> {
+    fn evict_enabled(&self) -> Result<bool> {
         Ok(self.w().load_u32(ctl!(config_flags), Ordering::Acquire)? & CONFIG_NO_EVICT == 0)
+    }
+
+    /// What the plans read: the active generation and the control block's counters.
+    fn sizing(&self) -> Result<Sizing> {
+        Ok(Sizing {
+            desc: self.g.desc,
+            entries: self.ctl(ctl!(entries))?,
+            live_bytes: self.ctl(ctl!(live_bytes))?,
+            max_size: self.ctl(ctl!(max_size))?,
+            min_pages: self.w().load_u32(ctl!(min_pages), Ordering::Acquire)? as u64,
+        })
     }
 
     /// The absolute expiry for a TTL choice (see `SetOptions::ttl_ms`).
@@ -121,13 +140,13 @@ impl<'a> Writer<'a> {
     }
 
     /// Ring bytes kept free so that moving any record during cleaning always fits.
-    pub fn reserve(&self) -> u64 {
+    fn reserve(&self) -> u64 {
         self.g.cap() / 8
     }
 
     /// Probes for `key` as the writer. Damaged entries met on the way are dropped (tombstoned)
     /// and counted, then the probe is repeated.
-    pub fn probe(&mut self, key: &[u8], h: u64, with_value: bool) -> Result<Probe> {
+    fn probe(&mut self, key: &[u8], h: u64, with_value: bool) -> Result<Probe> {
         for _ in 0..16 {
             let w = self.w();
             let probe = if with_value {
@@ -180,8 +199,8 @@ impl<'a> Writer<'a> {
         let size = record_size(key.len(), value.len());
         let evictions_before = self.ctl(ctl!(evictions))?;
         // Another process may have lowered max_size below what the map holds.
-        if let Some(plan) = crate::compact::over_cap_plan(self)? {
-            self.switch(plan, crate::compact::Fill::Keep)?;
+        if let Some(plan) = self.sizing()?.over_cap() {
+            self.switch(plan, Fill::Keep)?;
         }
         for _ in 0..64 {
             let (idx, old) = match self.probe(key, h, false)? {
@@ -331,7 +350,7 @@ impl<'a> Writer<'a> {
     /// live entries need it, evicting first when the map is at its cap.
     fn make_index_room(&mut self) -> Result<()> {
         let entries = self.ctl(ctl!(entries))?;
-        let want = crate::compact::slots_for_entries(entries.saturating_add(1));
+        let want = plan::slots_for_entries(entries.saturating_add(1));
         if want > self.g.slots() && !self.switch_index(want)? {
             if !self.evict_enabled()? {
                 return Err(self.full_error(RECORD_HEADER_LEN));
@@ -366,7 +385,7 @@ impl<'a> Writer<'a> {
                 return Ok(());
             }
             if too_big {
-                let max = crate::compact::largest_cap(self)?.max(cap) / 16;
+                let max = self.sizing()?.largest_cap().max(cap) / 16;
                 return Err(Error::TooLarge {
                     what: "value",
                     len: size,
@@ -395,7 +414,7 @@ impl<'a> Writer<'a> {
     /// Advances the tail until `target` holds: dead records and pads are skipped, expired ones
     /// reclaimed, live ones moved to the head, or (with `evict`) evicted unless their CLOCK bit
     /// gives them a second chance.
-    pub fn clean(&mut self, target: Target, evict: bool) -> Result<()> {
+    fn clean(&mut self, target: Target, evict: bool) -> Result<()> {
         let w = self.w();
         let g = self.g;
         let cap = g.cap();
@@ -499,7 +518,7 @@ impl<'a> Writer<'a> {
 
     /// Recomputes `entries`, `live_bytes` and `used_slots` from the index, dropping slots that
     /// point outside the ring's valid range or at nonsense.
-    pub fn recount(&mut self) -> Result<()> {
+    fn recount(&mut self) -> Result<()> {
         let w = self.w();
         let g = self.g;
         let (head, tail) = (g.head(w)?, g.tail(w)?);
@@ -569,8 +588,8 @@ impl<'a> Writer<'a> {
         if since < self.sh.grace.as_millis() as u64 {
             return Ok(());
         }
-        if let Some(plan) = crate::compact::shrink_plan(self)? {
-            match self.switch(plan, crate::compact::Fill::Keep) {
+        if let Some(plan) = self.sizing()?.shrink() {
+            match self.switch(plan, Fill::Keep) {
                 Err(Error::NoSpace { .. }) => {}
                 r => r?,
             }
@@ -584,10 +603,10 @@ impl<'a> Writer<'a> {
             self.no_space = true;
             return Ok(false);
         }
-        let Some(plan) = crate::compact::grow_plan(self, size)? else {
+        let Some(plan) = self.sizing()?.grow(size) else {
             return Ok(false);
         };
-        match self.switch(plan, crate::compact::Fill::Keep) {
+        match self.switch(plan, Fill::Keep) {
             Ok(()) => Ok(true),
             Err(Error::NoSpace { .. }) => {
                 self.no_space = true;
@@ -602,14 +621,10 @@ impl<'a> Writer<'a> {
 
     /// Rebuilds the index alone with `slots` slots; false if the cap does not allow it.
     fn switch_index(&mut self, slots: u64) -> Result<bool> {
-        let plan = crate::compact::Plan {
-            slots,
-            log_cap: None,
-        };
-        if slots > self.g.slots() && !crate::compact::fits(self, &plan)? {
+        let Some(plan) = self.sizing()?.index(slots) else {
             return Ok(false);
-        }
-        match self.switch(plan, crate::compact::Fill::Keep) {
+        };
+        match self.switch(plan, Fill::Keep) {
             Ok(()) => Ok(true),
             Err(Error::NoSpace { .. }) if slots > self.g.slots() => {
                 self.no_space = true;
@@ -692,7 +707,7 @@ pub(crate) enum Target {
     /// At most this many live entries.
     Entries(u64),
 }
-/// Versioned writes (see [`crate::map::Condition`]): one check and one write under the lock.
+/// Versioned writes (see [`Condition`]): one check and one write under the lock.
 impl Writer<'_> {
     /// The integer at `key` if it holds a live one; `NotAnInteger` if it holds anything else.
     fn live_int(&mut self, key: &[u8]) -> Result<Option<i64>> {
@@ -710,15 +725,14 @@ impl Writer<'_> {
         }
     }
 
-    /// Stores (`Some`) or removes (`None`) `key` if `c` holds; see [`crate::map::Shmap::set_if`].
+    /// Stores (`Some`) or removes (`None`) `key` if `c` holds; see [`crate::Shmap::set_if`].
     pub fn set_if(
         &mut self,
         key: &[u8],
         h: u64,
         value: Option<(&[u8], u32, u64)>,
-        c: &crate::map::Condition<'_>,
+        c: &Condition<'_>,
     ) -> Result<bool> {
-        use crate::map::Compare;
         let mut current = self.live_int(c.version_key)?;
         if current.is_none()
             && c.compare != Compare::Eq

@@ -1,29 +1,18 @@
-//! Building the next generation (growth, shrink, index rebuild, clear, repair), placing regions
-//! in the file, and returning retired space to the OS. See format.md, "Generation switch".
+//! The generation switch, a child of `write` (it runs under the same writer lock, on the same
+//! `Writer`): building the next generation to the shape a [`crate::plan`] chose (growth, shrink,
+//! index rebuild, clear, repair), placing regions in the file, switching with one store, and
+//! returning retired space to the OS. See format.md, "Generation switch".
 
-use std::fs::File;
 use std::sync::atomic::{Ordering, fence};
 
-use zerocopy::IntoBytes;
-
+use super::Writer;
 use crate::arena::{self, Gen};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
 use crate::format::{
-    self, CONFIG_NO_EVICT, Desc, FLAG_LEASE, HEADER_LEN, MAX_SLOTS, MIN_SLOTS, PAGE, Superblock,
-    ctl, index_region_len, log_region_len, round_up, slot,
+    self, Desc, FLAG_LEASE, HEADER_LEN, PAGE, ctl, index_region_len, log_region_len, round_up, slot,
 };
-use crate::options::{DEFAULT_MAX_SIZE, Options};
-use crate::raw::Mem;
-use crate::write::Writer;
-
-/// The shape of a new generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Plan {
-    pub slots: u64,
-    /// A new ring of this capacity, or `None` to keep the active log (index-only rebuild).
-    pub log_cap: Option<u64>,
-}
+use crate::plan::{Plan, slots_for_entries};
 
 /// What the new generation holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,171 +25,6 @@ pub(crate) enum Fill {
     Empty,
 }
 
-/// Average record size assumed before there is data.
-const DEFAULT_AVG_RECORD: u64 = 128;
-
-fn pow2_ceil(n: u64) -> u64 {
-    n.max(1).checked_next_power_of_two().unwrap_or(MAX_SLOTS)
-}
-
-/// Slots for `entries` live keys at most half full.
-pub(crate) fn slots_for_entries(entries: u64) -> u64 {
-    pow2_ceil(entries.saturating_mul(2)).clamp(MIN_SLOTS, MAX_SLOTS)
-}
-
-/// Index slots and ring capacity for `budget` bytes of regions, assuming `avg` bytes a record.
-pub(crate) fn plan_budget(budget: u64, avg: u64) -> Plan {
-    let per_slot = (avg.max(32) * 3 / 4).max(24);
-    let mut slots = (budget / per_slot).clamp(MIN_SLOTS, MAX_SLOTS);
-    slots = if slots.is_power_of_two() {
-        slots
-    } else {
-        pow2_ceil(slots) / 2
-    };
-    while slots > MIN_SLOTS && index_region_len(slots) > budget / 8 {
-        slots /= 2;
-    }
-    let log = budget
-        .saturating_sub(index_region_len(slots))
-        .saturating_sub(PAGE);
-    Plan {
-        slots: slots.max(MIN_SLOTS),
-        log_cap: Some((log & !(PAGE - 1)).max(PAGE)),
-    }
-}
-
-/// Bytes of regions a plan needs (keeping the log counts only the new index).
-fn plan_len(p: &Plan) -> u64 {
-    index_region_len(p.slots).saturating_add(p.log_cap.map_or(0, log_region_len))
-}
-
-fn active_len(d: &Desc) -> u64 {
-    d.index_len().saturating_add(d.log_len())
-}
-
-fn avg_record(wr: &Writer) -> Result<u64> {
-    let entries = wr.ctl(ctl!(entries))?;
-    let live = wr.ctl(ctl!(live_bytes))?;
-    Ok(live
-        .checked_div(entries)
-        .map_or(DEFAULT_AVG_RECORD, |a| a.max(32)))
-}
-
-/// Slots for a ring of `cap` bytes: room for it to fill at the average record size, and at
-/// least twice the current entries.
-fn slots_for_cap(wr: &Writer, cap: u64) -> Result<u64> {
-    let expected = cap / avg_record(wr)?;
-    let entries = wr.ctl(ctl!(entries))?;
-    let mut slots = pow2_ceil((expected.saturating_mul(4) / 3).max(entries.saturating_mul(2)))
-        .clamp(MIN_SLOTS, MAX_SLOTS);
-    while slots > MIN_SLOTS
-        && slots > entries.saturating_mul(2)
-        && index_region_len(slots) > cap / 4
-    {
-        slots /= 2;
-    }
-    Ok(slots)
-}
-
-/// Whether the new generation fits beside the active one under `max_size`.
-pub(crate) fn fits(wr: &Writer, plan: &Plan) -> Result<bool> {
-    let max = wr.ctl(ctl!(max_size))?;
-    Ok(HEADER_LEN
-        .saturating_add(active_len(&wr.g.desc))
-        .saturating_add(plan_len(plan))
-        <= max)
-}
-
-/// The largest ring a growth could build now under `max_size`, leaving room for one later
-/// index rebuild.
-pub(crate) fn largest_cap(wr: &Writer) -> Result<u64> {
-    let max = wr.ctl(ctl!(max_size))?;
-    let room = max.saturating_sub(HEADER_LEN + active_len(&wr.g.desc));
-    let idx = index_region_len(wr.g.slots());
-    Ok(room.saturating_sub(idx.saturating_mul(2).saturating_add(PAGE)) & !(PAGE - 1))
-}
-
-/// A growth plan for making room for a record of `size` bytes, or `None` at the cap.
-pub(crate) fn grow_plan(wr: &Writer, size: u64) -> Result<Option<Plan>> {
-    let cap = wr.g.cap();
-    let live = wr.ctl(ctl!(live_bytes))?;
-    let need = round_up(
-        (size.saturating_mul(16)).max((live.saturating_add(size)).saturating_mul(8) / 7 + PAGE),
-        PAGE,
-    )
-    .unwrap_or(u64::MAX);
-    let largest = largest_cap(wr)?;
-    if largest < need || largest <= cap {
-        return Ok(None);
-    }
-    // Double while doubling twice more stays possible; otherwise take all the cap allows,
-    // so the final generation is as large as the cap permits.
-    let new = if largest < cap.saturating_mul(4) {
-        largest
-    } else {
-        cap.saturating_mul(2).max(need).min(largest)
-    };
-    let slots = slots_for_cap(wr, new)?;
-    let plan = Plan {
-        slots,
-        log_cap: Some(new),
-    };
-    Ok(fits(wr, &plan)?.then_some(plan))
-}
-
-/// The smallest sensible ring: the one the map was created with.
-fn min_cap(wr: &Writer) -> Result<u64> {
-    let pages = wr.w().load_u32(ctl!(min_pages), Ordering::Acquire)? as u64;
-    let budget = (pages.saturating_mul(PAGE)).saturating_sub(HEADER_LEN);
-    Ok(plan_budget(budget, DEFAULT_AVG_RECORD)
-        .log_cap
-        .unwrap_or(PAGE))
-}
-
-/// A shrink plan when live data fills under an eighth of the ring.
-pub(crate) fn shrink_plan(wr: &Writer) -> Result<Option<Plan>> {
-    let cap = wr.g.cap();
-    let live = wr.ctl(ctl!(live_bytes))?;
-    // The cheap test first: this runs at the end of every write.
-    if live.saturating_mul(8) >= cap {
-        return Ok(None);
-    }
-    let floor = min_cap(wr)?;
-    if cap <= floor {
-        return Ok(None);
-    }
-    let new = round_up(live.saturating_mul(4), PAGE)
-        .unwrap_or(u64::MAX)
-        .max(floor);
-    if new >= cap {
-        return Ok(None);
-    }
-    let slots = slots_for_cap(wr, new)?;
-    Ok(Some(Plan {
-        slots,
-        log_cap: Some(new),
-    }))
-}
-
-/// When `max_size` was lowered below the active generation: the largest generation that fits
-/// under it alone (with room for one index rebuild). `None` if the map fits.
-pub(crate) fn over_cap_plan(wr: &Writer) -> Result<Option<Plan>> {
-    let max = wr.ctl(ctl!(max_size))?;
-    if HEADER_LEN.saturating_add(active_len(&wr.g.desc)) <= max {
-        return Ok(None);
-    }
-    let room = max.saturating_sub(HEADER_LEN + PAGE);
-    let mut slots = wr.g.slots();
-    while slots > MIN_SLOTS && index_region_len(slots).saturating_mul(2) > room / 4 {
-        slots /= 2;
-    }
-    let cap = room.saturating_sub(index_region_len(slots).saturating_mul(2)) & !(PAGE - 1);
-    Ok((cap >= PAGE && cap < wr.g.cap()).then_some(Plan {
-        slots,
-        log_cap: Some(cap),
-    }))
-}
-
 /// A live record to carry into a new generation.
 struct Carry {
     pos: u64,
@@ -209,7 +33,7 @@ struct Carry {
     hash: u64,
 }
 
-impl<'a> Writer<'a> {
+impl Writer<'_> {
     /// Builds a new generation per `plan` and switches to it with one store.
     pub fn switch(&mut self, mut plan: Plan, fill: Fill) -> Result<()> {
         // Return what earlier switches retired (if their grace passed) before taking more.
@@ -543,28 +367,15 @@ impl<'a> Writer<'a> {
 
     /// Empties the map and returns it to its initial size.
     pub fn clear(&mut self) -> Result<()> {
-        let pages = self.w().load_u32(ctl!(min_pages), Ordering::Acquire)? as u64;
-        let plan = plan_budget(
-            (pages.saturating_mul(PAGE)).saturating_sub(HEADER_LEN),
-            DEFAULT_AVG_RECORD,
-        );
+        let plan = self.sizing()?.clear();
         self.switch(plan, Fill::Empty)
     }
 
     /// Rebuilds compactly: a ring about twice the live data (not below the initial size).
     pub fn compact(&mut self) -> Result<()> {
-        let live = self.ctl(ctl!(live_bytes))?;
-        let cap = round_up(live.saturating_mul(2).saturating_add(PAGE), PAGE)
-            .unwrap_or(u64::MAX)
-            .max(min_cap(self)?);
-        let slots = slots_for_cap(self, cap)?;
-        let plan = Plan {
-            slots,
-            log_cap: Some(cap),
-        };
         // A second generation that would not fit under max_size is not built: the ring
         // reclaims dead space by itself as it wraps.
-        if fits(self, &plan)? {
+        if let Some(plan) = self.sizing()?.compact() {
             self.switch(plan, Fill::Keep)?;
         }
         self.maintain()
@@ -573,82 +384,7 @@ impl<'a> Writer<'a> {
     /// Rebuilds the generation from records whose checksums verify (after damage or an OS
     /// crash), at the same size.
     pub fn rebuild_verified(&mut self) -> Result<()> {
-        let plan = Plan {
-            slots: self.g.slots(),
-            log_cap: Some(self.g.cap()),
-        };
+        let plan = self.sizing()?.same();
         self.switch(plan, Fill::Verified)
     }
-}
-
-/// Creates a new, empty map in `file` (the caller is alone with it). The superblock is
-/// written last, so a creator killed midway leaves a file that is re-created.
-pub(crate) fn create(file: &File, opts: &Options) -> Result<Superblock> {
-    file.set_len(0)
-        .map_err(|e| Error::io("truncate map file", e))?;
-    let now = (opts.clock)();
-    let seed = opts.seed.unwrap_or_else(random_seed);
-    let size = round_up(opts.initial_size, PAGE).unwrap_or(u64::MAX);
-    let plan = plan_budget(size - HEADER_LEN, DEFAULT_AVG_RECORD);
-    let cap = plan.log_cap.unwrap_or(PAGE);
-    let index_off = HEADER_LEN;
-    let log_off = index_off + index_region_len(plan.slots);
-    let end = log_off + log_region_len(cap);
-    let mem = Mem::new(
-        file.try_clone().map_err(|e| Error::io("dup", e))?,
-        true,
-        end,
-    )?;
-    mem.allocate(0, end)?;
-    let w = mem.w();
-    let mut desc = Desc {
-        generation: 1,
-        index_off,
-        index_slots: plan.slots,
-        log_off,
-        log_cap: cap,
-        created_ms: now,
-        ..Desc::default()
-    };
-    desc.crc = desc.compute_crc();
-    arena::write_desc(w, desc)?;
-    arena::init_log(w, &desc, 0)?;
-    w.store_u64(ctl!(active_gen), 1, Ordering::Release)?;
-    w.store_u64(
-        ctl!(max_size),
-        opts.max_size.unwrap_or(DEFAULT_MAX_SIZE).max(size),
-        Ordering::Release,
-    )?;
-    w.store_u64(
-        ctl!(default_ttl_ms),
-        opts.max_age_ms.unwrap_or(0),
-        Ordering::Release,
-    )?;
-    let flags = if opts.evict == Some(false) {
-        CONFIG_NO_EVICT
-    } else {
-        0
-    };
-    w.store_u32(ctl!(config_flags), flags, Ordering::Release)?;
-    w.store_u32(ctl!(min_pages), (size / PAGE) as u32, Ordering::Release)?;
-    w.store_u64(ctl!(switched_ms), now, Ordering::Release)?;
-    let sb = Superblock::new(seed, now);
-    mem.sync(0, end)?;
-    w.write(0, sb.as_bytes())?;
-    mem.sync(0, PAGE)?;
-    Ok(sb)
-}
-
-/// A per-map random seed, from std's randomly keyed hasher (no extra dependency).
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }

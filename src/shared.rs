@@ -1,0 +1,109 @@
+//! The per-process attachment to one map file (`Shared`): the mapping, this process's slot,
+//! the map's seed and the handle options every write and read needs. Made by `attach`, used by
+//! `write`, `scan` and `map`; it releases the process slot and marks a clean detach on drop.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use zerocopy::FromBytes;
+
+use crate::error::{Error, Result};
+use crate::format::{self, Control, PAGE, Superblock, ctl};
+use crate::lock::{self, Proc};
+use crate::options::{Clock, Options};
+use crate::raw::Mem;
+
+/// Per-process state of one attached file, shared by every handle (and thread) of the process.
+pub(crate) struct Shared {
+    pub mem: Mem,
+    pub me: Option<Proc>,
+    pub seed: u64,
+    pub path: PathBuf,
+    pub clock: Clock,
+    pub grace: Duration,
+    /// After growth failed for lack of file-system space, no new attempt before this time
+    /// (wall-clock ms): each attempt scans the index, and a full disk stays full for a while.
+    pub no_grow_until: AtomicU64,
+    pub on_tmpfs: bool,
+    pub created_ms: u64,
+    /// Serialises this process's writers before they touch the map's writer lock.
+    pub local: Mutex<()>,
+    /// The longest wait for another process.
+    pub lock_timeout: Duration,
+    /// The fork epoch when the attachment was made (see [`Shared::forked`]).
+    epoch: u64,
+    /// The file's (device, inode).
+    pub key: (u64, u64),
+}
+
+impl Shared {
+    pub(crate) fn new(
+        mem: Mem,
+        me: Option<Proc>,
+        sb: &Superblock,
+        path: &Path,
+        opts: &Options,
+        key: (u64, u64),
+    ) -> Result<Shared> {
+        let on_tmpfs = mem.is_tmpfs();
+        Ok(Shared {
+            mem,
+            me,
+            seed: sb.seed.get(),
+            path: path.to_path_buf(),
+            clock: opts.clock.clone(),
+            grace: opts.grace,
+            no_grow_until: AtomicU64::new(0),
+            on_tmpfs,
+            created_ms: sb.created_ms.get(),
+            local: Mutex::new(()),
+            lock_timeout: opts.lock_timeout,
+            epoch: crate::raw::fork_epoch_registered(),
+            key,
+        })
+    }
+
+    /// Whether this attachment was made before a `fork()` of this process: then it is the
+    /// parent's (its locks are the parent's open file description's) and must not be used or
+    /// released here. One relaxed load.
+    #[inline]
+    pub fn forked(&self) -> bool {
+        crate::raw::fork_epoch() != self.epoch
+    }
+
+    /// Whether writes must be `msync`ed to be durable (false on tmpfs).
+    pub fn durable(&self) -> bool {
+        !self.on_tmpfs
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // In a child forked without exec, the slot byte and the flock belong to the parent's
+        // open file description: unlocking them here would release the parent's. Only the
+        // mapping and the descriptor go (closing it leaves the parent's locks in place).
+        if self.forked() {
+            return;
+        }
+        let Some(me) = self.me else { return };
+        lock::release(&self.mem, me);
+        // The last process out (we get the exclusive lock without waiting) marks a clean detach.
+        if self.mem.file().try_lock().is_ok() {
+            let _ = self.mem.sync(0, self.mem.file_len());
+            let w = self.mem.w();
+            let _ = w.store_u32(ctl!(clean), 1, Ordering::Release);
+            let _ = self.mem.sync(0, PAGE);
+        }
+        let _ = self.mem.file().unlock();
+    }
+}
+
+/// Reads a copy of the control block.
+pub(crate) fn read_control(mem: &Mem) -> Result<Control> {
+    let mut buf = [0u8; std::mem::size_of::<Control>()];
+    // Each field is read with relaxed loads; counters may be mutually a little out of date.
+    mem.w().read(format::CONTROL_OFF, &mut buf)?;
+    Control::read_from_bytes(&buf).map_err(|_| Error::corrupt(format::CONTROL_OFF, "control"))
+}
