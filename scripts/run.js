@@ -66,7 +66,7 @@ const commands = {
     step('Node benchmark smoke run (no speed asserted)', 'node', ['node/bench/cluster.js', '--quick']);
     // The Rust bench already ran in its smoke mode among the Rust tests.
     step('performance report smoke run (no speed asserted)', 'node', [
-      'node/bench/report.js', '--quick', '--only', 'throughput,latency,memory,growth,redis-tier,adapters',
+      'node/bench/report.js', '--quick', '--only', 'throughput,latency,memory,growth,write-scaling,growth-stall,redis-tier,adapters',
     ]);
     console.log(`\nall checks passed in ${((Date.now() - started) / 1000).toFixed(0)}s`);
   },

@@ -494,6 +494,9 @@ function markdown(data, charts) {
     }
   }
 
+  // ---- issue 9: write scaling and growth stall (rendered by writes.js)
+  o.push(...require('./writes').markdown(data, charts));
+
   // ---- 5. rust
   if (data.rust) {
     o.push('## 5. Rust level (`benches/throughput.rs`)', '');
@@ -536,7 +539,8 @@ function markdown(data, charts) {
 
 function write(outDir, data) {
   fs.mkdirSync(outDir, { recursive: true });
-  const charts = { ...throughputCharts(data), ...memoryChart(data), ...latencyChart(data), ...growthChart(data) };
+  const charts = { ...throughputCharts(data), ...memoryChart(data), ...latencyChart(data), ...growthChart(data),
+    ...require('./writes').charts(data, { barChart }) };
   for (const [f, svg] of Object.entries(charts)) fs.writeFileSync(path.join(outDir, f), svg);
   fs.writeFileSync(path.join(outDir, 'report.md'), markdown(data, charts));
   fs.writeFileSync(path.join(outDir, 'data.json'), `${JSON.stringify(data, null, 1)}\n`);

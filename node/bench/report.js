@@ -4,7 +4,8 @@
 //   node node/bench/report.js            full run (~10 min on 2 cores): docs/perf/{report.md,data.json,*.svg}
 //   node node/bench/report.js --quick    smoke run (seconds): same code paths, tiny sizes, written
 //                                        to node/bench/results/report-quick/; asserts nothing
-// Options: --out DIR, --only throughput,latency,memory,growth,rust,redis-tier,adapters, --workers 1,2,4,8,
+// Options: --out DIR, --only throughput,latency,memory,growth,write-scaling,growth-stall,rust,redis-tier,adapters,
+//   --workers 1,2,4,8,
 //   --seconds S (throughput run length), --rounds R, --backends shmap,lru,lmdb,redis,ipc,
 //   --no-build (use node/shmap.node as it is), --render DATA.json (only redraw md + svg from data).
 // Never asserts on speed: the machine is shared and noisy; it quotes medians and their spread.
@@ -52,6 +53,11 @@ function worker() {
         process.send({ t: 'done', ...(await growthJob(m)) });
       } else if (m.t === 'read') {
         readerJob(m);
+      } else if (m.t === 'ws') { // write-scaling (writes.js)
+        const waitGo = () => new Promise((resolve) => { go = resolve; process.send({ t: 'ready' }); });
+        process.send({ t: 'done', ...(await require('./writes').writeScaleJob(m, waitGo)) });
+      } else if (m.t === 'stall') { // growth-stall (writes.js)
+        process.send({ t: 'done', ...require('./writes').growthStallJob(m, Hist) });
       }
     } catch (e) {
       process.send({ t: 'error', message: String((e && e.stack) || e) });
@@ -342,8 +348,9 @@ function options() {
   const quick = Boolean(v.quick);
   const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
   const nums = (s) => list(s).map((x) => { const n = Math.floor(Number(x)); if (!(n > 0)) throw new Error(`bad number ${x}`); return n; });
-  const sections = list(v.only || 'throughput,latency,memory,growth,rust,redis-tier,adapters');
-  for (const s of sections) if (!['throughput', 'latency', 'memory', 'growth', 'rust', 'redis-tier', 'adapters'].includes(s)) throw new Error(`--only: unknown section ${s}`);
+  const ALL = ['throughput', 'latency', 'memory', 'growth', 'write-scaling', 'growth-stall', 'rust', 'redis-tier', 'adapters'];
+  const sections = list(v.only || ALL.join(','));
+  for (const s of sections) if (!ALL.includes(s)) throw new Error(`--only: unknown section ${s}`);
   const cfg = {
     quick,
     out: path.resolve(v.out || (quick ? path.join(__dirname, 'results', 'report-quick') : path.join(ROOT, 'docs', 'perf'))),
@@ -364,6 +371,8 @@ function options() {
     growth: { until: quick ? 16 * MiB : 1024 * MiB, valueBytes: 1000 },
     // The adapters in an express app on cluster (adapters.js): its own options, --quick or full.
     adapters: require('./adapters').options(quick ? ['--quick'] : []),
+    // Issue 9's write-scaling and growth-stall sections (writes.js).
+    ...require('./writes').options(quick),
   };
   if (cfg.throughput.seconds.some((s) => !(s > 0))) throw new Error('--seconds must be positive');
   return cfg;
@@ -774,6 +783,12 @@ async function primary() {
   }
   await phase('memory', () => memory(cfg, data));
   await phase('growth', () => growth(cfg, data));
+  await phase('write-scaling', () => {
+    let lmdbOk = true;
+    try { require.resolve('lmdb'); } catch { lmdbOk = false; log('note: lmdb is not installed: write-scaling without lmdb-js'); }
+    return require('./writes').writeScaling(cfg, data, { log, workerFile: __filename, lmdbOk });
+  });
+  await phase('growth-stall', () => require('./writes').growthStall(cfg, data, { log, workerFile: __filename }));
   await phase('rust', () => rust(cfg, data));
   // 6: shmap/redis (redis-tier.js: invalidation latency, L1 hit cost, memory against bentocache).
   await phase('redis-tier', async () => { data.redisTier = await require('./redis-tier').run({ quick: cfg.quick, log }); });
