@@ -1,0 +1,359 @@
+'use strict';
+// The `shmap` command (bin/shmap.js): inspect, ls and rm, backed by the core through the addon,
+// so it needs no Rust toolchain. `shmap inspect` is the shmap-inspect tool itself (its library
+// is linked into the addon): the same options, output and exit codes.
+
+const fs = require('fs');
+const path = require('path');
+
+const VERSION = require('../package.json').version;
+const SHM = '/dev/shm';
+
+const HELP = {
+  main: `\
+usage: shmap COMMAND [OPTIONS]
+commands:
+  inspect NAME     summary, --verify, --keys, --dump of one map (read-only; shmap inspect --help)
+  ls [DIR]         the maps in DIR (default ${SHM}): size, owner, processes, last exit
+  rm NAME...       remove maps that no process has open (--force: even if one has)
+  help [COMMAND]   this text, or a command's
+options:
+  -h, --help       help (also after a command)
+  -V, --version
+NAME is a path, or a bare map name: /dev/shm/NAME, as new Shmap(NAME) resolves it.`,
+  ls: `\
+usage: shmap ls [--json] [DIR]
+Lists the shmap maps in DIR (default ${SHM}), one a line: name, apparent and allocated size,
+owner and mode, the processes attached (pids), how the map was last left, live entries.
+Files that are not maps are skipped; maps that cannot be read are listed with the reason.
+Read-only, like shmap inspect.
+options:
+  --json       one JSON object a map, one a line
+  -h, --help   this text
+Exit status: 0, or 2 if DIR cannot be read or the command line is bad.`,
+  rm: `\
+usage: shmap rm [--force] NAME...
+Removes each map file, only when no process has it open: it takes the map's exclusive lock
+without waiting (every process that has the map open holds a shared one), then unlinks the
+file while holding it. A map that is open is left alone, and the processes that have it open
+are named. Files that are not shmap maps are never removed.
+options:
+  -f, --force  unlink the file even if processes have it open: they keep using their copy
+               (it disappears when the last one closes it), and the next open creates a new
+               map, so processes that opened it before and after no longer share entries
+  -h, --help   this text
+Exit status: 0 all removed, 1 some map is open (not removed), 2 not found, not a map, error.`,
+};
+
+// Output sinks: { out(str|Buffer), err(str|Buffer) }.
+function main(argv, io) {
+  const [cmd, ...rest] = argv;
+  const say = (s) => io.out(`${s}\n`);
+  const complain = (s) => io.err(`${s}\n`);
+  if (cmd === undefined) {
+    complain(HELP.main);
+    return 2;
+  }
+  if (cmd === '-h' || cmd === '--help') return say(HELP.main), 0;
+  if (cmd === '-V' || cmd === '--version') return say(`shmap ${VERSION}`), 0;
+  if (cmd === 'help') {
+    const topic = rest[0];
+    if (topic === 'inspect') return inspect(['--help'], io);
+    if (topic && !HELP[topic]) return complain(`shmap: no command ${topic}\n\n${HELP.main}`), 2;
+    return say(HELP[topic || 'main']), 0;
+  }
+  if (cmd === 'inspect') return inspect(rest, io);
+  if (cmd === 'ls') return ls(rest, io);
+  if (cmd === 'rm') return rm(rest, io);
+  complain(`shmap: unknown command ${cmd}\n\n${HELP.main}`);
+  return 2;
+}
+
+function native() {
+  return require('./native').native;
+}
+
+// Runs the inspection tool with `args`; its output goes to io as it is produced.
+function inspect(args, io) {
+  return native().inspectCli(args.map(String), (fd, chunk) => (fd === 1 ? io.out : io.err)(chunk));
+}
+
+// The tool's --json summary of one file, or { error, error_kind } when it cannot be read.
+function summaryOf(file) {
+  const out = [];
+  const err = [];
+  const code = native().inspectCli(['--json', '--', file], (fd, chunk) => {
+    (fd === 1 ? out : err).push(chunk);
+  });
+  const text = Buffer.concat(out).toString('utf8');
+  try {
+    return { code, ...JSON.parse(text) };
+  } catch {
+    return { code, error: Buffer.concat(err).toString('utf8').trim(), error_kind: 'other' };
+  }
+}
+
+// Splits argv into flags (from `known`, by long or short name) and operands.
+function parseFlags(args, known, cmd) {
+  const flags = {};
+  const operands = [];
+  let onlyOperands = false;
+  for (const a of args) {
+    if (onlyOperands || !a.startsWith('-') || a === '-') {
+      operands.push(a);
+    } else if (a === '--') {
+      onlyOperands = true;
+    } else {
+      const k = known[a];
+      if (!k) throw new UsageError(`unknown option ${a}`, cmd);
+      flags[k] = true;
+    }
+  }
+  return { flags, operands };
+}
+
+class UsageError extends Error {
+  constructor(message, cmd) {
+    super(message);
+    this.cmd = cmd;
+  }
+}
+
+function usageFailed(e, io) {
+  if (!(e instanceof UsageError)) throw e;
+  io.err(`shmap ${e.cmd}: ${e.message}\n\n${HELP[e.cmd]}\n`);
+  return 2;
+}
+
+// A bare name is /dev/shm/NAME (as the core resolves it); anything with a / is a path.
+function resolve(name) {
+  if (name.includes('/')) return name;
+  return path.join(fs.existsSync(SHM) ? SHM : require('os').tmpdir(), name);
+}
+
+// uid -> user name, from /etc/passwd (no spawn; the uid when it is not listed).
+function userNames() {
+  const names = new Map();
+  try {
+    for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f.length > 2) names.set(Number(f[2]), f[0]);
+    }
+  } catch {
+    // no /etc/passwd: show uids
+  }
+  return (uid) => names.get(uid) || String(uid);
+}
+
+// The processes that have files mapped or open, from /proc: "dev:ino" -> [{ pid, cmd }].
+// Processes of other users are invisible unless we run as root.
+function openers() {
+  const byFile = new Map();
+  let pids = [];
+  try {
+    pids = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return byFile;
+  }
+  const note = (key, pid) => {
+    const list = byFile.get(key) || [];
+    if (!list.includes(pid)) list.push(pid);
+    byFile.set(key, list);
+  };
+  for (const pid of pids) {
+    if (Number(pid) === process.pid) continue;
+    try {
+      for (const line of fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n')) {
+        // address perms offset dev inode path
+        const f = line.split(/\s+/);
+        if (f.length < 6 || f[4] === '0') continue;
+        const [maj, min] = f[3].split(':').map((h) => parseInt(h, 16));
+        note(`${devOf(maj, min)}:${f[4]}`, Number(pid));
+      }
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return byFile;
+}
+
+// st_dev as Node reports it (Linux's encoding of major:minor).
+function devOf(major, minor) {
+  return ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12) | ((major & ~0xfff) * 2 ** 32);
+}
+
+function commandOf(pid) {
+  try {
+    const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    return cmd.join(' ').slice(0, 80);
+  } catch {
+    return '?';
+  }
+}
+
+// Who has `file` open: attached processes from the map's slot table, and every process that
+// maps it (a read-only handle claims no slot), as [{ pid, cmd }].
+function holdersOf(file, st, summary, mapped) {
+  const pids = new Set();
+  for (const p of (summary && summary.processes) || []) pids.add(p.pid);
+  for (const pid of mapped.get(`${st.dev}:${st.ino}`) || []) pids.add(pid);
+  return [...pids].sort((a, b) => a - b).map((pid) => ({ pid, cmd: commandOf(pid) }));
+}
+
+function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = -1;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u += 1;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}
+
+function ls(args, io) {
+  let parsed;
+  try {
+    parsed = parseFlags(args, { '--json': 'json', '-h': 'help', '--help': 'help' }, 'ls');
+    if (parsed.operands.length > 1) throw new UsageError('more than one DIR given', 'ls');
+  } catch (e) {
+    return usageFailed(e, io);
+  }
+  if (parsed.flags.help) return io.out(`${HELP.ls}\n`), 0;
+  const dir = parsed.operands[0] || SHM;
+  let names;
+  try {
+    names = fs.readdirSync(dir).sort();
+  } catch (e) {
+    io.err(`shmap ls: ${dir}: ${e.message}\n`);
+    return 2;
+  }
+  const user = userNames();
+  const mapped = openers();
+  const rows = [];
+  for (const name of names) {
+    const file = path.join(dir, name);
+    let st;
+    try {
+      st = fs.lstatSync(file);
+    } catch {
+      continue; // removed meanwhile
+    }
+    if (!st.isFile()) continue;
+    const s = summaryOf(file);
+    if (s.error_kind === 'not_a_map') continue;
+    const row = {
+      name,
+      path: file,
+      apparent_bytes: st.size,
+      allocated_bytes: st.blocks * 512,
+      owner: user(st.uid),
+      uid: st.uid,
+      mode: (st.mode & 0o7777).toString(8).padStart(4, '0'),
+      processes: holdersOf(file, st, s.error ? null : s, mapped).map((h) => h.pid),
+      last_exit: s.error ? null : s.last_exit,
+      live_entries: s.error ? null : s.entries && s.entries.live,
+      problems: s.error ? null : (s.problems || []).length,
+      error: s.error || null,
+      error_kind: s.error_kind || null,
+    };
+    rows.push(row);
+  }
+  if (parsed.flags.json) {
+    for (const r of rows) io.out(`${JSON.stringify(r)}\n`);
+    return 0;
+  }
+  if (!rows.length) {
+    io.out(`no shmap maps in ${dir}\n`);
+    return 0;
+  }
+  const table = [['NAME', 'SIZE', 'ALLOCATED', 'OWNER', 'MODE', 'PROCESSES', 'LAST EXIT', 'ENTRIES']];
+  for (const r of rows) {
+    table.push([
+      r.name, bytes(r.apparent_bytes), bytes(r.allocated_bytes), r.owner, r.mode,
+      r.processes.length ? r.processes.join(',') : '-',
+      r.error ? `unreadable (${r.error_kind})` : r.last_exit.replace(/_/g, ' '),
+      r.live_entries == null ? '-' : String(r.live_entries),
+    ]);
+  }
+  const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
+  for (const row of table) {
+    io.out(`${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]))).join('  ')}\n`);
+  }
+  return 0;
+}
+
+function rm(args, io) {
+  let parsed;
+  try {
+    parsed = parseFlags(args, {
+      '-f': 'force', '--force': 'force', '-h': 'help', '--help': 'help',
+    }, 'rm');
+    if (!parsed.flags.help && !parsed.operands.length) throw new UsageError('no NAME given', 'rm');
+  } catch (e) {
+    return usageFailed(e, io);
+  }
+  if (parsed.flags.help) return io.out(`${HELP.rm}\n`), 0;
+  const { removeUnused } = native();
+  let status = 0;
+  const worst = (c) => {
+    status = Math.max(status, c);
+  };
+  let mapped = null;
+  for (const name of parsed.operands) {
+    const file = resolve(name);
+    let st;
+    try {
+      st = fs.lstatSync(file);
+    } catch (e) {
+      io.err(`shmap rm: ${file}: ${e.code === 'ENOENT' ? 'no such map' : e.message}\n`);
+      worst(2);
+      continue;
+    }
+    if (!st.isFile()) {
+      io.err(`shmap rm: ${file}: not a regular file; not removed\n`);
+      worst(2);
+      continue;
+    }
+    const s = summaryOf(file);
+    if (s.error_kind === 'not_a_map') {
+      io.err(`shmap rm: ${file}: not a shmap map; not removed\n`);
+      worst(2);
+      continue;
+    }
+    let result;
+    try {
+      result = removeUnused(file);
+    } catch (e) {
+      io.err(`shmap rm: ${file}: ${e.message}\n`);
+      worst(2);
+      continue;
+    }
+    if (result === 'removed') {
+      io.out(`removed ${file}\n`);
+      continue;
+    }
+    mapped = mapped || openers();
+    const holders = holdersOf(file, st, s.error ? null : s, mapped);
+    const who = holders.length
+      ? holders.map((h) => `pid ${h.pid} (${h.cmd})`).join(', ')
+      : 'a process this user cannot see (another user\'s, or one creating or recovering it)';
+    if (!parsed.flags.force) {
+      io.err(`shmap rm: ${file} is open by ${who}; not removed (--force removes it anyway)\n`);
+      worst(1);
+      continue;
+    }
+    try {
+      fs.unlinkSync(file);
+    } catch (e) {
+      io.err(`shmap rm: ${file}: ${e.message}\n`);
+      worst(2);
+      continue;
+    }
+    io.out(`removed ${file} (--force; it was open by ${who}, which keep their copy)\n`);
+  }
+  return status;
+}
+
+module.exports = { main, HELP };
