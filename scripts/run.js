@@ -63,6 +63,9 @@ const commands = {
     buildAll();
     installRedis();
     step('Node tests', 'npm', ['--prefix', 'node', 'test']);
+    // npm run pack (the glibc 2.17 binary, cargo-zigbuild), then the tarballs installed and
+    // used in a fresh directory without Rust on PATH (README, "Install").
+    step('packed install test', 'node', ['--test', 'scripts/install.test.js']);
     step('Node benchmark smoke run (no speed asserted)', 'node', ['node/bench/cluster.js', '--quick']);
     // The Rust bench already ran in its smoke mode among the Rust tests.
     step('performance report smoke run (no speed asserted)', 'node', [
