@@ -166,7 +166,9 @@ export type ShmapErrorCode =
   | 'ERR_SHMAP_FORKED'
   | 'ERR_SHMAP_IO'
   | 'ERR_SHMAP_PANIC'
-  | 'ERR_SHMAP_TIER_UNAVAILABLE';
+  | 'ERR_SHMAP_TIER_UNAVAILABLE'
+  /** From `require('shmap')`: no native binary loads on this platform (the message says why). */
+  | 'ERR_SHMAP_NO_BINARY';
 
 /** An error thrown by shmap: an ordinary `Error` with a stable `code`. */
 export interface ShmapError extends Error {
