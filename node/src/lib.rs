@@ -23,7 +23,7 @@
 //! [`raw`], the only module with `unsafe`; everything else goes through `#[napi]`. napi-rs hands
 //! out the kept Buffers' bytes as slices, so no code here touches raw memory.
 
-mod cli;
+pub mod cli;
 mod error;
 mod raw;
 mod registry;
