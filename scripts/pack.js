@@ -167,7 +167,10 @@ function main() {
   written.unshift({ file: main.tarball, note: `optional dependencies: ${main.optional.join(', ') || 'none'}` });
   console.log(`\npack: wrote in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   for (const w of written) console.log(`  ${path.relative(root, w.file)}  (${w.note})`);
-  console.log(`install: npm install ${written.map((w) => path.relative(root, w.file)).join(' ')}`);
+  // The platform packages first: then shmap's optional dependencies are satisfied without a
+  // registry lookup (README, "Install on a server").
+  const order = [...written.slice(1), written[0]].map((w) => path.relative(root, w.file));
+  console.log(`install, in this order: ${order.map((f) => `npm install ./${f}`).join(' && ')}`);
 }
 
 try {
