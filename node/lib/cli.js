@@ -232,6 +232,7 @@ function ls(args, io) {
   const user = userNames();
   const mapped = openers();
   const rows = [];
+  let unreadable = 0;
   for (const name of names) {
     const file = path.join(dir, name);
     let st;
@@ -243,6 +244,10 @@ function ls(args, io) {
     if (!st.isFile()) continue;
     const s = summaryOf(file);
     if (s.error_kind === 'not_a_map') continue;
+    if (s.error_kind === 'io' && st.uid !== process.getuid()) {
+      unreadable += 1; // another user's file, maybe not a map at all
+      continue;
+    }
     const row = {
       name,
       path: file,
@@ -264,8 +269,11 @@ function ls(args, io) {
     for (const r of rows) io.out(`${JSON.stringify(r)}\n`);
     return 0;
   }
+  const others = unreadable
+    ? `${unreadable} file${unreadable > 1 ? 's' : ''} of other users could not be read (not listed)\n`
+    : '';
   if (!rows.length) {
-    io.out(`no shmap maps in ${dir}\n`);
+    io.out(`no shmap maps in ${dir}\n${others}`);
     return 0;
   }
   const table = [['NAME', 'SIZE', 'ALLOCATED', 'OWNER', 'MODE', 'PROCESSES', 'LAST EXIT', 'ENTRIES']];
@@ -281,6 +289,7 @@ function ls(args, io) {
   for (const row of table) {
     io.out(`${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]))).join('  ')}\n`);
   }
+  io.out(others);
   return 0;
 }
 
@@ -332,6 +341,11 @@ function rm(args, io) {
     }
     if (result === 'removed') {
       io.out(`removed ${file}\n`);
+      continue;
+    }
+    if (result === 'notamap') {
+      io.err(`shmap rm: ${file}: not a shmap map; not removed\n`);
+      worst(2);
       continue;
     }
     mapped = mapped || openers();

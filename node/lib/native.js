@@ -41,14 +41,17 @@ function loadNative(env = process.env, dir = pkgDir) {
     if (r.ok) return r.value;
     throw noBinary(tried, null, null);
   }
+  const tryLocal = (name) => {
+    const file = path.join(dir, name);
+    return fs.existsSync(file) ? attempt(file, () => dlopen(file)) : { ok: false };
+  };
+  // The build from source first, before the (few ms) libc detection it does not need.
+  const dev = tryLocal('shmap.node');
+  if (dev.ok) return dev.value;
   const libc = detectLibc();
   const platform = platformName(process.platform, process.arch, libc.libc);
-  const local = ['shmap.node'];
-  if (platform) local.push(binaryOf(platform));
-  for (const name of local) {
-    const file = path.join(dir, name);
-    if (!fs.existsSync(file)) continue;
-    const r = attempt(file, () => dlopen(file));
+  if (platform) {
+    const r = tryLocal(binaryOf(platform));
     if (r.ok) return r.value;
   }
   const known = platform && PLATFORMS[platform];

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
 use napi::bindgen_prelude::{Buffer, FnArgs, Function};
 use napi_derive::napi;
@@ -75,12 +75,15 @@ pub enum Removal {
     Removed,
     /// Another process holds a lock on the file (it has the map open): nothing was done.
     Busy,
+    /// The file does not start with shmap's magic: nothing was done.
+    NotAMap,
 }
 
 /// Unlinks the map file `name` (a path, or a bare name in /dev/shm) only if no process has it
 /// open: every attached process holds a shared `flock` on the file, so this *tries* the
 /// exclusive lock (never waits), checks that the path still names the file it locked, and
-/// unlinks it while holding the lock. The symlink at the end of a path is never followed.
+/// unlinks it while holding the lock. The symlink at the end of a path is never followed, and a
+/// file that does not start with shmap's magic is never removed.
 ///
 /// Until the core has its own removal (with the openers' re-check of the path after they lock),
 /// this is the `shmap rm` of the command line.
@@ -108,6 +111,14 @@ pub fn remove_unused(name: String) -> Result<Removal> {
             // Someone replaced the file between our open and our lock: it is not the one we
             // checked, so leave it to them.
             return Ok(Removal::Busy);
+        }
+        // Checked on the file we hold, so it cannot be swapped for another after the check.
+        let mut magic = [0u8; 8];
+        match file.read_exact_at(&mut magic, 0) {
+            Ok(()) if magic == shmap::format::MAGIC => {}
+            Ok(()) => return Ok(Removal::NotAMap),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Removal::NotAMap),
+            Err(e) => return Err(io_err("read", e)),
         }
         std::fs::remove_file(&path).map_err(|e| io_err("unlink", e))?;
         drop(file);
