@@ -1,7 +1,8 @@
 'use strict';
 // The native addon (built from src/lib.rs: shmap.node from source, or a platform package's
-// prebuilt binary) and the per-thread buffers every handle shares with it. Hot paths cross N-API with numbers only: the key is written into `keyBuf`,
-// the addon copies the value into the handle's `io` buffer and returns `len * 16 + tag`.
+// prebuilt binary) and the per-thread buffers every handle shares with it. Hot paths cross
+// N-API with numbers only: the key is written into `keyBuf`, the addon copies the value into
+// the handle's `io` buffer and returns `len * 16 + tag`.
 
 const fs = require('fs');
 const os = require('os');
