@@ -35,8 +35,9 @@ Exit status: 0, or 2 if DIR cannot be read or the command line is bad.`,
 usage: shmap rm [--force] NAME...
 Removes each map file, only when no process has it open: it takes the map's exclusive lock
 without waiting (every process that has the map open holds a shared one), then unlinks the
-file while holding it. A map that is open is left alone, and the processes that have it open
-are named. Files that are not shmap maps are never removed.
+file while holding it; a process opening the map meanwhile notices and opens the new one. A
+map that is open is left alone, and the processes that have it open are named. Symbolic
+links are not followed, and files that are not shmap maps are never removed.
 options:
   -f, --force  unlink the file even if processes have it open: they keep using their copy
                (it disappears when the last one closes it), and the next open creates a new
@@ -191,13 +192,12 @@ function commandOf(pid) {
   }
 }
 
-// Who has `file` open: attached processes from the map's slot table, and every process that
-// maps it (a read-only handle claims no slot), as [{ pid, cmd }].
-function holdersOf(file, st, summary, mapped) {
-  const pids = new Set();
-  for (const p of (summary && summary.processes) || []) pids.add(p.pid);
-  for (const pid of mapped.get(`${st.dev}:${st.ino}`) || []) pids.add(pid);
-  return [...pids].sort((a, b) => a - b).map((pid) => ({ pid, cmd: commandOf(pid) }));
+// Who has a file open: `pids` (from the map's process table) and every process that maps it
+// (also one without a process slot, such as an inspector), as [{ pid, cmd }].
+function holdersOf(st, pids, mapped) {
+  const all = new Set(pids.filter((p) => p > 0));
+  for (const pid of mapped.get(`${st.dev}:${st.ino}`) || []) all.add(pid);
+  return [...all].sort((a, b) => a - b).map((pid) => ({ pid, cmd: commandOf(pid) }));
 }
 
 function bytes(n) {
@@ -256,7 +256,8 @@ function ls(args, io) {
       owner: user(st.uid),
       uid: st.uid,
       mode: (st.mode & 0o7777).toString(8).padStart(4, '0'),
-      processes: holdersOf(file, st, s.error ? null : s, mapped).map((h) => h.pid),
+      processes: holdersOf(st, s.error ? [] : (s.processes || []).map((p) => p.pid), mapped)
+        .map((h) => h.pid),
       last_exit: s.error ? null : s.last_exit,
       live_entries: s.error ? null : s.entries && s.entries.live,
       problems: s.error ? null : (s.problems || []).length,
@@ -304,68 +305,49 @@ function rm(args, io) {
     return usageFailed(e, io);
   }
   if (parsed.flags.help) return io.out(`${HELP.rm}\n`), 0;
-  const { removeUnused } = native();
+  const { removeMap } = native();
+  const force = Boolean(parsed.flags.force);
   let status = 0;
   const worst = (c) => {
     status = Math.max(status, c);
   };
-  let mapped = null;
   for (const name of parsed.operands) {
     const file = resolve(name);
-    let st;
+    // Who has it open, for the message: read before the removal (the core's process table
+    // gives the attached pids; /proc also shows processes that map the file without a slot).
+    let st = null;
     try {
       st = fs.lstatSync(file);
-    } catch (e) {
-      io.err(`shmap rm: ${file}: ${e.code === 'ENOENT' ? 'no such map' : e.message}\n`);
-      worst(2);
-      continue;
+    } catch {
+      // absent: removeMap says so
     }
-    if (!st.isFile()) {
-      io.err(`shmap rm: ${file}: not a regular file; not removed\n`);
-      worst(2);
-      continue;
-    }
-    const s = summaryOf(file);
-    if (s.error_kind === 'not_a_map') {
-      io.err(`shmap rm: ${file}: not a shmap map; not removed\n`);
-      worst(2);
-      continue;
-    }
+    const mapped = st ? openers() : new Map();
     let result;
     try {
-      result = removeUnused(file);
+      result = removeMap(file, force);
     } catch (e) {
-      io.err(`shmap rm: ${file}: ${e.message}\n`);
+      const why = e.code === 'ERR_SHMAP_NOT_A_MAP' ? 'not a shmap map' : e.message;
+      io.err(`shmap rm: ${file}: ${why}; not removed\n`);
       worst(2);
       continue;
     }
-    if (result === 'removed') {
-      io.out(`removed ${file}\n`);
-      continue;
-    }
-    if (result === 'notamap') {
-      io.err(`shmap rm: ${file}: not a shmap map; not removed\n`);
+    if (result.state === 1) {
+      io.err(`shmap rm: ${file}: no such map\n`);
       worst(2);
       continue;
     }
-    mapped = mapped || openers();
-    const holders = holdersOf(file, st, s.error ? null : s, mapped);
+    const holders = st ? holdersOf(st, result.pids, mapped) : [];
     const who = holders.length
       ? holders.map((h) => `pid ${h.pid} (${h.cmd})`).join(', ')
-      : 'a process this user cannot see (another user\'s, or one creating or recovering it)';
-    if (!parsed.flags.force) {
+      : 'a process this user cannot see (another user\'s, or one still attaching)';
+    if (result.state === 2) {
       io.err(`shmap rm: ${file} is open by ${who}; not removed (--force removes it anyway)\n`);
       worst(1);
       continue;
     }
-    try {
-      fs.unlinkSync(file);
-    } catch (e) {
-      io.err(`shmap rm: ${file}: ${e.message}\n`);
-      worst(2);
-      continue;
-    }
-    io.out(`removed ${file} (--force; it was open by ${who}, which keep their copy)\n`);
+    io.out(result.pids.length || (force && holders.length)
+      ? `removed ${file} (--force; it was open by ${who}, which keep their copy)\n`
+      : `removed ${file}\n`);
   }
   return status;
 }

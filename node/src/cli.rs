@@ -1,11 +1,9 @@
-//! What the `shmap` command (`bin/shmap.js`) needs from the addon: the inspection tool
-//! (`tools/inspect`, the library behind `shmap-inspect`) run in-process, and removal of a map
-//! file that no process has open.
+//! What the `shmap` command (`bin/shmap.js`) needs from the addon besides the map itself: the
+//! inspection tool (`tools/inspect`, the library behind `shmap-inspect`) run in-process.
+//! (`shmap rm` calls `removeMap`, the core's `remove_map`, in `lib.rs`.)
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
 use napi::bindgen_prelude::{Buffer, FnArgs, Function};
 use napi_derive::napi;
@@ -65,63 +63,5 @@ pub fn inspect_cli(args: Vec<String>, write: Function<FnArgs<(u32, Buffer)>, ()>
         let _ = out.flush();
         let _ = err.flush();
         Ok(u32::from(code))
-    })
-}
-
-/// What [`remove_unused`] did.
-#[napi(string_enum = "lowercase")]
-pub enum Removal {
-    /// The file was unlinked while this process held its exclusive lock.
-    Removed,
-    /// Another process holds a lock on the file (it has the map open): nothing was done.
-    Busy,
-    /// The file does not start with shmap's magic: nothing was done.
-    NotAMap,
-}
-
-/// Unlinks the map file `name` (a path, or a bare name in /dev/shm) only if no process has it
-/// open: every attached process holds a shared `flock` on the file, so this *tries* the
-/// exclusive lock (never waits), checks that the path still names the file it locked, and
-/// unlinks it while holding the lock. The symlink at the end of a path is never followed, and a
-/// file that does not start with shmap's magic is never removed.
-///
-/// Until the core has its own removal (with the openers' re-check of the path after they lock),
-/// this is the `shmap rm` of the command line.
-#[napi]
-pub fn remove_unused(name: String) -> Result<Removal> {
-    guard(|| {
-        let path = shmap::resolve(&name)?;
-        let io_err = |what: &str, source| shmap::Error::Io {
-            op: format!("{what} {}", path.display()),
-            source,
-        };
-        let file: File = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| io_err("open", e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Ok(Removal::Busy),
-            Err(TryLockError::Error(e)) => return Err(io_err("flock", e)),
-        }
-        let locked = file.metadata().map_err(|e| io_err("stat", e))?;
-        let named = std::fs::symlink_metadata(&path).map_err(|e| io_err("stat", e))?;
-        if (locked.dev(), locked.ino()) != (named.dev(), named.ino()) {
-            // Someone replaced the file between our open and our lock: it is not the one we
-            // checked, so leave it to them.
-            return Ok(Removal::Busy);
-        }
-        // Checked on the file we hold, so it cannot be swapped for another after the check.
-        let mut magic = [0u8; 8];
-        match file.read_exact_at(&mut magic, 0) {
-            Ok(()) if magic == shmap::format::MAGIC => {}
-            Ok(()) => return Ok(Removal::NotAMap),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Removal::NotAMap),
-            Err(e) => return Err(io_err("read", e)),
-        }
-        std::fs::remove_file(&path).map_err(|e| io_err("unlink", e))?;
-        drop(file);
-        Ok(Removal::Removed)
     })
 }
