@@ -16,6 +16,50 @@ use crate::raw::{Mem, Window};
 const HEAD: u64 = std::mem::offset_of!(LogHeader, head) as u64;
 const TAIL: u64 = std::mem::offset_of!(LogHeader, tail) as u64;
 
+/// Tells damage from a race when a lock-free read or scan keeps failing validation: a failure
+/// with no writer in the map, no recovery owed, and neither `active_gen` nor the ring's head
+/// or tail moved since the previous failure was caused by no one (say, a slot pointing behind
+/// the tail). Retrying such a read for seconds would only delay the damage report.
+#[derive(Default)]
+pub(crate) struct Failures {
+    last: Option<[u64; 3]>,
+    still: u32,
+}
+
+impl Failures {
+    /// Failures in a row, with nothing moving, after which the map is reported damaged.
+    const STILL: u32 = 3;
+
+    /// Records a failed validation of `g`; `Corrupt` once the map has stood still long enough.
+    pub fn failed(&mut self, w: &Window, g: &Gen) -> Result<()> {
+        let seen = if w.load_u32(ctl!(writer_lock), Ordering::Acquire)? != 0
+            || w.load_u32(ctl!(recovery), Ordering::Acquire)? != 0
+        {
+            None
+        } else {
+            Some([
+                w.load_u64(ctl!(active_gen), Ordering::Acquire)?,
+                g.head(w)?,
+                g.tail(w)?,
+            ])
+        };
+        if seen.is_some() && seen == self.last {
+            self.still += 1;
+            if self.still >= Self::STILL {
+                return Err(Error::corrupt(
+                    format::CONTROL_OFF,
+                    "reads fail validation with no writer in the map: an index slot points at a \
+                     record behind the ring's tail, or a descriptor disagrees with active_gen",
+                ));
+            }
+        } else {
+            self.still = 0;
+        }
+        self.last = seen;
+        Ok(())
+    }
+}
+
 /// A validated view of one generation's descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Gen {

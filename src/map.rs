@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
-use crate::arena::{Gen, Hit, NoSink, Probe, Sink, SliceSink};
+use crate::arena::{Failures, Gen, Hit, NoSink, Probe, Sink, SliceSink};
 use crate::attach::{attach, open_read_only};
 use crate::error::{Error, Result};
 use crate::format::{self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, ctl, slot};
@@ -133,6 +133,7 @@ impl Shmap {
     fn read(&self, key: &[u8], sink: &mut dyn Sink) -> Result<Option<(Meta, Hit)>> {
         let sh = self.live()?;
         let h = self.hash(key)?;
+        let mut failures = Failures::default();
         for attempt in 0..200u32 {
             let g = Gen::load(&sh.mem)?;
             let w = sh.mem.w();
@@ -144,6 +145,7 @@ impl Shmap {
                 }
                 return Ok(self.finish_read(&g, probe));
             }
+            failures.failed(w, &g)?;
             if attempt >= 2 {
                 lock::request_quiet(&sh.mem);
             }

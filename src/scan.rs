@@ -18,7 +18,7 @@
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
-use crate::arena::Gen;
+use crate::arena::{Failures, Gen};
 use crate::error::{Error, Result};
 use crate::format::{self, FLAG_LEASE, FLAG_PAD, ctl, slot};
 use crate::lock;
@@ -130,11 +130,13 @@ pub(crate) fn scan_from(
 /// hash where the next chunk starts.
 fn chunk_validated(sh: &Shared, c: u64, o: &ScanOptions) -> Result<(Vec<Found>, Option<u64>)> {
     let now = (sh.clock)();
+    let mut failures = Failures::default();
     for attempt in 0..CHUNK_TRIES {
         let g = Gen::load(&sh.mem)?;
         if let Some(r) = chunk(sh, &g, c, o, now)? {
             return Ok(r);
         }
+        failures.failed(sh.mem.w(), &g)?;
         if attempt >= 1 {
             lock::request_quiet(&sh.mem);
         }

@@ -231,3 +231,23 @@ fn unfinished_creation_is_recreated() {
     m.set(b"k", b"v").unwrap();
     assert_eq!(m.get(b"k").unwrap().unwrap(), b"v");
 }
+
+/// A ring tail moved past live records with no writer in the map (damage, not a race): reads
+/// and scans report `Corrupt` instead of retrying for seconds and answering `Busy` (they did
+/// before: a damaged map looked merely busy, and the damage proptest took minutes).
+#[test]
+fn slots_behind_the_tail_are_corrupt_not_busy() {
+    let dir = shm_dir();
+    let (path, _) = fixture(dir.path());
+    let m = open(&path).unwrap();
+    let d = desc_of(&path);
+    let f = std::fs::File::open(&path).unwrap();
+    let mut head = [0u8; 8];
+    f.read_at(&mut head, d.log_off).unwrap();
+    // LogHeader: head at +0, tail at +8.
+    poke(&path, d.log_off + 8, &head);
+    let err = m.get(b"key5").unwrap_err();
+    assert_eq!(err.code(), "ERR_SHMAP_CORRUPT", "{err}");
+    let err = m.keys().unwrap_err();
+    assert_eq!(err.code(), "ERR_SHMAP_CORRUPT", "{err}");
+}
