@@ -28,6 +28,7 @@ pub mod inspect;
 mod lock;
 mod map;
 mod options;
+mod place;
 mod plan;
 mod raw;
 mod remove;
