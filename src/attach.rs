@@ -320,7 +320,7 @@ fn recover_alone(path: &Path, file: &File, opts: &Options, sb: &Superblock) -> R
         } else if !clean || duty {
             wr.recover()?;
         }
-        lock::recovered(&sh.mem)?;
+        lock::recovered(&sh.mem, &lock::WRITER)?;
         wr.trim_alone()?;
     }
     let w = sh.mem.w();

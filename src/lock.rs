@@ -118,6 +118,33 @@ impl Backoff {
     }
 }
 
+/// The words of one lock: its lock word and the recovery duty, holder's start time and the two
+/// hints that go with it. Every function here takes the set it works on, so the same protocol
+/// serves more than one lock (format version 3's per-shard writer locks and its placement lock,
+/// docs/shards.md); version 2 has one set, [`WRITER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LockWords {
+    /// The lock word (`0`, or `WAITERS | slot << 20 | incarnation`).
+    pub lock: u64,
+    /// `1` while a recovery is owed.
+    pub recovery: u64,
+    /// When the holder took the lock (monotonic ms).
+    pub since: u64,
+    /// A starving writer's deadline.
+    pub starving: u64,
+    /// A starving reader's deadline.
+    pub quiet: u64,
+}
+
+/// The map's writer lock (format.md, "Writer lock").
+pub(crate) const WRITER: LockWords = LockWords {
+    lock: ctl!(writer_lock),
+    recovery: ctl!(recovery),
+    since: ctl!(lock_since_ms),
+    starving: ctl!(starving_until_ms),
+    quiet: ctl!(quiet_until_ms),
+};
+
 /// How the writer lock was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acquired {
@@ -135,13 +162,13 @@ fn pending(deadline: u64, now: u64, horizon: u64) -> Option<u64> {
 }
 
 /// Steps back while a starving waiter's deadline is pending, at most [`POLITE_MS`].
-fn be_polite(mem: &Mem) -> Result<()> {
+fn be_polite(mem: &Mem, lw: &LockWords) -> Result<()> {
     let w = mem.w();
-    let until = w.load_u64(ctl!(starving_until_ms), Ordering::Acquire)?;
+    let until = w.load_u64(lw.starving, Ordering::Acquire)?;
     if let Some(ms) = pending(until, monotonic_ms(), POLITE_MS) {
         let t = Instant::now();
         let budget = Duration::from_millis(ms);
-        while t.elapsed() < budget && w.load_u32(ctl!(writer_lock), Ordering::Acquire)? != 0 {
+        while t.elapsed() < budget && w.load_u32(lw.lock, Ordering::Acquire)? != 0 {
             std::thread::sleep(Duration::from_micros(50));
         }
     }
@@ -149,11 +176,16 @@ fn be_polite(mem: &Mem) -> Result<()> {
 }
 
 /// Takes the writer lock, waiting at most `timeout` for a live owner.
-pub(crate) fn lock_writer(mem: &Mem, me: Proc, timeout: Duration) -> Result<Acquired> {
+pub(crate) fn lock_writer(
+    mem: &Mem,
+    lw: &LockWords,
+    me: Proc,
+    timeout: Duration,
+) -> Result<Acquired> {
     let w = mem.w();
-    let off = ctl!(writer_lock);
+    let off = lw.lock;
     let mine = me.word();
-    be_polite(mem)?;
+    be_polite(mem, lw)?;
     let start = Instant::now();
     let mut starving: Option<u64> = None;
     let mut backoff = Backoff::new();
@@ -175,7 +207,7 @@ pub(crate) fn lock_writer(mem: &Mem, me: Proc, timeout: Duration) -> Result<Acqu
         if !alive(mem, Some(me), slot, inc)? {
             // The duty to recover is recorded before the takeover, and cleared only once a
             // recovery succeeded: whoever holds the lock next, after any kill, recovers.
-            w.store_u32(ctl!(recovery), 1, Ordering::Release)?;
+            w.store_u32(lw.recovery, 1, Ordering::Release)?;
             fp!("lock_writer::between_recovery_flag_and_takeover");
             // Keep WAITERS so that our unlock wakes whoever else sleeps here.
             if w.cas_u32(off, cur, mine | (cur & LOCK_WAITERS))?.is_ok() {
@@ -187,13 +219,13 @@ pub(crate) fn lock_writer(mem: &Mem, me: Proc, timeout: Duration) -> Result<Acqu
         if waited >= timeout {
             if let Some(mine) = starving {
                 // Leave no trace: withdraw our deadline unless someone replaced it.
-                let _ = w.cas_u64(ctl!(starving_until_ms), mine, 0)?;
+                let _ = w.cas_u64(lw.starving, mine, 0)?;
             }
-            return Err(timeout_error(mem, cur, waited));
+            return Err(timeout_error(mem, lw, cur, waited));
         }
         if waited > STARVING_AFTER {
             let until = monotonic_ms() + POLITE_MS;
-            w.store_u64(ctl!(starving_until_ms), until, Ordering::Release)?;
+            w.store_u64(lw.starving, until, Ordering::Release)?;
             starving = Some(until);
         }
         if cur & LOCK_WAITERS == 0 && w.cas_u32(off, cur, cur | LOCK_WAITERS)?.is_err() {
@@ -203,24 +235,22 @@ pub(crate) fn lock_writer(mem: &Mem, me: Proc, timeout: Duration) -> Result<Acqu
         w.futex_wait(off, cur | LOCK_WAITERS, nap.max(Duration::from_micros(100)))?;
     };
     fp!("lock_writer::between_cas_and_since");
-    w.store_u64(ctl!(lock_since_ms), monotonic_ms(), Ordering::Release)?;
+    w.store_u64(lw.since, monotonic_ms(), Ordering::Release)?;
     if let Some(mine) = starving {
-        let _ = w.cas_u64(ctl!(starving_until_ms), mine, 0)?;
+        let _ = w.cas_u64(lw.starving, mine, 0)?;
     }
-    if got == Acquired::Clean && w.load_u32(ctl!(recovery), Ordering::Acquire)? != 0 {
+    if got == Acquired::Clean && w.load_u32(lw.recovery, Ordering::Acquire)? != 0 {
         return Ok(Acquired::Recover);
     }
     Ok(got)
 }
 
 /// The lock-timeout error for a wait on the lock word `word`: who holds it, since when.
-fn timeout_error(mem: &Mem, word: u32, waited: Duration) -> Error {
+fn timeout_error(mem: &Mem, lw: &LockWords, word: u32, waited: Duration) -> Error {
     let (slot, _) = owner_of(word);
     let w = mem.w();
     let pid = w.load_u32(proc_off(slot, PID), Ordering::Acquire).ok();
-    let since = w
-        .load_u64(ctl!(lock_since_ms), Ordering::Acquire)
-        .unwrap_or(0);
+    let since = w.load_u64(lw.since, Ordering::Acquire).unwrap_or(0);
     let now = monotonic_ms();
     Error::LockTimeout {
         waited_ms: waited.as_millis() as u64,
@@ -230,17 +260,17 @@ fn timeout_error(mem: &Mem, word: u32, waited: Duration) -> Error {
 }
 
 /// Records that the recovery a [`Acquired::Recover`] asked for succeeded.
-pub(crate) fn recovered(mem: &Mem) -> Result<()> {
-    mem.w().store_u32(ctl!(recovery), 0, Ordering::Release)
+pub(crate) fn recovered(mem: &Mem, lw: &LockWords) -> Result<()> {
+    mem.w().store_u32(lw.recovery, 0, Ordering::Release)
 }
 
 /// Releases the writer lock and wakes sleepers.
-pub(crate) fn unlock_writer(mem: &Mem) {
+pub(crate) fn unlock_writer(mem: &Mem, lw: &LockWords) {
     let w = mem.w();
-    if let Ok(prev) = w.swap_u32(ctl!(writer_lock), 0)
+    if let Ok(prev) = w.swap_u32(lw.lock, 0)
         && prev & LOCK_WAITERS != 0
     {
-        let _ = w.futex_wake(ctl!(writer_lock));
+        let _ = w.futex_wake(lw.lock);
     }
 }
 
@@ -248,22 +278,22 @@ pub(crate) fn unlock_writer(mem: &Mem) {
 /// about to invalidate readers (move the ring's tail, switch generations) wait while it is
 /// pending, for at most [`QUIET_BUDGET`] per critical section. One word, a deadline: a reader
 /// that dies or stops leaves nothing that outlives [`QUIET_MS`].
-pub(crate) fn request_quiet(mem: &Mem) {
+pub(crate) fn request_quiet(mem: &Mem, lw: &LockWords) {
     let w = mem.w();
     if !w.writable() {
         return;
     }
     let until = monotonic_ms() + QUIET_MS;
-    if let Ok(cur) = w.load_u64(ctl!(quiet_until_ms), Ordering::Relaxed)
+    if let Ok(cur) = w.load_u64(lw.quiet, Ordering::Relaxed)
         && cur < until
     {
-        let _ = w.cas_u64(ctl!(quiet_until_ms), cur, until);
+        let _ = w.cas_u64(lw.quiet, cur, until);
     }
 }
 
 /// For a writer: how long a reader's quiet request still asks for, if any.
-pub(crate) fn quiet_pending(mem: &Mem) -> Result<Option<Duration>> {
-    let until = mem.w().load_u64(ctl!(quiet_until_ms), Ordering::Acquire)?;
+pub(crate) fn quiet_pending(mem: &Mem, lw: &LockWords) -> Result<Option<Duration>> {
+    let until = mem.w().load_u64(lw.quiet, Ordering::Acquire)?;
     if until == 0 {
         return Ok(None);
     }
@@ -274,10 +304,10 @@ pub(crate) fn quiet_pending(mem: &Mem) -> Result<Option<Duration>> {
 /// duty is kept (the caller recovers when it is set).
 pub(crate) fn reset_all(mem: &Mem) -> Result<()> {
     let w = mem.w();
-    w.store_u32(ctl!(writer_lock), 0, Ordering::Release)?;
-    w.store_u64(ctl!(lock_since_ms), 0, Ordering::Release)?;
-    w.store_u64(ctl!(quiet_until_ms), 0, Ordering::Release)?;
-    w.store_u64(ctl!(starving_until_ms), 0, Ordering::Release)?;
+    w.store_u32(WRITER.lock, 0, Ordering::Release)?;
+    w.store_u64(WRITER.since, 0, Ordering::Release)?;
+    w.store_u64(WRITER.quiet, 0, Ordering::Release)?;
+    w.store_u64(WRITER.starving, 0, Ordering::Release)?;
     for slot in 0..PROC_SLOTS {
         w.store_u32(proc_off(slot, PID), 0, Ordering::Release)?;
     }

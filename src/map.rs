@@ -147,7 +147,7 @@ impl Shmap {
             }
             failures.failed(w, &g)?;
             if attempt >= 2 {
-                lock::request_quiet(&sh.mem);
+                lock::request_quiet(&sh.mem, &lock::WRITER);
             }
             if attempt >= 3 {
                 std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
@@ -350,7 +350,7 @@ impl Shmap {
                 });
             }
             if attempt >= 2 {
-                lock::request_quiet(&sh.mem);
+                lock::request_quiet(&sh.mem, &lock::WRITER);
             }
             if attempt >= 3 {
                 std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
@@ -581,7 +581,7 @@ impl<'a> WriteGuard<'a> {
     pub fn take(sh: &'a Shared) -> Result<WriteGuard<'a>> {
         let me = sh.me.ok_or(Error::ReadOnly)?;
         let local = lock_local(sh)?;
-        let how = lock::lock_writer(&sh.mem, me, sh.lock_timeout)?;
+        let how = lock::lock_writer(&sh.mem, &lock::WRITER, me, sh.lock_timeout)?;
         Ok(WriteGuard {
             sh,
             _local: local,
@@ -597,7 +597,7 @@ impl<'a> WriteGuard<'a> {
             let mut wr = Writer::new(self.sh)?;
             if self.how == Acquired::Recover {
                 wr.recover()?;
-                lock::recovered(&self.sh.mem)?;
+                lock::recovered(&self.sh.mem, &lock::WRITER)?;
                 self.how = Acquired::Clean;
             }
             self.wr = Some(wr);
@@ -641,7 +641,7 @@ impl Drop for WriteGuard<'_> {
         if let Some(wr) = self.wr.as_mut() {
             let _ = wr.housekeep();
         }
-        lock::unlock_writer(&self.sh.mem);
+        lock::unlock_writer(&self.sh.mem, &lock::WRITER);
     }
 }
 

@@ -138,7 +138,7 @@ fn chunk_validated(sh: &Shared, c: u64, o: &ScanOptions) -> Result<(Vec<Found>, 
         }
         failures.failed(sh.mem.w(), &g)?;
         if attempt >= 1 {
-            lock::request_quiet(&sh.mem);
+            lock::request_quiet(&sh.mem, &lock::WRITER);
         }
         if attempt >= 3 {
             std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));

@@ -101,7 +101,7 @@ impl<'a> Writer<'a> {
         if self.quiet_left.is_zero() {
             return Ok(());
         }
-        if let Some(d) = lock::quiet_pending(&self.sh.mem)? {
+        if let Some(d) = lock::quiet_pending(&self.sh.mem, &lock::WRITER)? {
             let d = d.min(self.quiet_left);
             std::thread::sleep(d);
             self.quiet_left = self
