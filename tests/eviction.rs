@@ -290,8 +290,8 @@ fn sharded_run(trace: &[u64], max: u64, shards: u64) -> (f64, usize) {
 /// Zipf and hot+scan traces, with 4 and 16 shards (issue 9's bar for sharding).
 #[test]
 fn per_shard_clock_keeps_097_of_lru() {
-    let zipf = zipf_trace(40_000, 0.9, 150_000, 7);
-    let scan = hot_scan_trace(12_000, 150_000, 11);
+    let zipf = zipf_trace(40_000, 0.9, 100_000, 7);
+    let scan = hot_scan_trace(12_000, 100_000, 11);
     for shards in [4u64, 16] {
         for (name, trace) in [("zipf(0.9)", &zipf), ("hot+scan", &scan)] {
             let (hit, cap) = sharded_run(trace, 4 << 20, shards);
