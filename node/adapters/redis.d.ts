@@ -33,7 +33,12 @@ export interface RedisTierOptions {
   versionTtl?: number;
   /** TTL of getOrSet's cross-host Redis lock (default 5000). */
   lockTtl?: number;
-  /** While Redis fails, serve L1 up to this long past the staleness bound (default 0 = never). */
+  /**
+   * While Redis fails, each process serves the L1 entries of the last epoch it saw valid for
+   * this long after it last saw it valid (it looks at least every checkInterval), i.e. at most
+   * maxStale + staleIfError after the last good sequence check; L1 misses still reject with
+   * `ERR_SHMAP_TIER_UNAVAILABLE` (default 0 = never serve L1 past the bound).
+   */
   staleIfError?: number;
 }
 

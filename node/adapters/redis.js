@@ -35,6 +35,7 @@ const MARK_TTL = 2000; // getOrSet's per-host marker
 // read); epochs are published EPOCH_CHECK_MS short of their validity, so the bound still holds.
 const EPOCH_CHECK_MS = 2;
 const KEY_CACHE = 10_000; // L1 key strings kept per tier handle
+const DROP_BACK = 2; // epochs back whose copy of a key a fill or write deletes (see #dropOld)
 
 // KEYS: value, sequence. ARGV: value, ttl ms, channel, origin, op ('set' | 'del').
 const WRITE = `
@@ -53,6 +54,7 @@ const SHA = Object.fromEntries(Object.entries({ WRITE, READ, UNLOCK })
   .map(([k, s]) => [k, crypto.createHash('sha1').update(s).digest('hex')]));
 
 const NONE = Symbol('none');
+const HOOKS = Symbol.for('shmap/redis internal test hooks');
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const randomTerm = () => crypto.randomInt(1, 2 ** 47);
 
@@ -161,7 +163,9 @@ class RedisTier {
       throw argValue('options.electionTtl', 'must exceed checkInterval + redisTimeout', o.electionTtl);
     }
     this.#o = o;
-    this.#hooks = opts.hooks || {}; // testing only: { beforeFill(key) } awaited between a fill's Redis read and its L1 write
+    // Internal, for the tests only (not in the types): { beforeFill(key) }, awaited between a
+    // fill's Redis read and its L1 write (the stale-fill race made deterministic).
+    this.#hooks = opts[HOOKS] || {};
     this.#map = map;
     this.#redis = redis;
     this.#prefix = prefix;
@@ -233,8 +237,10 @@ class RedisTier {
   // --- Reads ---
 
   /** The value of `key`: L1 (the map), else Redis (filling L1), else undefined. */
-  async get(key) {
-    if (typeof key !== 'string' || key === '') throw argType('key', 'a non-empty string', key);
+  get(key) {
+    // Not an async function: a hit returns Promise.resolve(v) (an async function's own
+    // promise and resumption cost ~40 ns more); errors still come back as rejections.
+    if (typeof key !== 'string' || key === '') return Promise.reject(argType('key', 'a non-empty string', key));
     const t = Date.now();
     if (t >= this.#checkAt) this.#checkEpoch(t);
     if (this.#e !== undefined) {
@@ -246,7 +252,7 @@ class RedisTier {
         this.#keys.set(key, k);
       }
       const v = this.#map.get(k);
-      if (v !== undefined) { this.#stats.l1Hits++; return v; }
+      if (v !== undefined) { this.#stats.l1Hits++; return Promise.resolve(v); }
     }
     return this.#readThrough(key, this.#e);
   }
@@ -281,8 +287,25 @@ class RedisTier {
       const ttl = Math.min(pttl > 0 ? pttl : Infinity, this.#o.l1Ttl);
       const s = seq === null ? 0 : Number(seq.toString());
       if (ttl > 0) this.#tryL1(() => this.#map.setIfVersion(this.#dk(e, key), v, ttl, this.#cond(e, key, s, '<=', false)));
+      this.#dropOld(e, key);
     }
     return v;
+  }
+
+  // A fill or a write in epoch `e` drops the key's copies from the DROP_BACK epochs before, if
+  // a flush left them: unreachable, they would still hold the map's memory until their TTL (a
+  // flush would double the hot set's footprint for up to l1Ttl). Only dead epochs are touched,
+  // so coherence is unaffected; has() first keeps the common case (no copy) off the write lock.
+  #dropOld(e, key) {
+    const map = this.#map;
+    for (let old = e - 1; old >= 1 && old >= e - DROP_BACK; old--) {
+      this.#tryL1(() => {
+        const dk = this.#dk(old, key);
+        if (map.has(dk)) map.delete(dk);
+        const vk = this.#vk(old, key);
+        if (map.has(vk)) map.delete(vk);
+      });
+    }
   }
 
   #tryL1(fn) {
@@ -305,6 +328,7 @@ class RedisTier {
       const l1 = Math.min(redisTtl || Infinity, this.#o.l1Ttl);
       const ok = this.#tryL1(() => this.#map.setIfVersion(this.#dk(e, key), value, l1, this.#cond(e, key, Number(seq), '<=', true)));
       if (!ok) this.#tryL1(() => this.#map.deleteIfVersion(this.#dk(e, key), this.#cond(e, key, Number(seq), '<=', true)));
+      this.#dropOld(e, key);
     }
     return this;
   }
@@ -400,6 +424,10 @@ class RedisTier {
 
   async #tick() {
     const map = this.#map;
+    // Every process looks at the epoch at least this often, reads or not: staleIfError's
+    // window counts from when it last saw the epoch valid, which must not be long ago merely
+    // because the process had not read for a while.
+    this.#checkEpoch(Date.now());
     if (this.#term === 0) {
       const term = randomTerm();
       if (!map.add(this.#kSub, term, this.#o.electionTtl)) return;

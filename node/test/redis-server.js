@@ -51,7 +51,9 @@ async function startRedis(t) {
   };
   await start();
   const kill = () => new Promise((resolve) => {
-    if (!proc || proc.exitCode !== null) { resolve(); return; }
+    // Exited already (a signal leaves exitCode null and sets signalCode): a second kill()
+    // (t.after's, after the test's own) must not wait for an 'exit' that has been.
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) { resolve(); return; }
     proc.once('exit', () => resolve());
     proc.kill('SIGKILL');
   });

@@ -298,3 +298,62 @@ rtest('values round-trip through Redis; tiers with other prefixes share a map; w
   assert.equal(fromThread, 1);
   await until('the thread\'s write', async () => (await t1.get('from-thread')) === 'hello');
 });
+
+rtest('after a flush, re-reading or rewriting a key leaves one copy of it in the map, not one per epoch', async (t) => {
+  const r = await startRedis(t);
+  const Redis = require('ioredis');
+  const { createRedisTier } = require('shmap/redis');
+  const name = uniqueName(t, 'tier');
+  const map = new Shmap(name);
+  const client = new Redis({ port: r.port });
+  const admin = new Redis({ port: r.port });
+  const tier = createRedisTier({ map, redis: client, prefix: 'f:', ...OPTS });
+  t.after(async () => { await tier.close(); client.disconnect(); admin.disconnect(); map.close(); });
+  await until('an epoch', () => tier.stats().epoch !== undefined);
+  await tier.set('read', 'r1');
+  await tier.set('written', 'w1');
+  await until('L1 hits', async () => (await tier.get('read')) === 'r1' && tier.stats().l1Hits > 0);
+  const copies = (key) => map.keys().filter((k) => k.startsWith('f:\0d') && k.endsWith(`\0${key}`)).length;
+  assert.equal(copies('read'), 1);
+  for (let flush = 0; flush < 2; flush++) {
+    const e = tier.stats().epoch;
+    // The subscription breaks: the subscriber starts a new epoch (a flush).
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await until('a new epoch', () => { const n = tier.stats().epoch; return n !== undefined && n !== e; });
+    assert.equal(await tier.get('read'), 'r1'); // from Redis, filling the new epoch
+    await tier.set('written', `w${flush + 2}`);
+    assert.equal(copies('read'), 1, 'the fill dropped the dead epoch\'s copy');
+    assert.equal(copies('written'), 1, 'the write dropped the dead epoch\'s copy');
+  }
+  assert.equal(await tier.get('written'), 'w3');
+});
+
+rtest('staleIfError: with Redis down, L1 is served within the window (even by a process idle before), rejected beyond it', async (t) => {
+  const r = await startRedis(t);
+  const STALE = 2000;
+  const A = await host(t, r.port, 1);
+  const B = await host(t, r.port, 2, { options: { ...OPTS, staleIfError: STALE } });
+  await until('subscribers', async () => (await subscriberOf(A)) && (await subscriberOf(B)));
+  await A.procs[0].call('set', 'k', 'before');
+  for (const p of B.procs) {
+    await until('B to serve it from L1', async () => (await p.call('get', 'k')) === 'before' && (await p.call('stats')).l1Hits > 0);
+  }
+  // B reads nothing for longer than the window: its window must count from when it last saw
+  // the epoch valid (it looks every checkInterval), not from its last read.
+  await sleep(STALE + 300);
+  await r.kill();
+  const killed = Date.now();
+  await assert.rejects(A.procs[0].call('set', 'k', 'during'), (e) => e.code === 'ERR_SHMAP_TIER_UNAVAILABLE');
+  await sleep(OPTS.maxStale + 100); // past the staleness bound: L1 is served only by staleIfError
+  for (const p of B.procs) {
+    assert.equal(await p.call('get', 'k'), 'before', 'served from L1 within the window');
+    await assert.rejects(p.call('get', 'never-cached'), (e) => e.code === 'ERR_SHMAP_TIER_UNAVAILABLE');
+  }
+  assert.ok(Date.now() - killed < STALE - 200, 'the checks above ran inside the window');
+  // Beyond the window (counted from the last valid epoch seen, at most checkInterval before
+  // the kill): rejected, typed.
+  await sleep(Math.max(0, killed + STALE + OPTS.checkInterval + 200 - Date.now()));
+  for (const p of B.procs) {
+    await assert.rejects(p.call('get', 'k'), (e) => e.code === 'ERR_SHMAP_TIER_UNAVAILABLE');
+  }
+});
