@@ -238,21 +238,25 @@ class RedisTier {
 
   /** The value of `key`: L1 (the map), else Redis (filling L1), else undefined. */
   get(key) {
-    // Not an async function: a hit returns Promise.resolve(v) (an async function's own
-    // promise and resumption cost ~40 ns more); errors still come back as rejections.
+    // Not an async function: a hit returns Promise.resolve(v) (no generator state to resume);
+    // every error, a closed or forked map's included, still comes back as a rejection.
     if (typeof key !== 'string' || key === '') return Promise.reject(argType('key', 'a non-empty string', key));
-    const t = Date.now();
-    if (t >= this.#checkAt) this.#checkEpoch(t);
-    if (this.#e !== undefined) {
-      // The L1 key, kept per key: a string made once hashes once (the decode cache looks it up).
-      let k = this.#keys.get(key);
-      if (k === undefined) {
-        if (this.#keys.size >= KEY_CACHE) this.#keys.clear();
-        k = this.#dp + key;
-        this.#keys.set(key, k);
+    try {
+      const t = Date.now();
+      if (t >= this.#checkAt) this.#checkEpoch(t);
+      if (this.#e !== undefined) {
+        // The L1 key, kept per key: a string made once hashes once (the decode cache looks it up).
+        let k = this.#keys.get(key);
+        if (k === undefined) {
+          if (this.#keys.size >= KEY_CACHE) this.#keys.clear();
+          k = this.#dp + key;
+          this.#keys.set(key, k);
+        }
+        const v = this.#map.get(k);
+        if (v !== undefined) { this.#stats.l1Hits++; return Promise.resolve(v); }
       }
-      const v = this.#map.get(k);
-      if (v !== undefined) { this.#stats.l1Hits++; return Promise.resolve(v); }
+    } catch (e) {
+      return Promise.reject(e);
     }
     return this.#readThrough(key, this.#e);
   }
@@ -468,7 +472,12 @@ class RedisTier {
         commandTimeout: this.#o.redisTimeout,
       }));
       s.on('close', () => this.#broken());
-      s.on('message', (ch, msg) => { if (ch === this.#channel) this.#onMessage(msg); });
+      s.on('message', (ch, msg) => {
+        if (ch !== this.#channel) return;
+        // An event handler must not throw (it would crash the process): a map closed or
+        // forked under a live tier makes L1 unusable, and reads then reject on their own.
+        try { this.#onMessage(msg); } catch { /* nothing to apply to */ }
+      });
       this.#sub = s;
     }
     const queued = [];

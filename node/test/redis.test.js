@@ -326,6 +326,16 @@ rtest('after a flush, re-reading or rewriting a key leaves one copy of it in the
     assert.equal(copies('written'), 1, 'the write dropped the dead epoch\'s copy');
   }
   assert.equal(await tier.get('written'), 'w3');
+  // get() is a plain function returning a promise: errors reject, they are never thrown.
+  map.close();
+  const p = tier.get('read');
+  assert.ok(p instanceof Promise);
+  await assert.rejects(p, { code: 'ERR_SHMAP_CLOSED' });
+  // A write reaches Redis (then fails on the closed map), and its invalidation reaches this
+  // process's subscriber, which must not crash the process applying it to the closed map.
+  await assert.rejects(tier.set('after-close', 1), { code: 'ERR_SHMAP_CLOSED' });
+  await until('the invalidation to arrive', async () => (await admin.get('shmap:f:\0seq')) === '5');
+  await sleep(200);
 });
 
 rtest('staleIfError: with Redis down, L1 is served within the window (even by a process idle before), rejected beyond it', async (t) => {
