@@ -94,7 +94,7 @@ async function worker() {
         await new Promise((r) => setImmediate(r));
       }
     },
-    async warm({ key }) { await cache.get(key); return {}; },
+    async warm({ key, n = 1 }) { for (let i = 0; i < n; i++) await cache.get(n === 1 ? key : `${key}${i}`); return {}; },
     stats() { return cache.tier ? cache.tier.stats() : {}; },
     heap() { if (global.gc) global.gc(); const m = process.memoryUsage(); return { heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, rss: m.rss, arrayBuffers: m.arrayBuffers }; },
     async close() { await cache.close(); redis.disconnect(); return {}; },
@@ -217,7 +217,7 @@ async function latency(cfg, srv, out, log) {
 function snapshot(procs, heaps, mapName) {
   const per = procs.map((p) => pss(p.pid));
   const sum = (k) => per.reduce((a, x) => a + x[k], 0);
-  const s = { pss: sum('pss'), anon: sum('pssAnon'), file: sum('pssFile'), shmem: sum('pssShmem'), heapUsed: heaps.reduce((a, h) => a + h.heapUsed, 0), map: null };
+  const s = { perAnon: per.map((x) => x.pssAnon), pss: sum('pss'), anon: sum('pssAnon'), file: sum('pssFile'), shmem: sum('pssShmem'), heapUsed: heaps.reduce((a, h) => a + h.heapUsed, 0), map: null };
   if (mapName) {
     const m = new (shmap().Shmap)(mapName);
     const st = m.stats();
@@ -242,8 +242,19 @@ async function memory(cfg, srv, out, log) {
     const procs = Array.from({ length: cfg.workers }, () => spawnWorker(kind, { port: srv.port, map: name, entries: cfg.entries }, execArgv));
     try {
       await Promise.all(procs.map((p) => p.ready));
-      await sleep(300);
-      const idle = snapshot(procs, await Promise.all(procs.map((p) => p.call('heap'))), mapName);
+      // Idle: every worker has served 1,000 reads that cache nothing (misses, through to
+      // Redis: each library connects what it connects lazily, its code is compiled, its heap has
+      // grown to what serving takes), then its PSS has settled (two snapshots 300 ms apart
+      // within 1 MiB, at most 10).
+      await Promise.all(procs.map((p) => p.call('warm', { key: 'idle-miss:', n: 1000 })));
+      let idle = null;
+      for (let i = 0; i < 10; i++) {
+        await sleep(300);
+        const s1 = snapshot(procs, await Promise.all(procs.map((p) => p.call('heap'))), mapName);
+        const settled = idle && Math.abs(s1.host - idle.host) < MiB;
+        idle = s1;
+        if (settled) break;
+      }
       await procs[0].call('fill', { n: cfg.entries });
       await Promise.all(procs.map((p) => p.call('hold', { n: cfg.entries })));
       // The steady state: after a growth the map returns the retired generation's pages a
@@ -255,14 +266,16 @@ async function memory(cfg, srv, out, log) {
       const subscribed = clients.filter((l) => /\bsub=[1-9]/.test(l) || /\bpsub=[1-9]/.test(l)).length;
       const channels = await srv.admin.call('PUBSUB', 'CHANNELS');
       const stats = kind === 'shmap' ? await Promise.all(procs.map((p) => p.call('stats'))) : null;
+      const grew = hot.perAnon.map((a, i) => a - idle.perAnon[i]);
       const cell = {
         kind, workers: cfg.workers, idle, hot, hotSet: hot.host - idle.host,
+        anonWriter: grew[0], anonReaders: grew.length > 1 ? median(grew.slice(1)) : 0,
         subscriptions: subscribed, connections: clients.length, channels,
         flushes: stats ? stats.reduce((a, x) => a + x.flushes, 0) : undefined,
       };
       out.memory.cells.push(cell);
       log(`  memory ${kind.padEnd(10)} ${cfg.workers} workers x ${cfg.entries} entries: host ${mib(hot.host)} (idle ${mib(idle.host)}, ${mib(idle.host / cfg.workers)} a worker), ` +
-        `hot set ${mib(cell.hotSet)} = anon ${mib(hot.anon - idle.anon)} + file ${mib(hot.file - idle.file)}` +
+        `hot set ${mib(cell.hotSet)} = anon ${mib(hot.anon - idle.anon)} (the writing worker ${mib(cell.anonWriter)}, the others ${mib(cell.anonReaders)} each) + file ${mib(hot.file - idle.file)}` +
         (hot.map ? ` + map ${mib(hot.map.allocated - idle.map.allocated)} (live ${mib(hot.map.live)}, ring ${mib(hot.map.ring)}, ${hot.map.entries} entries, flushes ${cell.flushes})` : '') +
         `; subscriptions ${subscribed}, connections ${clients.length}`);
       await Promise.all(procs.map((p) => p.call('close').catch(() => {})));
@@ -287,7 +300,7 @@ async function run({ quick = false, log = console.log, ...over } = {}) {
     ? { latencyRounds: 20, hitOps: 20_000, hitRounds: 3, workers: 2, entries: 2000 }
     : { latencyRounds: 500, hitOps: 200_000, hitRounds: 15, workers: 8, entries: 50_000 };
   const cfg = { ...base, ...over };
-  const out = { config: cfg, note: null };
+  const out = { config: { quick, ...cfg }, note: null };
   ensureDeps(log);
   const srv = await startRedis(log);
   if (srv.why) { out.note = srv.why; log(`  skipped: ${srv.why}`); return out; }
@@ -328,12 +341,13 @@ function markdown(d) {
     const m = d.memory;
     o.push('', `Per host, ${m.workers} workers holding the same ${m.entries.toLocaleString('en-US')} entries of ~${m.valueBytes} B (${(m.workers * m.entries * m.valueBytes / MiB).toFixed(0)} MiB if every worker kept a copy). ` +
       'host = the workers\' PSS without their shares of the map (Pss_Shmem) + the map file\'s allocated bytes, once; hot set = host holding it - the same workers idle, same run:', '',
-      '| | host (holding) | host (idle) | idle per worker | **hot set** | of it: anon | file | map (allocated; live / ring) | subscriptions | connections |',
+      '| | host (holding) | host (idle) | idle per worker | **hot set** | of it: anon (writer; each other worker) | file | map (allocated; live / ring) | subscriptions | connections |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const c of m.cells) {
       const map = c.hot.map ? `${mib(c.hot.map.allocated - c.idle.map.allocated)} (${mib(c.hot.map.live)} / ${mib(c.hot.map.ring)})` : '-';
-      o.push(`| ${c.kind} | ${mib(c.hot.host)} | ${mib(c.idle.host)} | ${mib(c.idle.host / c.workers)} | **${mib(c.hotSet)}** | ${mib(c.hot.anon - c.idle.anon)} | ${mib(c.hot.file - c.idle.file)} | ${map} | ${c.subscriptions} | ${c.connections} |`);
+      o.push(`| ${c.kind} | ${mib(c.hot.host)} | ${mib(c.idle.host)} | ${mib(c.idle.host / c.workers)} | **${mib(c.hotSet)}** | ${mib(c.hot.anon - c.idle.anon)} (${mib(c.anonWriter)}; ${mib(c.anonReaders)}) | ${mib(c.hot.file - c.idle.file)} | ${map} | ${c.subscriptions} | ${c.connections} |`);
     }
+    if (d.config && d.config.quick) o.push('', 'A quick (smoke) run: at this size the noise of idle workers (several MiB) is as large as the data, so the ratios mean nothing.');
     for (const [k, r] of Object.entries(m.ratios || {})) o.push('', `${k} / shmap: hot set **${r.hotSet.toFixed(1)}x**, host totals ${r.host.toFixed(1)}x (goal: >= 3x less memory at 8 workers x 50,000).`);
   }
   o.push('');
