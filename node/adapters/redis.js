@@ -272,6 +272,7 @@ class RedisTier {
   // leaves the fill in a dead epoch), unless an invalidation newer than the read came first.
   async #readThrough(key, e) {
     let r;
+    const t0 = Date.now();
     try {
       r = await this.#script('GET', 'READ', READ, [this.#prefix + key, this.#seqKey], [], true);
     } catch (err) {
@@ -288,7 +289,8 @@ class RedisTier {
     this.#stats.l2Hits++;
     if (e !== undefined) {
       if (this.#hooks.beforeFill) await this.#hooks.beforeFill(key);
-      const ttl = Math.min(pttl > 0 ? pttl : Infinity, this.#o.l1Ttl);
+      // Redis's remaining TTL as of the read, less the time since (a fill can be late).
+      const ttl = Math.min(pttl > 0 ? pttl - (Date.now() - t0) : Infinity, this.#o.l1Ttl);
       const s = seq === null ? 0 : Number(seq.toString());
       if (ttl > 0) this.#tryL1(() => this.#map.setIfVersion(this.#dk(e, key), v, ttl, this.#cond(e, key, s, '<=', false)));
       this.#dropOld(e, key);

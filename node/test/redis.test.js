@@ -213,6 +213,29 @@ rtest('a fill that read Redis before an invalidation does not put the old value 
   assert.equal(await sub.call('get', 'k'), 'new');
 });
 
+rtest('a fill stalled past versionTtl (the key\'s version entry gone) does not put the old value back: the floor guards it', async (t) => {
+  const r = await startRedis(t);
+  const VT = 300;
+  const A = await host(t, r.port, 1);
+  const map = uniqueName(t, 'tier');
+  const options = { ...OPTS, versionTtl: VT };
+  const sub = await proc(t, { map, port: r.port, options });
+  await until('B\'s subscriber', async () => (await sub.call('stats')).subscriber);
+  const filler = await proc(t, { map, port: r.port, options, pauseFills: true });
+  await A.procs[0].call('set', 'k', 'old');
+  const got = filler.call('get', 'k');
+  await filler.event('paused');
+  const applied = (await sub.call('stats')).invalidationsApplied;
+  await A.procs[0].call('set', 'k', 'new');
+  await until('B to apply the invalidation', async () => (await sub.call('stats')).invalidationsApplied > applied);
+  await sleep(VT + 200); // the invalidation's version entry has expired
+  assert.equal(await filler.call('resume'), true);
+  assert.equal(await got, 'old', 'the slow read returns what it read');
+  assert.ok(!entryValues(map).includes('old'), 'the old value was not put back into L1');
+  assert.equal(await sub.call('get', 'k'), 'new');
+  assert.equal(await filler.call('get', 'k'), 'new');
+});
+
 rtest('getOrSet from both hosts at once runs the loader once', async (t) => {
   const r = await startRedis(t);
   const A = await host(t, r.port, 3);
