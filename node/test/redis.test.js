@@ -293,6 +293,7 @@ rtest('values round-trip through Redis; tiers with other prefixes share a map; w
     assert.deepStrictEqual(await t1.get('v'), v, 'through L1');
     const raw = await direct.getBuffer('one:v');
     assert.deepStrictEqual(require('shmap/redis').decode(raw), v, 'through Redis');
+    assert.ok(raw.equals(require('shmap/redis').encode(v)), `the documented bytes for ${String(v)}`);
   }
   await t1.set('same', 1);
   await t2.set('same', 2);
