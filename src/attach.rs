@@ -8,24 +8,27 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::failpoints::fp;
 use crate::format::{HEADER_LEN, LOCK_WAITERS, Superblock, ctl};
 use crate::lock::{self};
 use crate::options::{DEFAULT_MAX_SIZE, Options};
-use crate::raw::Mem;
+use crate::raw::{ForkMutex, Mem};
 use crate::shared::Shared;
 use crate::write::Writer;
 
 /// One process's open maps, so worker threads share a mapping and a process slot.
 type Registry = HashMap<(u64, u64), Weak<Shared>>;
-static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+/// A [`ForkMutex`]: a child forked while another thread was opening a map can still open maps.
+static REGISTRY: ForkMutex<Option<Registry>> = ForkMutex::new(None);
 
 /// Finds or creates this process's attachment to `path`.
 pub(crate) fn attach(path: &Path, opts: &Options) -> Result<Arc<Shared>> {
-    let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    let mut reg = REGISTRY.lock();
+    fp!("attach::registry_held");
     let reg = reg.get_or_insert_with(HashMap::new);
     // The path itself, never a symlink's target; and never an attachment a parent made before
     // fork() (it holds the parent's locks: the child needs its own).

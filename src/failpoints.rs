@@ -33,6 +33,8 @@ pub const ALL: &[&str] = &[
     "release::between_pid_and_unlock",
     "lock_writer::between_recovery_flag_and_takeover",
     "lock_writer::between_cas_and_since",
+    // attach
+    "attach::registry_held",
     // write
     "put::between_append_and_publish",
     "put::between_publish_and_counters",
@@ -45,6 +47,8 @@ pub const ALL: &[&str] = &[
     "recount::between_counters",
     "recover::start",
     "recover::between_building_and_recount",
+    "set_if::between_value_and_stamp",
+    "set_if::between_stamp_and_floor",
     // compact
     "switch::between_building_off_and_len",
     "switch::after_reserve",
@@ -53,4 +57,6 @@ pub const ALL: &[&str] = &[
     "switch::between_publish_and_counters",
     "switch::between_building_clears",
     "maintain::between_punch_and_flag",
+    // map
+    "remove_many::between_removes",
 ];

@@ -755,7 +755,10 @@ impl Shmap {
         let mut g = self.writer()?;
         let wr = g.writer()?;
         let mut n = 0;
-        for (k, h) in keys.iter().zip(hashes) {
+        for (i, (k, h)) in keys.iter().zip(hashes).enumerate() {
+            if i > 0 {
+                crate::failpoints::fp!("remove_many::between_removes");
+            }
             n += u64::from(wr.remove(k.as_ref(), h)?);
         }
         Ok(n)

@@ -505,17 +505,130 @@ extern "C" fn after_fork_in_child() {
     FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Registers the fork handler (once per process) and returns the current fork epoch. Reading
-/// the epoch later is one relaxed load: no syscall per operation.
-pub(crate) fn fork_epoch_registered() -> u64 {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: the handler is a plain `extern "C"` function that only does an atomic add
-        // (async-signal-safe, as a child handler after a multi-threaded fork must be); the other
-        // two handlers are none.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-    });
-    fork_epoch()
+/// Registers the fork handler when the library is loaded (an ELF constructor), before any
+/// thread of this process can attach or fork: no `Once` is involved, whose state a fork in
+/// the middle of a first registration would leave "running" in the child forever.
+extern "C" fn register_fork_handler() {
+    if FORK_HANDLER_REGISTERED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: the handler is a plain `extern "C"` function that only does an atomic add
+    // (async-signal-safe, as a child handler after a multi-threaded fork must be); the other
+    // two handlers are none.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+}
+
+#[used]
+// SAFETY: `.init_array` holds constructors the loader runs once, in order, before `main` (or at
+// `dlopen` for the Node addon); the entry is a function pointer of the type the loader calls
+// (`extern "C" fn()`), and the function only registers a fork handler.
+#[unsafe(link_section = ".init_array")]
+static REGISTER_FORK_HANDLER: extern "C" fn() = register_fork_handler;
+
+static FORK_HANDLER_REGISTERED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Makes sure the fork handler is registered (called when an attachment is made). The
+/// reference keeps the constructor's object linked in; should the loader not have run it,
+/// this registers it now.
+pub(crate) fn ensure_fork_handler() {
+    if !FORK_HANDLER_REGISTERED.load(Ordering::Acquire) {
+        std::hint::black_box(REGISTER_FORK_HANDLER)();
+    }
+}
+
+/// A mutex over this process's own (never shared) state, such as the attachment registry,
+/// that a child forked while another thread held it can still take. After `fork()` only the
+/// forking thread exists in the child: a lock held by another thread at that moment would stay
+/// held forever, and the child's next `Shmap::open` would hang. The lock word records the fork
+/// epoch of its holder, so the child recognises such a lock as stale, takes it over and starts
+/// from a fresh value (the old one, perhaps half-updated by the vanished thread, is leaked,
+/// never dropped). No fork handler waits for the lock, so `fork()` is never delayed by it.
+pub(crate) struct ForkMutex<T> {
+    /// 0: free; otherwise 1 + the fork epoch of the process whose thread holds it.
+    word: AtomicU64,
+    value: std::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through a `ForkGuard`, and at most one guard exists at a
+// time in a process (the word is taken by compare-and-swap, and a stale word belongs to a thread
+// that does not exist in this process); so sharing the mutex is as safe as `Mutex<T>`'s.
+unsafe impl<T: Send> Sync for ForkMutex<T> {}
+
+/// Exclusive access to a [`ForkMutex`]'s value; unlocks when dropped.
+pub(crate) struct ForkGuard<'a, T> {
+    m: &'a ForkMutex<T>,
+}
+
+impl<T: Default> ForkMutex<T> {
+    /// A free mutex over `value`.
+    pub const fn new(value: T) -> ForkMutex<T> {
+        ForkMutex {
+            word: AtomicU64::new(0),
+            value: std::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock, waiting while another thread of this process holds it (the holders
+    /// keep it for one attachment's open, which is itself bounded).
+    pub fn lock(&self) -> ForkGuard<'_, T> {
+        let mine = fork_epoch().wrapping_add(1).max(1);
+        let mut nap = Duration::from_micros(20);
+        let mut spins = 0u32;
+        loop {
+            match self
+                .word
+                .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return ForkGuard { m: self },
+                Err(cur) if cur != mine => {
+                    // Held by a thread of the process this one was forked from: it does not
+                    // exist here and will never unlock.
+                    if self
+                        .word
+                        .compare_exchange(cur, mine, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        // SAFETY: we hold the lock (no guard exists: the word was stale), so
+                        // this is the only access to the value. The old value is moved out and
+                        // leaked: the vanished thread may have left it half-updated.
+                        std::mem::forget(std::mem::take(unsafe { &mut *self.value.get() }));
+                        return ForkGuard { m: self };
+                    }
+                }
+                Err(_) => {
+                    if spins < 50 {
+                        spins += 1;
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(nap);
+                        nap = (nap * 2).min(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T> std::ops::Deref for ForkGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock: no other reference to the value exists.
+        unsafe { &*self.m.value.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for ForkGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the lock, and `&mut self` makes this the only reference.
+        unsafe { &mut *self.m.value.get() }
+    }
+}
+
+impl<T> Drop for ForkGuard<'_, T> {
+    fn drop(&mut self) {
+        self.m.word.store(0, Ordering::Release);
+    }
 }
 
 /// The current fork epoch (one relaxed load).

@@ -60,7 +60,10 @@ impl Shared {
             created_ms: sb.created_ms.get(),
             local: Mutex::new(()),
             lock_timeout: opts.lock_timeout,
-            epoch: crate::raw::fork_epoch_registered(),
+            epoch: {
+                crate::raw::ensure_fork_handler();
+                crate::raw::fork_epoch()
+            },
             key,
         })
     }

@@ -762,10 +762,12 @@ impl Writer<'_> {
             }
         }
         if let Some(ttl) = c.stamp {
+            fp!("set_if::between_value_and_stamp");
             let expires = self.expiry(ttl)?;
             let bytes = c.version.to_le_bytes();
             let vh = format::hash(c.version_key, self.sh.seed);
             self.put(c.version_key, vh, &bytes, FLAG_INT, expires, false)?;
+            fp!("set_if::between_stamp_and_floor");
             if let Some(floor) = c.floor_key
                 && self.live_int(floor)?.is_none_or(|f| f < c.version)
             {

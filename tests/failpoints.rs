@@ -5,14 +5,22 @@
 //! lock timeout) and the verification walk `shmap-inspect --verify` uses must find nothing wrong.
 //! Also: a recovery that fails leaves the duty to recover to the next writer.
 //!
+//! A writer stopped with a real SIGSTOP while it holds the writer lock (parked at a failpoint
+//! inside its critical section, then stopped) times other processes' writes out naming its pid;
+//! after SIGCONT its writes complete and the map verifies. A child forked while another thread
+//! holds the process's attachment registry can still open maps.
+//!
 //! `harness = false`, built only with `--features failpoints` (the points are compiled out
 //! otherwise). Random SIGKILL (tests/crash.rs) finds the wide windows; this finds the narrow ones.
 
+#![allow(unsafe_code)]
+
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use shmap::inspect::Inspector;
-use shmap::{Options, SetOptions, Shmap};
+use shmap::{Compare, Condition, Options, SetOptions, Shmap};
 
 mod common;
 
@@ -62,6 +70,23 @@ fn workload(path: &str) {
                 .unwrap();
             map.incr(b"counter", 1, 0, None).unwrap();
         }
+        // Versioned writes: value, then version stamp, then floor (the Redis tier's fills and
+        // invalidations).
+        for v in 0..20i64 {
+            let c = Condition {
+                version_key: b"v:versioned",
+                // The first one without a floor (an absent floor refuses), later ones raise it.
+                floor_key: (round + v as u64 > 0).then_some(&b"floor"[..]),
+                version: (round as i64) * 100 + v,
+                compare: Compare::Le,
+                stamp: Some(Some(0)),
+            };
+            let value = (v % 3 != 0).then_some(&b"fill"[..]);
+            map.set_if(b"versioned", value, SetOptions::default(), &c)
+                .unwrap();
+        }
+        let batch: Vec<String> = (1..600).step_by(7).map(|i| format!("k{i}")).collect();
+        map.remove_many(&batch).unwrap();
         if let shmap::LeaseState::Acquired(token) = map.lease(b"lease", 1000).unwrap() {
             map.release_lease(b"lease", token).unwrap();
         }
@@ -238,7 +263,194 @@ fn a_live_holder_times_waiters_out() {
     check_after_crash(&map, &path, "a live holder");
 }
 
+/// Whether process `pid` is stopped (state `T` in /proc/<pid>/stat).
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command name, which is in parentheses and may contain spaces.
+    stat.rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with our own child's pid and a valid signal number touches no memory.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+}
+
+/// A real SIGSTOP that lands inside the writer lock, deterministically: the child parks at a
+/// failpoint inside its critical section (after publishing a record, before its counters) and
+/// says so; the parent then stops it. Other processes' writes fail with `LockTimeout` within the
+/// bound, naming the stopped holder's pid, and change nothing; after SIGCONT the child's writes
+/// complete, every acknowledged write is present and the map verifies.
+fn a_writer_stopped_inside_the_lock_times_others_out() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-stop");
+    let map = Shmap::open(&path, &opts().lock_timeout(Duration::from_millis(300))).unwrap();
+    map.set(b"before", b"1").unwrap();
+    let parked = dir.path().join("parked");
+    let go = dir.path().join("go");
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .env("SHMAP_FP_STOPHOLD", dir.path())
+        .env("SHMAP_FP_PATH", &path)
+        .spawn()
+        .unwrap();
+    let pid = holder.id();
+    let t = Instant::now();
+    while !parked.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the child never reached its critical section"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    signal(pid, libc::SIGSTOP);
+    let t = Instant::now();
+    while !stopped(pid) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "SIGSTOP did not land"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Stopped while parked inside the lock: releasing the park changes nothing until SIGCONT.
+    std::fs::write(&go, b"").unwrap();
+    for i in 0..3 {
+        let t = Instant::now();
+        match map.set(format!("blocked{i}").as_bytes(), b"x") {
+            Err(e @ shmap::Error::LockTimeout { .. }) => {
+                assert_eq!(e.code(), "ERR_SHMAP_LOCK_TIMEOUT");
+                let msg = e.to_string();
+                assert!(msg.contains(&format!("pid {pid}")), "{msg}");
+            }
+            other => {
+                panic!("a write beside a stopped holder: expected a lock timeout, got {other:?}")
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the wait was not bounded"
+        );
+        assert!(stopped(pid), "the child resumed before SIGCONT");
+    }
+    for i in 0..3 {
+        assert_eq!(map.get(format!("blocked{i}").as_bytes()).unwrap(), None);
+    }
+    signal(pid, libc::SIGCONT);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = holder.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the child hung after SIGCONT"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the resumed child failed: {status:?}"
+    );
+    // Acknowledged: the child's writes (it exits 0 only after each returned Ok) and ours.
+    assert_eq!(map.get(b"held").unwrap().as_deref(), Some(&b"1"[..]));
+    for i in 0..100 {
+        assert_eq!(
+            map.get(format!("resumed{i}").as_bytes())
+                .unwrap()
+                .as_deref(),
+            Some(&b"after SIGCONT"[..])
+        );
+    }
+    assert_eq!(map.get(b"before").unwrap().as_deref(), Some(&b"1"[..]));
+    check_after_crash(&map, &path, "a writer stopped inside the lock");
+}
+
+static OPENER_HOLDS_REGISTRY: AtomicBool = AtomicBool::new(false);
+
+/// fork() while another thread holds the process's attachment registry (it is opening a map):
+/// in the child only the forking thread exists, so a plain mutex would stay locked forever and
+/// the child's next open would hang. The child must open (another map) and write promptly.
+fn fork_while_another_thread_opens() {
+    let dir = common::shm_dir();
+    let first = common::map_path(dir.path(), "fp-fork-a");
+    let second = common::map_path(dir.path(), "fp-fork-b");
+    fail::cfg_callback("attach::registry_held", || {
+        if std::thread::current().name() == Some("opener") {
+            OPENER_HOLDS_REGISTRY.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })
+    .unwrap();
+    let opener = std::thread::Builder::new()
+        .name("opener".into())
+        .spawn(move || Shmap::open(&first, &opts()).unwrap())
+        .unwrap();
+    while !OPENER_HOLDS_REGISTRY.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // SAFETY: the child only opens a map, writes, reads and `_exit`s; malloc and the fail
+    // crate's locks are not held across the fork by the opener (it sleeps in a callback that
+    // runs after the fail crate released its locks).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // A hang is ended by SIGALRM (the parent sees the signal).
+        // SAFETY: alarm(2) only arms a timer.
+        unsafe { libc::alarm(20) };
+        let code = match Shmap::open(&second, &opts()) {
+            Ok(m) if m.set(b"k", b"child").is_ok() => 0,
+            _ => 1,
+        };
+        // SAFETY: ends the child at once, without the parent's destructors or atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer; `pid` is our child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    fail::remove("attach::registry_held");
+    assert!(
+        libc::WIFEXITED(status),
+        "the child forked while another thread opened a map hung (killed by signal {})",
+        libc::WTERMSIG(status)
+    );
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the child's open or write failed"
+    );
+    let first = opener.join().unwrap();
+    first.set(b"parent", b"1").unwrap();
+    let second = Shmap::open(&second, &opts()).unwrap();
+    assert_eq!(second.get(b"k").unwrap().as_deref(), Some(&b"child"[..]));
+}
+
 fn main() {
+    if let Ok(dir) = std::env::var("SHMAP_FP_STOPHOLD") {
+        // Parks inside the critical section of its first write until the parent says go.
+        let path = std::env::var("SHMAP_FP_PATH").unwrap();
+        let dir = std::path::PathBuf::from(dir);
+        let once = AtomicBool::new(false);
+        fail::cfg_callback("put::between_publish_and_counters", move || {
+            if once.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            std::fs::write(dir.join("parked"), b"").unwrap();
+            let t = Instant::now();
+            while !dir.join("go").exists() {
+                assert!(t.elapsed() < Duration::from_secs(60), "never told to go");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+        .unwrap();
+        let map = Shmap::open(&path, &opts()).unwrap();
+        map.set(b"held", b"1").unwrap();
+        for i in 0..100 {
+            map.set(format!("resumed{i}").as_bytes(), b"after SIGCONT")
+                .unwrap();
+        }
+        drop(map);
+        std::process::exit(0);
+    }
     if let Ok(marker) = std::env::var("SHMAP_FP_HOLD") {
         // Takes the writer lock and keeps it, as a stopped writer would.
         let path = std::env::var("SHMAP_FP_PATH").unwrap();
@@ -275,6 +487,12 @@ fn main() {
     a_live_holder_times_waiters_out();
     n += 1;
     println!("a live holder times waiters out: ok");
+    a_writer_stopped_inside_the_lock_times_others_out();
+    n += 1;
+    println!("a writer stopped (SIGSTOP) inside the lock times others out: ok");
+    fork_while_another_thread_opens();
+    n += 1;
+    println!("fork while another thread opens a map: ok");
     println!(
         "{n} passed, 0 failed ({:.1}s)",
         started.elapsed().as_secs_f64()
