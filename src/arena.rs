@@ -465,6 +465,14 @@ impl Gen {
         let mut head = self.head(w)?;
         let size = hdr.size();
         let room = self.cap() - self.phys(head);
+        if head.saturating_add(room).saturating_add(size) > format::MAX_POS {
+            // Damage: leave the duty to recover, whose sanity check rebuilds the generation.
+            w.store_u32(format::ctl!(recovery), 1, Ordering::Release)?;
+            return Err(Error::corrupt(
+                self.desc.log_off + HEAD,
+                format!("the ring's head {head} is beyond the largest position"),
+            ));
+        }
         if room < size {
             self.write_pad(w, head, room)?;
             head += room;
@@ -496,7 +504,8 @@ impl Gen {
 
     /// Position just past the pad or implicit pad at `pos` (the start of the next lap).
     pub fn next_lap(&self, pos: u64) -> u64 {
-        pos - self.phys(pos) + self.cap()
+        // Saturating: a damaged position near u64::MAX ends a walk instead of wrapping to 0.
+        (pos - self.phys(pos)).saturating_add(self.cap())
     }
 }
 

@@ -52,6 +52,11 @@ pub const MIN_SLOTS: u64 = 64;
 pub const MAX_SLOTS: u64 = 1 << 36;
 /// Longest key in bytes.
 pub const MAX_KEY_LEN: usize = 65535;
+/// Ring positions (virtual, ever increasing) stay at or below this: an index slot holds
+/// `pos / 8` in 56 bits (up to 2^59), and 2^56 bytes (64 PiB) are never written through one
+/// map. A head beyond it is damage (writers leave the duty to recover, which rebuilds the
+/// generation), and arithmetic on positions below it cannot overflow.
+pub const MAX_POS: u64 = 1 << 56;
 
 /// Record flag: the record is padding up to the end of the ring.
 pub const FLAG_PAD: u32 = 1 << 31;

@@ -599,7 +599,7 @@ impl Inspector {
                 SlotRead::Switched => return Ok(None),
                 SlotRead::Live(r) => match r.hdr {
                     Ok((hdr, size)) if hdr.flags.get() & FLAG_PAD == 0 => {
-                        cs.live_bytes += size;
+                        cs.live_bytes = cs.live_bytes.saturating_add(size);
                         if hdr.expired(self.now_ms) {
                             cs.expired += 1;
                         } else if hdr.flags.get() & FLAG_LEASE != 0 {
@@ -994,7 +994,7 @@ impl Inspector {
                     continue;
                 }
             };
-            live_bytes += size;
+            live_bytes = live_bytes.saturating_add(size);
             if hdr.flags.get() & FLAG_PAD != 0 {
                 problems.push(Problem {
                     offset: slot_off(i),
@@ -1002,7 +1002,7 @@ impl Inspector {
                 });
                 continue;
             }
-            if pos + size > r.head {
+            if pos.saturating_add(size) > r.head {
                 problems.push(Problem {
                     offset: slot_off(i),
                     what: format!(
@@ -1254,7 +1254,7 @@ impl Inspector {
             for p in check_record(&hdr, &key, &value, rec_off(pos), sb, slot) {
                 found.push((pos, p));
             }
-            if pos + size > head {
+            if pos.saturating_add(size) > head {
                 found.push((
                     pos,
                     Problem {
@@ -1264,7 +1264,7 @@ impl Inspector {
                 ));
             }
             records.push(pos);
-            pos += size;
+            pos = pos.saturating_add(size);
         }
         covered.push((start, pos));
         if !unchanged(g, w)? {
@@ -1405,6 +1405,16 @@ fn ring_bounds(g: &Gen, head: u64, tail: u64) -> Vec<Problem> {
                 "the ring's head {head} and tail {tail} break tail <= head <= tail + capacity \
                  ({}); the next writer rebuilds the generation",
                 g.cap()
+            ),
+        });
+    }
+    if head > format::MAX_POS {
+        out.push(Problem {
+            offset: at,
+            what: format!(
+                "the ring's head {head} is beyond the largest position {}; the next writer \
+                 rebuilds the generation",
+                format::MAX_POS
             ),
         });
     }

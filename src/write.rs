@@ -564,7 +564,11 @@ impl<'a> Writer<'a> {
         self.ctl_set(ctl!(building_off), 0)?;
         self.ctl_set(ctl!(building_len), 0)?;
         w.store_u32(ctl!(free_dirty), 1, Ordering::Release)?;
-        let sane = tail <= head && head - tail <= self.g.cap() && head % 8 == 0 && tail % 8 == 0;
+        let sane = tail <= head
+            && head - tail <= self.g.cap()
+            && head <= format::MAX_POS
+            && head % 8 == 0
+            && tail % 8 == 0;
         fp!("recover::between_building_and_recount");
         if !sane {
             return self.rebuild_verified();
