@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
 use crate::format::{LOCK_INC_MASK, LOCK_WAITERS, PROC_SLOTS, ctl, proc_lock_byte, proc_off};
-use crate::raw::{Mem, monotonic_ms};
+use crate::raw::{Mem, monotonic_coarse_ms, monotonic_ms};
 
 const PID: usize = std::mem::offset_of!(crate::format::ProcSlot, pid);
 const INC: usize = std::mem::offset_of!(crate::format::ProcSlot, incarnation);
@@ -165,6 +165,9 @@ fn pending(deadline: u64, now: u64, horizon: u64) -> Option<u64> {
 fn be_polite(mem: &Mem, lw: &LockWords) -> Result<()> {
     let w = mem.w();
     let until = w.load_u64(lw.starving, Ordering::Acquire)?;
+    if until == 0 {
+        return Ok(()); // the common case: no clock read
+    }
     if let Some(ms) = pending(until, monotonic_ms(), POLITE_MS) {
         let t = Instant::now();
         let budget = Duration::from_millis(ms);
@@ -186,7 +189,8 @@ pub(crate) fn lock_writer(
     let off = lw.lock;
     let mine = me.word();
     be_polite(mem, lw)?;
-    let start = Instant::now();
+    // Read the clock only once the lock turned out to be taken: most acquisitions are not.
+    let mut start = None;
     let mut starving: Option<u64> = None;
     let mut backoff = Backoff::new();
     let mut spins = 0u32;
@@ -215,7 +219,7 @@ pub(crate) fn lock_writer(
             }
             continue;
         }
-        let waited = start.elapsed();
+        let waited = start.get_or_insert_with(Instant::now).elapsed();
         if waited >= timeout {
             if let Some(mine) = starving {
                 // Leave no trace: withdraw our deadline unless someone replaced it.
@@ -235,7 +239,7 @@ pub(crate) fn lock_writer(
         w.futex_wait(off, cur | LOCK_WAITERS, nap.max(Duration::from_micros(100)))?;
     };
     fp!("lock_writer::between_cas_and_since");
-    w.store_u64(lw.since, monotonic_ms(), Ordering::Release)?;
+    w.store_u64(lw.since, monotonic_coarse_ms(), Ordering::Release)?;
     if let Some(mine) = starving {
         let _ = w.cas_u64(lw.starving, mine, 0)?;
     }

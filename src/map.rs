@@ -609,6 +609,9 @@ impl<'a> WriteGuard<'a> {
 /// This process's writer mutex, waited for at most the handle's lock timeout (another thread
 /// of this process may hold it while it waits for another process).
 fn lock_local(sh: &Shared) -> Result<MutexGuard<'_, ()>> {
+    if let Ok(g) = sh.local.try_lock() {
+        return Ok(g); // the common case: no clock read
+    }
     let start = std::time::Instant::now();
     let mut nap = Duration::from_micros(20);
     let mut spins = 0u32;
