@@ -19,7 +19,6 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use shmap::inspect::Inspector;
 use shmap::{Compare, Condition, Options, SetOptions, Shmap};
 
 mod common;
@@ -149,18 +148,10 @@ fn check_after_crash(map: &Shmap, path: &str, point: &str) {
         "{point}: entries counter {} below the {n} keys",
         s.entries
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let v = Inspector::open(std::path::Path::new(path), now)
-        .unwrap()
-        .verify()
-        .unwrap();
+    let problems = common::verify_problems(path);
     assert!(
-        v.problems.is_empty(),
-        "{point}: verification found {:?}",
-        v.problems
+        problems.is_empty(),
+        "{point}: verification found {problems:?}"
     );
 }
 

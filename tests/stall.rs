@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use shmap::inspect::Inspector;
 use shmap::{Error, LeaseState, Options, Shmap};
 
 /// Generous bound that only detects a hang (assertions are about outcomes).
@@ -190,15 +189,8 @@ fn signal_name(sig: libc::c_int) -> &'static str {
 }
 
 fn verify(path: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let v = Inspector::open(std::path::Path::new(path), now)
-        .unwrap()
-        .verify()
-        .unwrap();
-    assert!(v.problems.is_empty(), "verification: {:?}", v.problems);
+    let problems = verify_problems(path);
+    assert!(problems.is_empty(), "verification: {problems:?}");
 }
 
 /// Times one write; returns whether it succeeded (a timeout is the only accepted failure).

@@ -106,3 +106,18 @@ pub fn manual_clock(
         o.clock(std::sync::Arc::new(move || n2.load(Ordering::Relaxed))),
     )
 }
+
+/// What the core's verification walk (the one `shmap-inspect --verify` runs) finds wrong with
+/// the map at `path`, read as of now.
+#[allow(dead_code)]
+pub fn verify_problems(path: &str) -> Vec<shmap::inspect::Problem> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    shmap::inspect::Inspector::open(Path::new(path), now)
+        .unwrap()
+        .verify()
+        .unwrap()
+        .problems
+}
