@@ -6,6 +6,7 @@
 
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
+const { ensureRedisServer } = require('./redis-server');
 
 const root = path.resolve(__dirname, '..');
 
@@ -33,14 +34,10 @@ function buildAll() {
 // The shmap/redis tests need a real redis-server (Debian's): install it when missing and root,
 // as on CI; elsewhere those tests skip with a printed reason.
 function installRedis() {
-  if (spawnSync('redis-server', ['--version']).status === 0) return;
-  if (!process.getuid || process.getuid() !== 0) {
-    console.log('\n==> redis-server is missing and this is not root: the shmap/redis tests will skip');
-    return;
-  }
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  step('install redis-server (shmap/redis tests)', 'sh', ['-c',
-    'apt-get install -y -qq redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)'], { env });
+  const started = Date.now();
+  const why = ensureRedisServer((m) => console.log(`\n==> ${m}`));
+  if (why) console.log(`\n==> ${why}: the shmap/redis tests will skip`);
+  else console.log(`==> redis-server: ok (${((Date.now() - started) / 1000).toFixed(1)}s)`);
 }
 
 const commands = {

@@ -146,12 +146,7 @@ function options(argv) {
   };
 }
 
-const freePort = () => new Promise((resolve, reject) => {
-  const s = require('net').createServer().on('error', reject).listen(0, '127.0.0.1', () => {
-    const { port } = s.address();
-    s.close(() => resolve(port));
-  });
-});
+const { freePort } = require('../../scripts/redis-server');
 
 function post(port, p, headers) {
   return new Promise((resolve, reject) => {

@@ -13,7 +13,7 @@
 // Never asserts on speed.
 const fs = require('fs');
 const path = require('path');
-const net = require('net');
+const { ensureRedisServer, freePort } = require('../../scripts/redis-server');
 const { fork, spawn, spawnSync } = require('child_process');
 
 const HERE = __dirname;
@@ -126,12 +126,9 @@ function ensureDeps(log) {
 }
 
 async function startRedis(log) {
-  if (spawnSync('redis-server', ['--version']).status !== 0) {
-    if (!process.getuid || process.getuid() !== 0) return { why: 'redis-server is not installed and this is not root' };
-    log('note: installing redis-server with apt-get ...');
-    spawnSync('sh', ['-c', 'apt-get install -y -qq redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)'], { stdio: 'inherit' });
-  }
-  const port = await new Promise((resolve) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const { port: p } = s.address(); s.close(() => resolve(p)); }); });
+  const why = ensureRedisServer(log);
+  if (why) return { why };
+  const port = await freePort();
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   process.on('exit', () => proc.kill());
   const admin = new (Redis())({ host: '127.0.0.1', port, maxRetriesPerRequest: 50 });

@@ -7,34 +7,21 @@ const fs = require('fs');
 const os = require('os');
 const net = require('net');
 const path = require('path');
-const { spawn, spawnSync } = require('child_process');
+const { spawn } = require('child_process');
 
 const HOST = '127.0.0.1';
-const have = () => spawnSync('redis-server', ['--version']).status === 0;
+const { ensureRedisServer, freePort } = require('../../scripts/redis-server');
 
 /** null if redis-server and ioredis are usable (installing redis-server if root), else why not. */
 function redisUnavailable() {
   try { require.resolve('ioredis'); } catch { return 'ioredis is not installed (npm install in node/)'; }
-  if (have()) return null;
-  if (!process.getuid || process.getuid() !== 0) return 'redis-server is not installed and this is not root (apt-get install redis-server)';
-  const apt = (...a) => spawnSync('apt-get', ['-qq', ...a], {
-    stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  }).status === 0;
-  if (!apt('install', '-y', 'redis-server')) apt('update') && apt('install', '-y', 'redis-server');
-  return have() ? null : 'apt-get install redis-server failed';
+  return ensureRedisServer();
 }
-
-const freePort = () => new Promise((resolve, reject) => {
-  const s = net.createServer().on('error', reject).listen(0, HOST, () => {
-    const { port } = s.address();
-    s.close(() => resolve(port));
-  });
-});
 
 /** Starts redis-server; `t.after` kills it. Returns { port, kill(), restart() }. */
 async function startRedis(t) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shmap-redis-'));
-  const port = await freePort();
+  const port = await freePort(HOST);
   let proc = null;
   const start = async () => {
     proc = spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir],
