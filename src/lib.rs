@@ -43,6 +43,7 @@ pub use options::{
     Clock, DEFAULT_INITIAL_SIZE, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_SIZE, DEFAULT_MODE, MIN_SIZE,
     Options, resolve, system_clock,
 };
+pub use raw::{COARSE_SLACK_MS, realtime_coarse_ms as coarse_clock_ms};
 pub use remove::{RemoveOutcome, remove_map, remove_map_path};
 pub use scan::{ScanCursor, ScanOptions};
 pub use types::{

@@ -161,7 +161,8 @@ impl Shmap {
         let hit = match probe {
             Probe::Hit(hit)
                 if hit.hdr.flags.get() & FLAG_LEASE == 0
-                    && (hit.hdr.expires_ms.get() == 0 || !hit.hdr.expired((self.sh.clock)())) =>
+                    && (hit.hdr.expires_ms.get() == 0
+                        || !self.sh.expired(hit.hdr.expires_ms.get())) =>
             {
                 hit
             }

@@ -42,6 +42,8 @@ pub struct Options {
     pub(crate) create: bool,
     pub(crate) seed: Option<u64>,
     pub(crate) clock: Clock,
+    /// Whether `clock` is [`system_clock`] (then reads may consult the kernel's coarse clock).
+    pub(crate) system_clock: bool,
     pub(crate) grace: Duration,
     pub(crate) lock_timeout: Duration,
     pub(crate) mode: u32,
@@ -60,6 +62,7 @@ impl Default for Options {
             create: true,
             seed: None,
             clock: system_clock(),
+            system_clock: true,
             grace: Duration::from_secs(1),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             mode: DEFAULT_MODE,
@@ -165,6 +168,7 @@ impl Options {
     #[doc(hidden)]
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self.system_clock = false;
         self
     }
     /// How long retired regions keep their pages before they are punched out (default 1 s).

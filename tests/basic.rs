@@ -188,3 +188,49 @@ fn read_if_changed_skips_only_the_same_record() {
         Lookup::Miss
     );
 }
+
+/// With the system clock a hit of an entry with a TTL consults the kernel's coarse clock (a
+/// tick behind); an entry close to its expiry must still expire on the exact clock, not a
+/// tick late.
+#[test]
+fn ttl_expires_on_the_exact_clock() {
+    let (_d, p) = tmp();
+    let m = Shmap::open(&p, &Options::new()).unwrap();
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    for _ in 0..20 {
+        m.set_with(
+            b"k",
+            b"v",
+            SetOptions {
+                ttl_ms: Some(2),
+                flags: 0,
+            },
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        let Some(meta) = m.get_into(b"k", &mut buf).unwrap() else {
+            continue; // a preempted set: expired already
+        };
+        while wall() < meta.expires_ms {
+            std::hint::spin_loop();
+        }
+        assert_eq!(m.get(b"k").unwrap(), None, "alive at its expiry");
+        assert!(shmap::coarse_clock_ms() <= wall());
+    }
+    // Far from its expiry, the entry is alive (the coarse clock's shortcut).
+    m.set_with(
+        b"long",
+        b"v",
+        SetOptions {
+            ttl_ms: Some(3_600_000),
+            flags: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(m.get(b"long").unwrap().unwrap(), b"v");
+}

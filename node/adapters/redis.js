@@ -16,7 +16,7 @@
 // <prefix>\0lock\0<key> (getOrSet's cross-host lock).
 
 const crypto = require('node:crypto');
-const { Shmap } = require('../lib/shmap');
+const { Shmap, kStampClock } = require('../lib/shmap');
 const { codedError, argType, argValue } = require('../lib/errors');
 
 const DEFAULTS = {
@@ -32,8 +32,12 @@ const DEFAULTS = {
 };
 const MARK_TTL = 2000; // getOrSet's per-host marker
 // A process reads the epoch entry at most once per EPOCH_CHECK_MS (an L1 hit is then one map
-// read); epochs are published EPOCH_CHECK_MS short of their validity, so the bound still holds.
+// read). It tells the time by the clock its map's gets report (the kernel's coarse clock, at
+// most CLOCK_LAG_MS behind: the core's COARSE_SLACK_MS), so a check may come that much late;
+// epochs are published EPOCH_MARGIN_MS short of their validity, so the bound still holds.
 const EPOCH_CHECK_MS = 2;
+const CLOCK_LAG_MS = 50;
+const EPOCH_MARGIN_MS = EPOCH_CHECK_MS + CLOCK_LAG_MS;
 const KEY_CACHE = 10_000; // L1 key strings kept per tier handle
 const DROP_BACK = 2; // epochs back whose copy of a key a fill or write deletes (see #dropOld)
 
@@ -150,6 +154,7 @@ class RedisTier {
   #origin;
   #keys = new Map(); // key -> its L1 key in epoch #e
   #e = undefined; #dp = ''; #checkAt = 0; // the epoch last seen, its data-key prefix, when to look again
+  #clock; // the coarse wall clock of this thread's last get of #map (Shmap[kStampClock])
   #lastEpoch; #lastValid = 0; // for staleIfError
   #stats = { l1Hits: 0, l2Hits: 0, misses: 0, invalidationsApplied: 0, flushes: 0, gaps: 0, subscriber: false };
   #closed = false;
@@ -186,6 +191,7 @@ class RedisTier {
     // fill's Redis read and its L1 write (the stale-fill race made deterministic).
     this.#hooks = opts[HOOKS] || {};
     this.#map = map;
+    this.#clock = map[kStampClock]();
     this.#redis = redis;
     this.#prefix = prefix;
     this.#channel = channel || `shmap:${prefix}`;
@@ -261,23 +267,36 @@ class RedisTier {
     // every error, a closed or forked map's included, still comes back as a rejection.
     if (typeof key !== 'string' || key === '') return Promise.reject(argType('key', 'a non-empty string', key));
     try {
-      const t = Date.now();
-      if (t >= this.#checkAt) this.#checkEpoch(t);
       if (this.#e !== undefined) {
-        // The L1 key, kept per key: a string made once hashes once (the decode cache looks it up).
-        let k = this.#keys.get(key);
-        if (k === undefined) {
-          if (this.#keys.size >= KEY_CACHE) this.#keys.clear();
-          k = this.#dp + key;
-          this.#keys.set(key, k);
+        const v = this.#map.get(this.#l1Key(key));
+        // The epoch was confirmed less than EPOCH_CHECK_MS before this read (by the clock the
+        // get reported): the hit is good. Else look at the epoch, then read again.
+        if (this.#clock() < this.#checkAt) {
+          if (v !== undefined) { this.#stats.l1Hits++; return Promise.resolve(v); }
+          return this.#readThrough(key, this.#e);
         }
-        const v = this.#map.get(k);
+      }
+      this.#checkEpoch(Date.now());
+      if (this.#e !== undefined) {
+        const v = this.#map.get(this.#l1Key(key));
         if (v !== undefined) { this.#stats.l1Hits++; return Promise.resolve(v); }
       }
     } catch (e) {
       return Promise.reject(e);
     }
     return this.#readThrough(key, this.#e);
+  }
+
+  // The L1 key of `key` in epoch #e, kept per key: a string made once hashes once (the decode
+  // cache looks it up).
+  #l1Key(key) {
+    let k = this.#keys.get(key);
+    if (k === undefined) {
+      if (this.#keys.size >= KEY_CACHE) this.#keys.clear();
+      k = this.#dp + key;
+      this.#keys.set(key, k);
+    }
+    return k;
   }
 
   #checkEpoch(t) {
@@ -536,7 +555,7 @@ class RedisTier {
     const prev = this.#epoch || map.get(this.#kEpoch);
     const e = map.incr(this.#kEpochs);
     map.set(this.#fk(e), s, 0);
-    const ttl = Math.max(1, validUntil - EPOCH_CHECK_MS - Date.now());
+    const ttl = Math.max(1, validUntil - EPOCH_MARGIN_MS - Date.now());
     map.set(this.#kEpoch, e, ttl);
     this.#checkAt = 0;
     if (prev !== undefined && prev !== e) this.#tryL1(() => map.delete(this.#fk(prev)));
@@ -601,7 +620,7 @@ class RedisTier {
       this.#newEpoch(s, t0 + this.#o.maxStale, 'gap');
       return;
     }
-    const ttl = until - EPOCH_CHECK_MS - Date.now();
+    const ttl = until - EPOCH_MARGIN_MS - Date.now();
     const e = this.#epoch;
     const renewed = ttl > 0 && this.#map.get(this.#fk(e)) !== undefined &&
       this.#map.setIfVersion(this.#kEpoch, e, ttl, { versionKey: this.#kEpoch, version: e, compare: '===' });

@@ -141,9 +141,10 @@ const keyBuf = Buffer.allocUnsafeSlow(MAX_KEY + 1);
 
 // One version buffer per thread, shared by every handle: [generation, position] of a record.
 // JS writes the version it holds before getIf; the addon writes the version of every hit.
-// Versions are exact in a float64 below 2^53 (the addon reports -1 beyond).
-const verBuf = Buffer.allocUnsafeSlow(16);
-const ver = new Float64Array(verBuf.buffer, verBuf.byteOffset, 2);
+// Versions are exact in a float64 below 2^53 (the addon reports -1 beyond). The third slot is
+// the coarse wall clock (ms) of the last get on a handle that stamps (see Shmap[kStampClock]).
+const verBuf = Buffer.alloc(24);
+const ver = new Float64Array(verBuf.buffer, verBuf.byteOffset, 3);
 
 // Frees the addon's slot of a Shmap that was collected without close().
 const handles = new FinalizationRegistry((id) => native.free(id));

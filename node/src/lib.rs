@@ -257,11 +257,20 @@ pub fn open(
         if let Some(uids) = o.trusted_owners {
             opts = opts.trusted_owners(uids);
         }
-        if ver.len() < 16 {
-            return Err(invalid("the version buffer is shorter than 16 bytes"));
+        if ver.len() < 24 {
+            return Err(invalid("the version buffer is shorter than 24 bytes"));
         }
         let map = Shmap::open(&name, &opts)?;
-        registry::insert(&env, Handle { map, key, io, ver })
+        registry::insert(
+            &env,
+            Handle {
+                map,
+                key,
+                io,
+                ver,
+                stamp: false,
+            },
+        )
     })
 }
 
@@ -305,6 +314,9 @@ fn store(
 pub fn get_impl(id: u32, key_len: u32, if_changed: bool) -> Result<f64> {
     guard(|| {
         with(id, |h| {
+            if h.stamp {
+                ver_set(&mut h.ver, 2, shmap::coarse_clock_ms() as f64);
+            }
             let held = if if_changed {
                 held_version(&h.ver)
             } else {
@@ -614,6 +626,18 @@ pub fn set_read_only(id: u32, read_only: bool) -> Result<()> {
             if read_only != h.map.is_read_only() {
                 h.map = h.map.with_read_only(read_only)?;
             }
+            Ok(())
+        })
+    })
+}
+
+/// From now on (`on`) every get of the handle also reports the coarse wall clock in `ver[2]`
+/// (see [`registry::Handle::stamp`]).
+#[napi]
+pub fn stamp_clock(id: u32, on: bool) -> Result<()> {
+    guard(|| {
+        with(id, |h| {
+            h.stamp = on;
             Ok(())
         })
     })

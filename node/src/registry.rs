@@ -15,11 +15,17 @@ pub struct Handle {
     pub key: Buffer,
     /// The buffer values are copied into (and written from).
     pub io: Buffer,
-    /// Two native-endian f64s (a per-thread `Float64Array` in JS): the record version JS holds a
-    /// decoded copy of, for `getIf`, and the version of the record the last hit copied.
+    /// Three native-endian f64s (a per-thread `Float64Array` in JS): the record version JS holds
+    /// a decoded copy of, for `getIf`, and the version of the record the last hit copied; then,
+    /// with `stamp`, the coarse wall clock of the last get.
     pub ver: Buffer,
+    /// Whether every get also reports [`shmap::coarse_clock_ms`] in `ver[2]` (shmap/redis's
+    /// clock for its L1 hits: cheaper than a `Date.now()` of its own).
+    pub stamp: bool,
 }
 
+// Handles stay inline: every call looks its slot up, and a Box would add a pointer chase to each.
+#[allow(clippy::large_enum_variant)]
 enum Slot {
     Open(Handle),
     Closed,

@@ -315,3 +315,17 @@ test('NodeShareCache API (seed compatibility)', async (t) => {
   c.destroy();
   assert.throws(() => c.get('x'), { code: 'ERR_SHMAP_CLOSED' });
 });
+
+test('a stamping handle reports the coarse wall clock of every get (shmap/redis reads it instead of Date.now)', (t) => {
+  const m = new Shmap(uniqueName(t, 'stamp'), { reset: true });
+  t.after(() => m.close());
+  const clock = m[Symbol.for('shmap.stampClock')]();
+  m.set('k', 'x'.repeat(100));
+  for (const key of ['k', 'k', 'absent']) { // a miss and a decode-cache hit stamp too
+    const before = Date.now();
+    m.get(key);
+    const after = Date.now();
+    const c = clock();
+    assert.ok(c <= after && c >= before - 50, `${c} not within [${before - 50}, ${after}]`);
+  }
+});
