@@ -16,12 +16,15 @@
 // Requests pick one of SESSIONS session cookies and CLIENTS rate-limit keys at random.
 //
 //   node node/bench/adapters.js --quick          smoke run (seconds): asserts nothing
-//   node node/bench/adapters.js                  4 workers, 10 s per run, 3 rounds (~2.5 min)
+//   node node/bench/adapters.js                  4 workers, 12 rounds of 3 s per stack (~2.5 min)
 //   node node/bench/adapters.js --workers 2 --seconds 5 --rounds 5 --connections 64 --stacks shmap,redis
 // report.js runs it as its 'adapters' section (`node node/bench/report.js --only adapters`).
 //
 // autocannon runs in the driver process on the same machine, so it takes CPU from the
-// workers: compare stacks with each other, within one run (they alternate round by round).
+// workers: compare stacks with each other, within one run. The three apps run side by side
+// and the load moves between them every few seconds, so rounds compared ran seconds apart;
+// each round also records the stack's CPU time per request (its cluster, and redis-server
+// for the Redis stack), which the machine's noise disturbs far less than requests/s.
 const fs = require('fs');
 const http = require('http');
 const path = require('path');
@@ -138,9 +141,9 @@ function options(argv) {
     quick,
     stacks,
     workers: Number(v.workers || (quick ? 2 : 4)),
-    seconds: Number(v.seconds || (quick ? 0.5 : 10)),
+    seconds: Number(v.seconds || (quick ? 0.5 : 3)),
     warmup: quick ? 0.3 : 2,
-    rounds: Number(v.rounds || (quick ? 1 : 3)),
+    rounds: Number(v.rounds || (quick ? 1 : 12)),
     connections: Number(v.connections || (quick ? 16 : 64)),
     json: v.json,
   };
@@ -186,21 +189,41 @@ async function startStack(stack, cfg, redisPort) {
     await new Promise((resolve) => { if (child.exitCode !== null) resolve(); else child.once('exit', resolve); });
     for (const f of [map, `${map}-cache`]) fs.rmSync(`/dev/shm/${f}`, { force: true });
   };
-  return { port, stop };
+  return { port, stop, pid: child.pid };
 }
 
-async function measure(stack, cfg, redis) {
+// CPU time (ms) of `pids` and all their descendants, from /proc (utime + stime).
+function treeCpuMs(pids) {
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  const procs = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
+      procs.push({ pid: Number(e), ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) * tick });
+    } catch { /* exited meanwhile */ }
+  }
+  const tree = new Set(pids.filter(Boolean));
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const p of procs) if (!tree.has(p.pid) && tree.has(p.ppid)) { tree.add(p.pid); grew = true; }
+  }
+  return procs.reduce((a, p) => a + (tree.has(p.pid) ? p.cpu : 0), 0);
+}
+
+// Starts a stack's app, logs its users in and warms it up; returns a slice runner.
+async function prepare(stack, cfg, redis) {
   const autocannon = require('autocannon');
   const app = await startStack(stack, cfg, redis && redis.port);
   try {
-    if (redis) await redis.flush();
     // Log SESSIONS users in (through the cluster: each login lands on some worker).
     const cookies = [];
     for (let i = 0; i < SESSIONS; i++) {
       const c = await post(app.port, '/login', { 'x-user': `user${i}`, 'x-client': `c${i % CLIENTS}` });
       cookies.push(c ? c[0].split(';')[0] : '');
     }
-    const run = (seconds) => autocannon({
+    const drive = (seconds) => autocannon({
       url: `http://127.0.0.1:${app.port}`,
       connections: cfg.connections,
       duration: seconds,
@@ -213,18 +236,28 @@ async function measure(stack, cfg, redis) {
         }),
       }],
     });
-    await run(cfg.warmup);
-    const r = await run(cfg.seconds);
-    return {
-      requestsPerSec: r.requests.average,
-      latencyP50: r.latency.p50,
-      latencyP99: r.latency.p99,
-      non2xx: r.non2xx,
-      errors: r.errors + r.timeouts,
-      requests: r.requests.total,
+    await drive(cfg.warmup);
+    // The stack's CPU: its cluster, and for Redis the server too (autocannon's is nobody's).
+    const cpu = () => treeCpuMs([app.pid, stack === 'redis' ? redis.pid : 0]);
+    const slice = async (seconds) => {
+      const c0 = cpu();
+      const r = await drive(seconds);
+      const cpuMs = cpu() - c0;
+      return {
+        requestsPerSec: r.requests.average,
+        latencyP50: r.latency.p50,
+        latencyP99: r.latency.p99,
+        non2xx: r.non2xx,
+        errors: r.errors + r.timeouts,
+        requests: r.requests.total,
+        cpuMs,
+        cpuUsPerRequest: r.requests.total ? (cpuMs * 1000) / r.requests.total : null,
+      };
     };
-  } finally {
+    return { slice, stop: app.stop };
+  } catch (e) {
     await app.stop();
+    throw e;
   }
 }
 
@@ -237,7 +270,7 @@ async function startRedis() {
   const port = backend.port();
   const admin = createClient({ url: `redis://127.0.0.1:${port}` });
   await admin.connect();
-  return { port, flush: () => admin.flushAll(), stop: async () => { await admin.quit(); await backend.shutdown(); } };
+  return { port, pid: backend.pid(), flush: () => admin.flushAll(), stop: async () => { await admin.quit(); await backend.shutdown(); } };
 }
 
 /** Runs the benchmark; returns its data (report.js's `data.adapters`). */
@@ -251,36 +284,49 @@ async function run(cfg, log = console.log) {
   }
   const stacks = cfg.stacks.filter((s) => !skipped[s]);
   const runs = Object.fromEntries(stacks.map((s) => [s, []]));
+  const apps = {};
   try {
+    // Every stack's app runs at once (an idle one costs nothing); the load moves from one to
+    // the next every `seconds`, the order rotating round by round, so that the rounds compared
+    // ran seconds apart and the machine's drifts fall on every stack alike.
+    if (redis) await redis.flush();
+    for (const stack of stacks) apps[stack] = await prepare(stack, cfg, stack === 'redis' ? redis : null);
+    for (const stack of stacks) await apps[stack].slice(cfg.warmup); // warm again, all started: not recorded
     for (let round = 0; round < cfg.rounds; round++) {
-      // Alternate the order round by round so that slow drifts of the machine's load even out.
-      const order = round % 2 ? [...stacks].reverse() : stacks;
-      for (const stack of order) {
-        const r = await measure(stack, cfg, stack === 'redis' ? redis : null);
+      for (let j = 0; j < stacks.length; j++) {
+        const stack = stacks[(round + j) % stacks.length];
+        const r = await apps[stack].slice(cfg.seconds);
         runs[stack].push(r);
-        log(`  round ${round + 1} ${stack.padEnd(6)} ${Math.round(r.requestsPerSec).toLocaleString('en-US').padStart(8)} req/s  p50 ${r.latencyP50} ms  p99 ${r.latencyP99} ms  non-2xx ${r.non2xx}  errors ${r.errors}`);
+        log(`  round ${String(round + 1).padStart(2)} ${stack.padEnd(6)} ${Math.round(r.requestsPerSec).toLocaleString('en-US').padStart(8)} req/s  ` +
+          `${r.cpuUsPerRequest === null ? '-' : r.cpuUsPerRequest.toFixed(0)} µs CPU/request  p50 ${r.latencyP50} ms  p99 ${r.latencyP99} ms  non-2xx ${r.non2xx}  errors ${r.errors}`);
       }
     }
   } finally {
+    for (const a of Object.values(apps)) await a.stop();
     if (redis) await redis.stop();
   }
   const summary = {};
   for (const s of stacks) {
     const rs = runs[s];
-    summary[s] = { requestsPerSec: median(rs.map((r) => r.requestsPerSec)), latencyP50: median(rs.map((r) => r.latencyP50)),
+    summary[s] = { requestsPerSec: median(rs.map((r) => r.requestsPerSec)), cpuUsPerRequest: median(rs.map((r) => r.cpuUsPerRequest)),
+      latencyP50: median(rs.map((r) => r.latencyP50)),
       latencyP99: median(rs.map((r) => r.latencyP99)), non2xx: rs.reduce((a, r) => a + r.non2xx, 0), errors: rs.reduce((a, r) => a + r.errors, 0) };
   }
-  // shmap over another stack: the median of the per-round ratios (they ran seconds apart).
+  // shmap over another stack: the median of the per-round ratios (they ran seconds apart);
+  // for CPU, the other stack's CPU per request over shmap's (above 1: shmap costs less).
   const ratio = (other) => (runs.shmap && runs[other] ? median(runs.shmap.map((r, i) => r.requestsPerSec / runs[other][i].requestsPerSec)) : null);
+  const cpuRatio = (other) => (runs.shmap && runs[other] ? median(runs.shmap.map((r, i) => runs[other][i].cpuUsPerRequest / r.cpuUsPerRequest)) : null);
   const data = {
     workers: cfg.workers, seconds: cfg.seconds, rounds: cfg.rounds, connections: cfg.connections,
     sessions: SESSIONS, clients: CLIENTS, items: ITEMS, skipped, runs, summary,
     ratios: { vsRedis: ratio('redis'), vsMemory: ratio('memory') },
+    cpuRatios: { vsRedis: cpuRatio('redis'), vsMemory: cpuRatio('memory') },
     goals: { vsRedis: 1.3, vsMemory: 0.95 },
     versions: versions(),
   };
   if (data.ratios.vsRedis) log(`  shmap / redis  ${data.ratios.vsRedis.toFixed(2)}x (goal >= 1.3x)`);
   if (data.ratios.vsMemory) log(`  shmap / memory ${data.ratios.vsMemory.toFixed(2)}x (goal >= 0.95x)`);
+  for (const [k, v] of Object.entries(data.cpuRatios)) if (v) log(`  CPU per request, ${k.slice(2).toLowerCase()} / shmap: ${v.toFixed(2)}x`);
   return data;
 }
 

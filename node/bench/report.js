@@ -355,6 +355,8 @@ function options() {
     quick,
     out: path.resolve(v.out || (quick ? path.join(__dirname, 'results', 'report-quick') : path.join(ROOT, 'docs', 'perf'))),
     sections,
+    // Some sections, full size, into the default directory: merged with the full run there.
+    partial: Boolean(v.only) && !quick && !v.out && sections.length < ALL.length,
     backends: list(v.backends || 'shmap,shmap-nodc,lru,lmdb,redis,ipc'),
     build: !v['no-build'],
     render: v.render,
@@ -376,6 +378,25 @@ function options() {
   };
   if (cfg.throughput.seconds.some((s) => !(s > 0))) throw new Error('--seconds must be positive');
   return cfg;
+}
+
+// A run of some sections (--only, full size) into a directory that holds a full run's
+// data.json: the sections not re-run keep that run's data, and the report says which sections
+// come from which run (meta.base: the run the rest is from).
+function carryOver(out, data, sections) {
+  let prev;
+  try { prev = JSON.parse(fs.readFileSync(path.join(out, 'data.json'), 'utf8')); } catch { return; }
+  if (!prev || !prev.meta || prev.meta.quick) return;
+  for (const [k, v] of Object.entries(prev)) {
+    if (k !== 'meta' && k !== 'skipped' && data[k] === undefined) data[k] = v;
+  }
+  const base = prev.meta.base || { date: prev.meta.date, command: prev.meta.command, commit: prev.meta.machine && prev.meta.machine.commit };
+  const remeasured = [...(prev.meta.remeasured || []).filter((r) => !r.sections.every((x) => sections.includes(x))),
+    { sections, date: data.meta.date, command: data.meta.command, commit: data.meta.machine.commit }];
+  data.meta.base = base;
+  data.meta.remeasured = remeasured;
+  data.skipped = { ...(prev.skipped || {}), ...(data.skipped || {}) };
+  log(`note: sections other than ${sections.join(', ')} carried over from the run of ${base.date}`);
 }
 
 function log(...a) { console.log(...a); }
@@ -796,6 +817,7 @@ async function primary() {
   data.meta.phases = phases;
   data.meta.loadavgEnd = loadavg();
   data.meta.wallSeconds = (Date.now() - t0) / 1e3;
+  if (cfg.partial) carryOver(cfg.out, data, cfg.sections);
   render.write(cfg.out, data);
   log(`\nwrote ${path.relative(process.cwd(), cfg.out) || '.'}/{report.md,data.json,*.svg} in ${data.meta.wallSeconds.toFixed(0)} s; load average at end ${data.meta.loadavgEnd.join(' ')}`);
 }

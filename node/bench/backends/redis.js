@@ -42,6 +42,8 @@ module.exports = {
   async teardown() { await admin.flushall(); },
   /** The port of the server init() started (for other benches that bring their own client). */
   port: () => port,
+  /** The server's pid (adapters.js counts its CPU time as the Redis stack's). */
+  pid: () => server && server.pid,
   async shutdown() {
     if (admin) await admin.quit();
     if (server) server.kill();
