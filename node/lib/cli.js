@@ -1,5 +1,5 @@
 'use strict';
-// The `shmap` command (bin/shmap.js): inspect, ls and rm, backed by the core through the addon,
+// The `shmap` command (bin/shmap.js): inspect, dump, load, ls and rm, backed by the core through the addon,
 // so it needs no Rust toolchain. `shmap inspect` is the shmap-inspect tool itself (its library
 // is linked into the addon): the same options, output and exit codes.
 
@@ -14,6 +14,8 @@ const HELP = {
 usage: shmap COMMAND [OPTIONS]
 commands:
   inspect NAME     summary, --verify, --keys, --dump of one map (read-only; shmap inspect --help)
+  dump NAME        its live entries as JSON lines (shmap inspect --dump)
+  load NAME [FILE] store the entries of a dump (FILE, or stdin) in a map
   ls [DIR]         the maps in DIR (default ${SHM}): size, owner, processes, last exit
   rm NAME...       remove maps that no process has open (--force: even if one has)
   help [COMMAND]   this text, or a command's
@@ -31,6 +33,27 @@ options:
   --json       one JSON object a map, one a line
   -h, --help   this text
 Exit status: 0, or 2 if DIR cannot be read or the command line is bad.`,
+  dump: `\
+usage: shmap dump [--prefix P] [--limit N] NAME
+The map's live, unexpired entries, one JSON object a line: key, value (UTF-8, base64 or a
+counter's integer), flags (the type of the value) and expiry, exactly as stored. The same as
+shmap inspect --dump (read-only; see shmap inspect --help). shmap load reads it back.
+Exit status: 0, 1 if damaged entries were left out (listed on stderr), 2 if NAME cannot be read.`,
+  load: `\
+usage: shmap load [--reset] [--max-size BYTES] NAME [FILE]
+Stores every entry of a dump (shmap dump, or shmap inspect --dump, of this or an earlier
+release) in the map NAME, creating it if needed: keys, values, types and expiries as they
+were; entries that expired since the dump are left out. This is how a map's contents move to
+a new format version, which refuses older files:
+  npx shmap@OLD dump NAME > NAME.ndjson     # with the release that wrote the map
+  npx shmap load --reset NAME NAME.ndjson   # with this one
+A line that is not an entry, or an entry the map cannot store (say, it is full), stops the
+load; the entries before it are stored, and the line is named.
+options:
+  --reset            re-create NAME empty first (needed when it is of an older version)
+  --max-size BYTES   the map's maxSize, if it is created here
+  -h, --help         this text
+Exit status: 0 all stored, 1 stopped at a line, 2 NAME or FILE cannot be opened or bad usage.`,
   rm: `\
 usage: shmap rm [--force] NAME...
 Removes each map file, only when no process has it open: it takes the map's exclusive lock
@@ -64,6 +87,8 @@ function main(argv, io) {
     return say(HELP[topic || 'main']), 0;
   }
   if (cmd === 'inspect') return inspect(rest, io);
+  if (cmd === 'dump') return dump(rest, io);
+  if (cmd === 'load') return load(rest, io);
   if (cmd === 'ls') return ls(rest, io);
   if (cmd === 'rm') return rm(rest, io);
   complain(`shmap: unknown command ${cmd}\n\n${HELP.main}`);
@@ -77,6 +102,48 @@ function native() {
 // Runs the inspection tool with `args`; its output goes to io as it is produced.
 function inspect(args, io) {
   return native().inspectCli(args.map(String), (fd, chunk) => (fd === 1 ? io.out : io.err)(chunk));
+}
+
+// `shmap dump`: the tool's --dump (its --help is ours).
+function dump(args, io) {
+  if (args.includes('-h') || args.includes('--help')) return io.out(`${HELP.dump}\n`), 0;
+  if (!args.some((a) => !a.startsWith('-'))) return usageFailed(new UsageError('no NAME given', 'dump'), io);
+  return inspect(['--dump', ...args], io);
+}
+
+function load(args, io) {
+  const o = { reset: false, maxSize: undefined, operands: [] };
+  try {
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      if (a === '-h' || a === '--help') return io.out(`${HELP.load}\n`), 0;
+      if (a === '--reset') o.reset = true;
+      else if (a === '--max-size') {
+        const n = Number(args[++i]);
+        if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--max-size needs a number of bytes, not ${args[i]}`, 'load');
+        o.maxSize = n;
+      } else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`, 'load');
+      else o.operands.push(a);
+    }
+    if (o.operands.length < 1 || o.operands.length > 2) throw new UsageError('give NAME, and FILE or nothing (stdin)', 'load');
+  } catch (e) {
+    return usageFailed(e, io);
+  }
+  const [name, file] = o.operands;
+  let r;
+  try {
+    r = native().loadCli(resolve(name), file === undefined || file === '-' ? undefined : file, o.reset, o.maxSize);
+  } catch (e) {
+    io.err(`shmap load: ${e.message}${e.code === 'ERR_SHMAP_VERSION' ? ' (--reset re-creates it)' : ''}\n`);
+    return 2;
+  }
+  const summary = `${r.entries} entries stored${r.expired ? `, ${r.expired} expired since the dump left out` : ''}`;
+  if (r.failedLine !== undefined && r.failedLine !== null) {
+    io.err(`shmap load: line ${r.failedLine}: ${r.error} (${r.errorCode}); ${summary} before it\n`);
+    return 1;
+  }
+  io.out(`${summary}\n`);
+  return 0;
 }
 
 // The tool's --json summary of one file, or { error, error_kind } when it cannot be read.

@@ -32,7 +32,7 @@ function filled(t) {
 
 test('--help on every command', () => {
   for (const args of [['--help'], ['help'], ['inspect', '--help'], ['help', 'inspect'],
-    ['ls', '--help'], ['help', 'ls'], ['rm', '--help'], ['rm', '-h']]) {
+    ['ls', '--help'], ['help', 'ls'], ['rm', '--help'], ['rm', '-h'], ['dump', '--help'], ['help', 'load'], ['load', '-h']]) {
     const r = shmap(args);
     assert.equal(r.code, 0, `${args}: ${r.stderr}`);
     assert.match(r.stdout, /^usage: shmap /, args.join(' '));
@@ -194,4 +194,66 @@ test('shmap rm: an empty file (a creation that never finished) goes, a file that
   assert.equal(r.code, 2);
   assert.match(r.stderr, /not a shmap map; not removed/);
   assert.ok(fs.existsSync(text));
+});
+
+test('shmap dump then shmap load: every type, key, flag and expiry comes back; expired entries stay out', async (t) => {
+  const { name, m } = filled(t);
+  m.set('text', 'héllo ✓');
+  m.set('obj', { a: [1, 2, { b: null }], c: 'x' });
+  m.set('u8', new Uint8Array([7, 8]));
+  m.set('num', -2.5);
+  m.set('big', 'y'.repeat(200_000));
+  m.set('soon', 'z', 300);
+  m.set('later', 'w', 600_000);
+  m.set(Buffer.from([0xff, 0x00, 0xfe]), 'a key that is not UTF-8');
+  const dir = tempDir(t);
+  const file = path.join(dir, 'map.ndjson');
+  const d = spawnSync(process.execPath, [BIN, 'dump', name], { timeout: 60_000 });
+  assert.equal(d.status, 0, d.stderr.toString());
+  fs.writeFileSync(file, d.stdout);
+  await new Promise((r) => setTimeout(r, 400)); // 'soon' expires between the dump and the load
+  const copy = uniqueName(t, 'cli-copy');
+  const r = shmap(['load', copy, file]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^5[0-9] entries stored, 1 expired since the dump left out\n$/);
+  const c = new Shmap(copy);
+  t.after(() => { c.close(); m.close(); });
+  for (const k of m.keys()) {
+    if (k === 'soon') continue;
+    assert.deepEqual(c.get(k), m.get(k), String(k));
+  }
+  assert.equal(c.get('soon'), undefined);
+  const keys = (x) => x.keys().map(String).filter((k) => k !== 'soon').sort();
+  assert.deepEqual(keys(c), keys(m));
+  assert.ok(c.get('u8') instanceof Uint8Array && !Buffer.isBuffer(c.get('u8')));
+  assert.ok(Buffer.isBuffer(c.get('bin')));
+  assert.equal(c.incr('hits', 1), 4); // still a counter
+  const ttl = c.getRemainingTTL('later');
+  assert.ok(ttl > 500_000 && ttl <= 600_000, String(ttl));
+  assert.equal(c.getRemainingTTL('text'), Infinity);
+});
+
+test('shmap load: a bad line stops it with exit 1 naming the line; a map of another version needs --reset', (t) => {
+  const { name, m } = filled(t);
+  t.after(() => m.close());
+  const dir = tempDir(t);
+  const good = spawnSync(process.execPath, [BIN, 'dump', '--limit', '3', name], { encoding: 'utf8' }).stdout;
+  const file = path.join(dir, 'bad.ndjson');
+  fs.writeFileSync(file, `${good}\n{"key":"k"}\n${good}`);
+  const copy = uniqueName(t, 'cli-copy');
+  let r = shmap(['load', copy, file]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^shmap load: line 5: no "key_encoding" \(ERR_SHMAP_BAD_DUMP\); 3 entries stored before it\n$/);
+  // A file of format version 1 (the fixture): refused, then re-created with --reset.
+  const old = path.join(dir, 'v1.shmap');
+  fs.copyFileSync(path.join(__dirname, '..', '..', 'tests', 'fixtures', 'v1.shmap'), old);
+  fs.chmodSync(old, 0o600);
+  fs.writeFileSync(file, good);
+  r = shmap(['load', old, file]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /version.*--reset re-creates it/s);
+  r = shmap(['load', '--reset', old, file]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, '3 entries stored\n');
+  assert.equal(shmap(['load', '--max-size', 'lots', copy]).code, 2);
 });

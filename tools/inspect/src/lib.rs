@@ -5,6 +5,7 @@
 //! file, or a bad command line. The verification walk itself stays in the core.
 
 pub mod json;
+pub mod load;
 pub mod text;
 
 use std::ffi::OsString;
