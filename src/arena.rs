@@ -9,7 +9,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    self, Desc, FLAG_PAD, LOG_HEADER_LEN, LogHeader, RECORD_HEADER_LEN, RecordHeader, ctl, slot,
+    self, Desc, FLAG_PAD, LOG_HEADER_LEN, LogHeader, RECORD_HEADER_LEN, RecordHeader, sctl, slot,
 };
 use crate::raw::{Mem, Window};
 
@@ -17,7 +17,7 @@ const HEAD: u64 = std::mem::offset_of!(LogHeader, head) as u64;
 const TAIL: u64 = std::mem::offset_of!(LogHeader, tail) as u64;
 
 /// Tells damage from a race when a lock-free read or scan keeps failing validation: a failure
-/// with no writer in the map, no recovery owed, and neither `active_gen` nor the ring's head
+/// with no writer in the shard, no recovery owed, and neither its `active` word nor the ring's head
 /// or tail moved since the previous failure was caused by no one (say, a slot pointing behind
 /// the tail). Retrying such a read for seconds would only delay the damage report.
 #[derive(Default)]
@@ -32,13 +32,14 @@ impl Failures {
 
     /// Records a failed validation of `g`; `Corrupt` once the map has stood still long enough.
     pub fn failed(&mut self, w: &Window, g: &Gen) -> Result<()> {
-        let seen = if w.load_u32(ctl!(writer_lock), Ordering::Acquire)? != 0
-            || w.load_u32(ctl!(recovery), Ordering::Acquire)? != 0
+        let s = g.shard;
+        let seen = if w.load_u32(sctl!(s, writer_lock), Ordering::Acquire)? != 0
+            || w.load_u32(sctl!(s, recovery), Ordering::Acquire)? != 0
         {
             None
         } else {
             Some([
-                w.load_u64(ctl!(active_gen), Ordering::Acquire)?,
+                w.load_u64(sctl!(s, active), Ordering::Acquire)?,
                 g.head(w)?,
                 g.tail(w)?,
             ])
@@ -47,9 +48,10 @@ impl Failures {
             self.still += 1;
             if self.still >= Self::STILL {
                 return Err(Error::corrupt(
-                    format::CONTROL_OFF,
+                    format::shard_off(s),
                     "reads fail validation with no writer in the map: an index slot points at a \
-                     record behind the ring's tail, or a descriptor disagrees with active_gen",
+                     record behind the ring's tail, or a descriptor disagrees with the shard's \
+                     active word",
                 ));
             }
         } else {
@@ -64,6 +66,10 @@ impl Failures {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Gen {
     pub desc: Desc,
+    /// The shard whose generation it is.
+    pub shard: usize,
+    /// The descriptor slot (0 or 1) that describes it.
+    pub slot: u64,
 }
 
 /// Where a value read from the ring goes.
@@ -167,40 +173,56 @@ pub(crate) enum Probe {
 }
 
 impl Gen {
-    /// Loads the active generation optimistically: `active_gen`, then its descriptor, then
-    /// `active_gen` again. Validates the descriptor and maps everything it names.
-    pub fn load(mem: &Mem) -> Result<Gen> {
+    /// Loads shard `shard`'s active generation optimistically: its `active` word, then the
+    /// descriptor slot it names, then `active` again. Validates the descriptor and maps
+    /// everything it names.
+    pub fn load(mem: &Mem, shard: usize) -> Result<Gen> {
         let w = mem.w();
         for _ in 0..100 {
-            let g = w.load_u64(ctl!(active_gen), Ordering::Acquire)?;
-            let desc = read_desc(w, g)?;
+            let active = w.load_u64(sctl!(shard, active), Ordering::Acquire)?;
+            let (g, slot) = (active >> 1, active & 1);
+            let desc = read_desc(w, shard, slot)?;
             fence(Ordering::Acquire);
-            if w.load_u64(ctl!(active_gen), Ordering::Relaxed)? != g {
+            if w.load_u64(sctl!(shard, active), Ordering::Relaxed)? != active {
                 continue;
             }
             // While `g` stays active its descriptor slot is never rewritten, so a generation
-            // this process has validated and mapped once needs no second look.
-            if mem.verified_gen() == g {
-                return Ok(Gen { desc });
+            // this process has validated and mapped once needs no second look (generation
+            // numbers are unique map-wide).
+            if mem.verified_gen() == g && desc.generation == g {
+                return Ok(Gen { desc, shard, slot });
             }
-            let fresh = Gen::from_desc(mem, desc, g)?;
+            let fresh = Gen::from_desc(mem, desc, shard, slot, g)?;
             mem.set_verified_gen(g);
             return Ok(fresh);
         }
         Err(Error::Busy)
     }
 
-    /// Validates `desc` as generation `g` and makes sure its regions are mapped.
-    pub fn from_desc(mem: &Mem, desc: Desc, g: u64) -> Result<Gen> {
+    /// Validates `desc`, in shard `shard`'s descriptor slot `slot`, as generation `g` and makes
+    /// sure its regions are mapped.
+    pub fn from_desc(mem: &Mem, desc: Desc, shard: usize, slot: u64, g: u64) -> Result<Gen> {
         let end = desc
             .index_off
             .saturating_add(desc.index_len())
             .max(desc.log_off.saturating_add(desc.log_len()));
         // Everything but the file length first (overflow included); then `ensure` checks that
         // the regions lie within the file, and maps them.
-        desc.validate(g, u64::MAX)?;
+        desc.validate(g, format::desc_off(shard, slot), mem.header_len(), u64::MAX)?;
         mem.ensure(end)?;
-        Ok(Gen { desc })
+        Ok(Gen { desc, shard, slot })
+    }
+
+    /// The shard's `active` word for this generation.
+    #[inline]
+    pub fn active_word(&self) -> u64 {
+        format::active_word(self.number(), self.slot)
+    }
+
+    /// Whether this generation is still the shard's active one.
+    #[inline]
+    pub fn is_active(&self, w: &Window) -> Result<bool> {
+        Ok(w.load_u64(sctl!(self.shard, active), Ordering::Relaxed)? == self.active_word())
     }
 
     /// The generation number.
@@ -423,16 +445,13 @@ impl Gen {
     /// active and the tail has not passed `pos`.
     pub fn intact(&self, w: &Window, pos: u64) -> Result<bool> {
         fence(Ordering::Acquire);
-        Ok(
-            w.load_u64(ctl!(active_gen), Ordering::Relaxed)? == self.number()
-                && self.tail(w)? <= pos,
-        )
+        Ok(self.is_active(w)? && self.tail(w)? <= pos)
     }
 
     /// After an optimistic read: true if nothing it read can have changed under it.
     pub fn still_valid(&self, w: &Window, probe: &Probe) -> Result<bool> {
         fence(Ordering::Acquire);
-        if w.load_u64(ctl!(active_gen), Ordering::Relaxed)? != self.number() {
+        if !self.is_active(w)? {
             return Ok(false);
         }
         // Every record the probe read must still be intact: the one found, and the ones whose
@@ -467,7 +486,7 @@ impl Gen {
         let room = self.cap() - self.phys(head);
         if head.saturating_add(room).saturating_add(size) > format::MAX_POS {
             // Damage: leave the duty to recover, whose sanity check rebuilds the generation.
-            w.store_u32(format::ctl!(recovery), 1, Ordering::Release)?;
+            w.store_u32(sctl!(self.shard, recovery), 1, Ordering::Release)?;
             return Err(Error::corrupt(
                 self.desc.log_off + HEAD,
                 format!("the ring's head {head} is beyond the largest position"),
@@ -509,16 +528,18 @@ impl Gen {
     }
 }
 
-fn read_desc(w: &Window, g: u64) -> Result<Desc> {
+/// Reads shard `shard`'s descriptor slot `slot`.
+pub(crate) fn read_desc(w: &Window, shard: usize, slot: u64) -> Result<Desc> {
+    let at = format::desc_off(shard, slot);
     let mut buf = [0u8; std::mem::size_of::<Desc>()];
-    w.read(format::desc_off(g), &mut buf)?;
-    Desc::read_from_bytes(&buf).map_err(|_| Error::corrupt(format::desc_off(g), "descriptor"))
+    w.read(at, &mut buf)?;
+    Desc::read_from_bytes(&buf).map_err(|_| Error::corrupt(at, "descriptor"))
 }
 
-/// Writes descriptor slot `desc.generation & 1` (with its checksum).
-pub(crate) fn write_desc(w: &Window, mut desc: Desc) -> Result<()> {
+/// Writes shard `shard`'s descriptor slot `slot` (with its checksum).
+pub(crate) fn write_desc(w: &Window, shard: usize, slot: u64, mut desc: Desc) -> Result<()> {
     desc.crc = desc.compute_crc();
-    w.write(format::desc_off(desc.generation), desc.as_bytes())
+    w.write(format::desc_off(shard, slot), desc.as_bytes())
 }
 
 /// Initialises a log region's header.
@@ -557,7 +578,7 @@ mod tests {
         let map = Shmap::open(dir.path().join("m").to_str().unwrap(), &Options::new()).unwrap();
         map.set(b"k", b"value").unwrap();
         let sh = map.shared().unwrap();
-        let g = Gen::load(&sh.mem).unwrap();
+        let g = Gen::load(&sh.mem, 0).unwrap();
         let w = sh.mem.w();
         let h = format::hash(b"k", sh.seed);
         // As if a writer had moved the tail past the record and begun overwriting it: its

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
-use crate::format::{HEADER_LEN, LOCK_WAITERS, Superblock, ctl};
+use crate::format::{self, LOCK_WAITERS, Superblock, gctl, sctl};
 use crate::lock::{self};
 use crate::options::{DEFAULT_MAX_SIZE, Options};
 use crate::raw::{ForkMutex, Mem};
@@ -264,10 +264,11 @@ fn read_superblock(file: &File, path: &Path) -> Result<Superblock> {
     let sb = Superblock::decode(&buf, path)?;
     // Nothing in the header may be touched before we know it is all there (else SIGBUS).
     let len = file.metadata().map_err(|e| Error::io("stat", e))?.len();
-    if len < HEADER_LEN {
+    let header_len = format::header_len(sb.shard_bits.get());
+    if len < header_len {
         return Err(Error::corrupt(
             len,
-            format!("file is {len} bytes, shorter than its {HEADER_LEN}-byte header"),
+            format!("file is {len} bytes, shorter than its {header_len}-byte header"),
         ));
     }
     Ok(sb)
@@ -294,7 +295,10 @@ fn init_alone(path: &Path, file: &File, opts: &Options) -> Result<Superblock> {
             }
             // A map of another version, or a damaged header, may be re-created on request; a
             // file that is not a map never is.
-            Err(Error::UnsupportedVersion { .. }) | Err(Error::Corrupt { .. }) if opts.reset => {}
+            Err(Error::UnsupportedVersion { .. })
+            | Err(Error::UnsupportedShards { .. })
+            | Err(Error::Corrupt { .. })
+                if opts.reset => {}
             Err(e) => return Err(e),
         }
     }
@@ -304,33 +308,39 @@ fn init_alone(path: &Path, file: &File, opts: &Options) -> Result<Superblock> {
 fn recover_alone(path: &Path, file: &File, opts: &Options, sb: &Superblock) -> Result<()> {
     let mem = Mem::new(file.try_clone().map_err(|e| Error::io("dup", e))?, true, 0)?;
     let w = mem.w();
-    // A writer that died holding the lock, or a recovery that failed, leaves the duty to
-    // recover even when the last process out marked the map clean.
-    let duty = w.load_u32(ctl!(writer_lock), Ordering::Acquire)? & !LOCK_WAITERS != 0
-        || w.load_u32(ctl!(recovery), Ordering::Acquire)? != 0;
-    lock::reset_all(&mem)?;
-    let clean = w.load_u32(ctl!(clean), Ordering::Acquire)? == 1;
+    let shards = 1usize << sb.shard_bits.get();
+    // A writer that died holding a shard's lock, or a recovery that failed, leaves the duty
+    // to recover that shard even when the last process out marked the map clean.
+    let mut duty = Vec::with_capacity(shards);
+    for s in 0..shards {
+        duty.push(
+            w.load_u32(sctl!(s, writer_lock), Ordering::Acquire)? & !LOCK_WAITERS != 0
+                || w.load_u32(sctl!(s, recovery), Ordering::Acquire)? != 0,
+        );
+    }
+    lock::reset_all(&mem, shards)?;
+    let clean = w.load_u32(gctl!(clean), Ordering::Acquire)? == 1;
     let stored_boot = [
-        w.load_u64(ctl!(boot_id), Ordering::Acquire)?,
-        w.load_u64(ctl!(boot_id) + 8, Ordering::Acquire)?,
+        w.load_u64(gctl!(boot_id), Ordering::Acquire)?,
+        w.load_u64(gctl!(boot_id) + 8, Ordering::Acquire)?,
     ];
     let os_crashed = !clean && stored_boot != boot_id();
     let sh = Shared::new(mem, None, sb, path, opts, (0, 0))?;
-    {
-        let mut wr = Writer::new(&sh)?;
+    for (s, duty) in duty.into_iter().enumerate() {
+        let mut wr = Writer::new(&sh, s)?;
         if os_crashed {
             wr.rebuild_verified()?;
         } else if !clean || duty {
             wr.recover()?;
         }
-        lock::recovered(&sh.mem, &lock::WRITER)?;
+        lock::recovered(&sh.mem, &lock::shard(s))?;
         wr.trim_alone()?;
     }
     let w = sh.mem.w();
     let b = boot_id();
-    w.store_u64(ctl!(boot_id), b[0], Ordering::Release)?;
-    w.store_u64(ctl!(boot_id) + 8, b[1], Ordering::Release)?;
-    w.store_u32(ctl!(clean), 0, Ordering::Release)?;
+    w.store_u64(gctl!(boot_id), b[0], Ordering::Release)?;
+    w.store_u64(gctl!(boot_id) + 8, b[1], Ordering::Release)?;
+    w.store_u32(gctl!(clean), 0, Ordering::Release)?;
     Ok(())
 }
 
@@ -340,7 +350,7 @@ fn finish_attach(path: &Path, file: File, opts: &Options, sb: Superblock) -> Res
     let mem = Mem::new(file, true, window_for(&meta))?;
     let me = lock::claim(&mem)?;
     // Mark the map in use even if we did not initialise it (a clean detach sets it back).
-    mem.w().store_u32(ctl!(clean), 0, Ordering::Release)?;
+    mem.w().store_u32(gctl!(clean), 0, Ordering::Release)?;
     Shared::new(mem, Some(me), &sb, path, opts, key)
 }
 

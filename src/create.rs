@@ -10,8 +10,8 @@ use zerocopy::IntoBytes;
 use crate::arena;
 use crate::error::{Error, Result};
 use crate::format::{
-    CONFIG_NO_EVICT, Desc, HEADER_LEN, PAGE, Superblock, ctl, index_region_len, log_region_len,
-    round_up,
+    self, CONFIG_NO_EVICT, Desc, PAGE, Superblock, gctl, index_region_len, log_region_len,
+    round_up, sctl,
 };
 use crate::options::{DEFAULT_MAX_SIZE, Options};
 use crate::plan;
@@ -25,9 +25,13 @@ pub(crate) fn create(file: &File, opts: &Options) -> Result<Superblock> {
     let now = (opts.clock)();
     let seed = opts.seed.unwrap_or_else(random_seed);
     let size = round_up(opts.initial_size, PAGE).unwrap_or(u64::MAX);
+    // This release creates maps of one shard (format.md, "Shard count").
+    let shard_bits = 0;
+    let shard = 0;
+    let header_len = format::header_len(shard_bits);
     let plan = plan::initial(size);
     let cap = plan.log_cap.unwrap_or(PAGE);
-    let index_off = HEADER_LEN;
+    let index_off = header_len;
     let log_off = index_off + index_region_len(plan.slots);
     let end = log_off + log_region_len(cap);
     let mem = Mem::new(
@@ -47,16 +51,23 @@ pub(crate) fn create(file: &File, opts: &Options) -> Result<Superblock> {
         ..Desc::default()
     };
     desc.crc = desc.compute_crc();
-    arena::write_desc(w, desc)?;
+    arena::write_desc(w, shard, 0, desc)?;
     arena::init_log(w, &desc, 0)?;
-    w.store_u64(ctl!(active_gen), 1, Ordering::Release)?;
+    w.store_u32(sctl!(shard, depth), shard_bits, Ordering::Release)?;
+    w.store_u64(sctl!(shard, switched_ms), now, Ordering::Release)?;
     w.store_u64(
-        ctl!(max_size),
+        sctl!(shard, active),
+        format::active_word(1, 0),
+        Ordering::Release,
+    )?;
+    w.store_u64(gctl!(next_gen), 2, Ordering::Release)?;
+    w.store_u64(
+        gctl!(max_size),
         opts.max_size.unwrap_or(DEFAULT_MAX_SIZE).max(size),
         Ordering::Release,
     )?;
     w.store_u64(
-        ctl!(default_ttl_ms),
+        gctl!(default_ttl_ms),
         opts.max_age_ms.unwrap_or(0),
         Ordering::Release,
     )?;
@@ -65,10 +76,9 @@ pub(crate) fn create(file: &File, opts: &Options) -> Result<Superblock> {
     } else {
         0
     };
-    w.store_u32(ctl!(config_flags), flags, Ordering::Release)?;
-    w.store_u32(ctl!(min_pages), (size / PAGE) as u32, Ordering::Release)?;
-    w.store_u64(ctl!(switched_ms), now, Ordering::Release)?;
-    let sb = Superblock::new(seed, now);
+    w.store_u32(gctl!(config_flags), flags, Ordering::Release)?;
+    w.store_u32(gctl!(min_pages), (size / PAGE) as u32, Ordering::Release)?;
+    let sb = Superblock::new(seed, now, shard_bits);
     mem.sync(0, end)?;
     w.write(0, sb.as_bytes())?;
     mem.sync(0, PAGE)?;

@@ -34,6 +34,14 @@ pub enum Error {
         /// The version this build reads and writes.
         supported: u32,
     },
+    /// The map was created with more shards than this build operates (a newer release's map):
+    /// nothing is written to it.
+    UnsupportedShards {
+        /// The file's shard count.
+        found: u32,
+        /// The most shards this build operates.
+        supported: u32,
+    },
     /// The file system has no room for the space the map needs (e.g. a full `/dev/shm`).
     NoSpace {
         /// Bytes shmap tried to reserve.
@@ -101,7 +109,9 @@ impl Error {
             Error::Io { .. } => "ERR_SHMAP_IO",
             Error::Corrupt { .. } => "ERR_SHMAP_CORRUPT",
             Error::NotAMap { .. } => "ERR_SHMAP_NOT_A_MAP",
-            Error::UnsupportedVersion { .. } => "ERR_SHMAP_VERSION",
+            Error::UnsupportedVersion { .. } | Error::UnsupportedShards { .. } => {
+                "ERR_SHMAP_VERSION"
+            }
             Error::NoSpace { .. } => "ERR_SHMAP_NO_SPACE",
             Error::Full { .. } => "ERR_SHMAP_FULL",
             Error::TooLarge { .. } => "ERR_SHMAP_TOO_LARGE",
@@ -154,7 +164,14 @@ impl fmt::Display for Error {
             Error::UnsupportedVersion { found, supported } => write!(
                 f,
                 "map file has format version {found}, this build reads version {supported}; \
-                 open it with `reset` to start a fresh map"
+                 open it with `reset: true` to re-create it as a fresh version-{supported} map \
+                 (its entries are lost)"
+            ),
+            Error::UnsupportedShards { found, supported } => write!(
+                f,
+                "map file has {found} shards (format version 3), this build operates maps of \
+                 at most {supported}; open it with the release that created it, or with \
+                 `reset: true` to re-create it as a fresh map (its entries are lost)"
             ),
             Error::NoSpace { requested } if *requested > 0 => write!(
                 f,

@@ -53,6 +53,7 @@ pub const ALL: &[&str] = &[
     "switch::between_building_off_and_len",
     "switch::after_reserve",
     "switch::while_filling",
+    "switch::retired_written",
     "switch::between_descriptor_and_publish",
     "switch::between_publish_and_counters",
     "switch::between_building_clears",

@@ -18,23 +18,32 @@ compile_error!(
 );
 
 /// Format version written by and readable by this build.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// File magic: `"SHMAP\0\r\n"` (the CR/LF catch text-mode mangling).
 pub const MAGIC: [u8; 8] = *b"SHMAP\0\r\n";
 /// Alignment of every region offset and length.
 pub const PAGE: u64 = 4096;
-/// Bytes before the first region: page 0 plus the process table.
+/// Bytes before the first region of a map of up to 16 shards (see [`header_len`]).
 pub const HEADER_LEN: u64 = 20480;
-/// Offset of the control block.
+/// Offset of the global control block.
 pub const CONTROL_OFF: u64 = 256;
-/// Offset of descriptor slot 0 (slot 1 follows).
-pub const DESC_OFF: u64 = 512;
+/// Offset of descriptor slot 0 inside a shard table entry (slot 1 follows).
+pub const DESC_OFF: u64 = 256;
 /// Offset of the process table.
 pub const PROC_OFF: u64 = 4096;
 /// Number of process slots.
 pub const PROC_SLOTS: u32 = 1024;
 /// Bytes per process slot.
-pub const PROC_SLOT_LEN: u64 = 16;
+pub const PROC_SLOT_LEN: u64 = 8;
+/// Offset of the shard table (after page 0 and the process table).
+pub const SHARD_OFF: u64 = 12288;
+/// Bytes of one shard table entry.
+pub const SHARD_ENTRY_LEN: u64 = 512;
+/// At most `2^MAX_SHARD_BITS` shards.
+pub const MAX_SHARD_BITS: u32 = 7;
+/// The shard counts this build creates and operates (`shard_bits` up to this): a file with
+/// more shards is refused with [`Error::UnsupportedShards`].
+pub const SUPPORTED_SHARD_BITS: u32 = 0;
 /// Bytes of a record header.
 pub const RECORD_HEADER_LEN: u64 = 24;
 /// Bytes of the log region's header, before the ring.
@@ -98,45 +107,84 @@ pub struct Superblock {
     pub flags: U32,
     pub seed: U64,
     pub created_ms: U64,
-    pub reserved: [u8; 36],
+    pub shard_bits: U32,
+    pub shard_off: U32,
+    pub shard_entry_len: U32,
+    pub reserved: [u8; 24],
     pub crc: U32,
 }
 
-/// The control block: native-endian words at natural alignment, reached only as atomics.
-/// The struct exists for its layout (`offset_of!`) and to decode a copy for inspection.
+/// The global control block: native-endian words at natural alignment, reached only as
+/// atomics. The struct exists for its layout (`offset_of!`) and to decode a copy for inspection.
+/// No word here is written by an ordinary `set`, and none is a count.
 #[derive(Debug, Clone, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
 pub struct Control {
-    pub active_gen: u64,
-    pub writer_lock: u32,
-    pub recovery: u32,
     pub max_size: u64,
     pub default_ttl_ms: u64,
     pub config_flags: u32,
     pub clean: u32,
     pub boot_id: [u64; 2],
+    pub min_pages: u32,
+    pub place_lock: u32,
+    pub place_recovery: u32,
+    pub reserved52: u32,
+    pub place_since_ms: u64,
+    pub place_starving_until_ms: u64,
+    pub place_quiet_until_ms: u64,
+    pub next_gen: u64,
+    pub blob_table_off: u64,
+    pub blob_table_len: u64,
+    pub shrink_target: u64,
+    pub shrink_until_ms: u64,
+    pub reserved: [u64; 17],
+}
+
+/// One shard table entry: eight 64-byte lines (format.md, "Shard table").
+#[derive(Debug, Clone, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ShardEntry {
+    // Line 0, read-mostly.
+    pub active: u64,
+    pub switched_ms: u64,
+    pub depth: u32,
+    pub reserved20: u32,
+    pub reserved0: [u64; 5],
+    // Line 1, the writer's.
+    pub writer_lock: u32,
+    pub recovery: u32,
+    pub lock_since_ms: u64,
+    pub starving_until_ms: u64,
+    pub quiet_until_ms: u64,
     pub entries: u64,
     pub live_bytes: u64,
     pub used_slots: u64,
+    pub reserved1: u64,
+    // Line 2, statistics.
     pub evictions: u64,
     pub expirations: u64,
-    pub switched_ms: u64,
-    pub free_dirty: u32,
-    pub min_pages: u32,
-    pub building_off: u64,
-    pub building_len: u64,
     pub bytes_written: u64,
     pub bytes_copied: u64,
     pub switches: u64,
-    pub reserved152: u32,
-    pub reserved156: u32,
-    pub lock_since_ms: u64,
-    pub quiet_until_ms: u64,
-    pub starving_until_ms: u64,
-    pub reserved: [u64; 9],
+    pub reserved2: [u64; 3],
+    // Line 3, reserved for the incremental build.
+    pub reserved3: [u64; 8],
+    // Lines 4 and 5.
+    pub desc: [Desc; 2],
+    // Line 6, space (placement-owned).
+    pub building_off: u64,
+    pub building_len: u64,
+    pub retired_index_off: u64,
+    pub retired_index_len: u64,
+    pub retired_log_off: u64,
+    pub retired_log_len: u64,
+    pub retired_ms: u64,
+    pub footprint_hint: u64,
+    // Line 7.
+    pub reserved7: [u64; 8],
 }
 
-/// A generation descriptor (two slots, toggled by generation parity).
+/// A generation descriptor (two slots per shard; the shard's `active` word names the slot).
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
 )]
@@ -159,7 +207,6 @@ pub struct Desc {
 pub struct ProcSlot {
     pub pid: u32,
     pub incarnation: u32,
-    pub reserved: [u32; 2],
 }
 
 /// The log region's header.
@@ -188,40 +235,99 @@ pub struct RecordHeader {
 const _: () = {
     assert!(size_of::<Superblock>() == 128);
     assert!(offset_of!(Superblock, seed) == 72);
+    assert!(offset_of!(Superblock, shard_bits) == 88);
+    assert!(offset_of!(Superblock, shard_off) == 92);
+    assert!(offset_of!(Superblock, shard_entry_len) == 96);
     assert!(offset_of!(Superblock, crc) == 124);
     assert!(size_of::<Control>() == 256);
-    assert!(offset_of!(Control, writer_lock) == 8);
-    assert!(offset_of!(Control, max_size) == 16);
-    assert!(offset_of!(Control, boot_id) == 40);
-    assert!(offset_of!(Control, entries) == 56);
-    assert!(offset_of!(Control, free_dirty) == 104);
-    assert!(offset_of!(Control, building_off) == 112);
-    assert!(offset_of!(Control, switches) == 144);
-    assert!(offset_of!(Control, recovery) == 12);
-    assert!(offset_of!(Control, lock_since_ms) == 160);
-    assert!(offset_of!(Control, quiet_until_ms) == 168);
-    assert!(offset_of!(Control, starving_until_ms) == 176);
+    assert!(offset_of!(Control, max_size) == 0);
+    assert!(offset_of!(Control, default_ttl_ms) == 8);
+    assert!(offset_of!(Control, config_flags) == 16);
+    assert!(offset_of!(Control, clean) == 20);
+    assert!(offset_of!(Control, boot_id) == 24);
+    assert!(offset_of!(Control, min_pages) == 40);
+    assert!(offset_of!(Control, place_lock) == 44);
+    assert!(offset_of!(Control, place_recovery) == 48);
+    assert!(offset_of!(Control, place_since_ms) == 56);
+    assert!(offset_of!(Control, place_starving_until_ms) == 64);
+    assert!(offset_of!(Control, place_quiet_until_ms) == 72);
+    assert!(offset_of!(Control, next_gen) == 80);
+    assert!(offset_of!(Control, blob_table_off) == 88);
+    assert!(offset_of!(Control, shrink_target) == 104);
+    assert!(offset_of!(Control, shrink_until_ms) == 112);
+    assert!(size_of::<ShardEntry>() as u64 == SHARD_ENTRY_LEN);
+    assert!(offset_of!(ShardEntry, active) == 0);
+    assert!(offset_of!(ShardEntry, switched_ms) == 8);
+    assert!(offset_of!(ShardEntry, depth) == 16);
+    assert!(offset_of!(ShardEntry, writer_lock) == 64);
+    assert!(offset_of!(ShardEntry, recovery) == 68);
+    assert!(offset_of!(ShardEntry, lock_since_ms) == 72);
+    assert!(offset_of!(ShardEntry, starving_until_ms) == 80);
+    assert!(offset_of!(ShardEntry, quiet_until_ms) == 88);
+    assert!(offset_of!(ShardEntry, entries) == 96);
+    assert!(offset_of!(ShardEntry, live_bytes) == 104);
+    assert!(offset_of!(ShardEntry, used_slots) == 112);
+    assert!(offset_of!(ShardEntry, evictions) == 128);
+    assert!(offset_of!(ShardEntry, switches) == 160);
+    assert!(offset_of!(ShardEntry, reserved3) == 192);
+    assert!(offset_of!(ShardEntry, desc) as u64 == DESC_OFF);
+    assert!(offset_of!(ShardEntry, building_off) == 384);
+    assert!(offset_of!(ShardEntry, retired_index_off) == 400);
+    assert!(offset_of!(ShardEntry, retired_log_off) == 416);
+    assert!(offset_of!(ShardEntry, retired_ms) == 432);
+    assert!(offset_of!(ShardEntry, footprint_hint) == 440);
+    assert!(offset_of!(ShardEntry, reserved7) == 448);
     assert!(size_of::<Desc>() == 64);
     assert!(offset_of!(Desc, crc) == 56);
     assert!(size_of::<ProcSlot>() as u64 == PROC_SLOT_LEN);
     assert!(size_of::<LogHeader>() as u64 == LOG_HEADER_LEN);
     assert!(size_of::<RecordHeader>() as u64 == RECORD_HEADER_LEN);
-    assert!(DESC_OFF + 2 * 64 <= PROC_OFF);
-    assert!(PROC_OFF + PROC_SLOTS as u64 * PROC_SLOT_LEN == HEADER_LEN);
-    assert!(CONTROL_OFF + 256 <= DESC_OFF);
+    assert!(CONTROL_OFF + 256 <= PROC_OFF);
+    assert!(PROC_OFF + PROC_SLOTS as u64 * PROC_SLOT_LEN == SHARD_OFF);
+    assert!(SHARD_OFF + 16 * SHARD_ENTRY_LEN == HEADER_LEN);
 };
 
-/// File offset of a control-block field.
-macro_rules! ctl {
+/// File offset of a global control-block field.
+macro_rules! gctl {
     ($field:ident) => {
         $crate::format::CONTROL_OFF + ::std::mem::offset_of!($crate::format::Control, $field) as u64
     };
 }
-pub(crate) use ctl;
+pub(crate) use gctl;
 
-/// File offset of descriptor slot `g & 1`.
-pub fn desc_off(generation: u64) -> u64 {
-    DESC_OFF + (generation & 1) * size_of::<Desc>() as u64
+/// File offset of shard `shard`'s field (a `ShardEntry` field).
+macro_rules! sctl {
+    ($shard:expr, $field:ident) => {
+        $crate::format::shard_off($shard)
+            + ::std::mem::offset_of!($crate::format::ShardEntry, $field) as u64
+    };
+}
+pub(crate) use sctl;
+
+/// Bytes before the first region for a map of `2^shard_bits` shards: 20480 up to 16 shards,
+/// then 512 bytes more per shard, rounded up to a page.
+pub const fn header_len(shard_bits: u32) -> u64 {
+    let table = (SHARD_ENTRY_LEN << shard_bits).next_multiple_of(PAGE);
+    let len = SHARD_OFF + table;
+    if len < HEADER_LEN { HEADER_LEN } else { len }
+}
+
+/// File offset of shard `shard`'s table entry.
+#[inline]
+pub const fn shard_off(shard: usize) -> u64 {
+    SHARD_OFF + shard as u64 * SHARD_ENTRY_LEN
+}
+
+/// File offset of shard `shard`'s descriptor slot `slot` (0 or 1).
+#[inline]
+pub const fn desc_off(shard: usize, slot: u64) -> u64 {
+    shard_off(shard) + DESC_OFF + (slot & 1) * size_of::<Desc>() as u64
+}
+
+/// A shard's `active` word: generation `generation` described by descriptor slot `slot`.
+#[inline]
+pub const fn active_word(generation: u64, slot: u64) -> u64 {
+    generation << 1 | (slot & 1)
 }
 
 /// File offset of process slot `slot`'s field at `field_off`.
@@ -256,11 +362,11 @@ pub fn round_up(n: u64, to: u64) -> Option<u64> {
 
 impl Superblock {
     /// A fresh superblock for a new map.
-    pub fn new(seed: u64, created_ms: u64) -> Superblock {
+    pub fn new(seed: u64, created_ms: u64, shard_bits: u32) -> Superblock {
         let mut sb = Superblock {
             magic: MAGIC,
             version: VERSION.into(),
-            header_len: (HEADER_LEN as u32).into(),
+            header_len: (header_len(shard_bits) as u32).into(),
             page_size: (PAGE as u32).into(),
             control_off: (CONTROL_OFF as u32).into(),
             control_len: (size_of::<Control>() as u32).into(),
@@ -277,7 +383,10 @@ impl Superblock {
             flags: 0.into(),
             seed: seed.into(),
             created_ms: created_ms.into(),
-            reserved: [0; 36],
+            shard_bits: shard_bits.into(),
+            shard_off: (SHARD_OFF as u32).into(),
+            shard_entry_len: (SHARD_ENTRY_LEN as u32).into(),
+            reserved: [0; 24],
             crc: 0.into(),
         };
         sb.crc = crc32fast::hash(&sb.as_bytes()[..124]).into();
@@ -303,8 +412,15 @@ impl Superblock {
         if crc32fast::hash(&sb.as_bytes()[..124]) != sb.crc.get() {
             return Err(Error::corrupt(124, "superblock checksum mismatch"));
         }
-        let expect: [(&str, u32, u32); 14] = [
-            ("header_len", sb.header_len.get(), HEADER_LEN as u32),
+        let bits = sb.shard_bits.get();
+        if bits > MAX_SHARD_BITS {
+            return Err(Error::corrupt(
+                88,
+                format!("superblock field shard_bits is {bits}, at most {MAX_SHARD_BITS}"),
+            ));
+        }
+        let expect: [(&str, u32, u32); 16] = [
+            ("header_len", sb.header_len.get(), header_len(bits) as u32),
             ("page_size", sb.page_size.get(), PAGE as u32),
             ("control_off", sb.control_off.get(), CONTROL_OFF as u32),
             (
@@ -334,6 +450,12 @@ impl Superblock {
             ("slot_len", sb.slot_len.get(), SLOT_LEN as u32),
             ("hash_id", sb.hash_id.get(), HASH_XXH3_64),
             ("endian", sb.endian.get(), ENDIAN_MARK),
+            ("shard_off", sb.shard_off.get(), SHARD_OFF as u32),
+            (
+                "shard_entry_len",
+                sb.shard_entry_len.get(),
+                SHARD_ENTRY_LEN as u32,
+            ),
         ];
         for (name, found, want) in expect {
             if found != want {
@@ -342,6 +464,12 @@ impl Superblock {
                     format!("superblock field {name} is {found}, expected {want}"),
                 ));
             }
+        }
+        if bits > SUPPORTED_SHARD_BITS {
+            return Err(Error::UnsupportedShards {
+                found: 1 << bits,
+                supported: 1 << SUPPORTED_SHARD_BITS,
+            });
         }
         Ok(sb)
     }
@@ -363,9 +491,9 @@ impl Desc {
         log_region_len(self.log_cap)
     }
 
-    /// Checks a descriptor read for generation `generation` against a file of `file_len` bytes.
-    pub fn validate(&self, generation: u64, file_len: u64) -> Result<()> {
-        let at = desc_off(generation);
+    /// Checks a descriptor read at file offset `at` for generation `generation` against a file
+    /// of `file_len` bytes whose header is `header_len` bytes.
+    pub fn validate(&self, generation: u64, at: u64, header_len: u64, file_len: u64) -> Result<()> {
         let bad = |what: String| Err(Error::corrupt(at, what));
         if self.generation != generation {
             return bad(format!(
@@ -390,7 +518,7 @@ impl Desc {
             ("log", self.log_off, self.log_len()),
         ];
         for (name, off, len) in regions {
-            if off < HEADER_LEN || off % PAGE != 0 {
+            if off < header_len || off % PAGE != 0 {
                 return bad(format!("{name} region offset {off} is misplaced"));
             }
             match off.checked_add(len) {
@@ -541,7 +669,7 @@ mod tests {
 
     #[test]
     fn superblock_round_trips_and_rejects() {
-        let sb = Superblock::new(42, 1000);
+        let sb = Superblock::new(42, 1000, 0);
         let bytes = sb.as_bytes().to_vec();
         let p = std::path::Path::new("x");
         assert_eq!(Superblock::decode(&bytes, p).unwrap().seed.get(), 42);
@@ -553,16 +681,35 @@ mod tests {
             Err(Error::NotAMap { .. })
         ));
 
-        let mut v1 = Superblock::new(42, 1000);
-        v1.version = 1.into();
-        v1.crc = crc32fast::hash(&v1.as_bytes()[..124]).into();
+        for old in [1, 2] {
+            let mut v = Superblock::new(42, 1000, 0);
+            v.version = old.into();
+            v.crc = crc32fast::hash(&v.as_bytes()[..124]).into();
+            assert!(matches!(
+                Superblock::decode(v.as_bytes(), p),
+                Err(Error::UnsupportedVersion { found, supported: 3 }) if found == old
+            ));
+        }
+        // More shards than this build operates: typed, never a panic.
+        let four = Superblock::new(42, 1000, 2);
         assert!(matches!(
-            Superblock::decode(v1.as_bytes(), p),
-            Err(Error::UnsupportedVersion {
-                found: 1,
-                supported: 2
+            Superblock::decode(four.as_bytes(), p),
+            Err(Error::UnsupportedShards {
+                found: 4,
+                supported: 1
             })
         ));
+        let mut absurd = Superblock::new(42, 1000, 0);
+        absurd.shard_bits = 9.into();
+        absurd.crc = crc32fast::hash(&absurd.as_bytes()[..124]).into();
+        assert!(matches!(
+            Superblock::decode(absurd.as_bytes(), p),
+            Err(Error::Corrupt { .. })
+        ));
+        assert_eq!(header_len(0), HEADER_LEN);
+        assert_eq!(header_len(4), HEADER_LEN);
+        assert_eq!(header_len(5), SHARD_OFF + 16384);
+        assert_eq!(header_len(7), SHARD_OFF + 65536);
 
         let mut flipped = bytes.clone();
         flipped[75] ^= 1;
@@ -620,13 +767,15 @@ mod tests {
         };
         d.crc = d.compute_crc();
         let end = d.log_off + d.log_len();
-        d.validate(3, end).unwrap();
-        assert!(d.validate(3, end - 1).is_err());
-        assert!(d.validate(5, end).is_err());
+        let at = desc_off(0, 1);
+        d.validate(3, at, HEADER_LEN, end).unwrap();
+        assert!(d.validate(3, at, HEADER_LEN, end - 1).is_err());
+        assert!(d.validate(5, at, HEADER_LEN, end).is_err());
+        assert!(d.validate(3, at, HEADER_LEN + PAGE, end).is_err());
         let mut overlap = d;
         overlap.log_off = HEADER_LEN;
         overlap.crc = overlap.compute_crc();
-        assert!(overlap.validate(3, end).is_err());
+        assert!(overlap.validate(3, at, HEADER_LEN, end).is_err());
     }
 
     #[test]

@@ -30,13 +30,66 @@ use zerocopy::FromBytes;
 use crate::arena::Gen;
 use crate::error::Error;
 use crate::format::{
-    self, CONFIG_NO_EVICT, Control, Desc, FLAG_INT, FLAG_LEASE, FLAG_PAD, HEADER_LEN, LOCK_WAITERS,
+    self, CONFIG_NO_EVICT, Desc, FLAG_INT, FLAG_LEASE, FLAG_PAD, HEADER_LEN, LOCK_WAITERS,
     LOG_HEADER_LEN, LogHeader, MAGIC, PROC_SLOTS, ProcSlot, RECORD_HEADER_LEN, RecordHeader,
-    SLOT_LEN, Superblock, USER_FLAGS, ctl, slot,
+    SLOT_LEN, Superblock, USER_FLAGS, gctl, sctl, slot,
 };
 use crate::lock;
 use crate::map::{Shmap, open_for_inspection};
-use crate::shared::{Shared, read_control};
+use crate::shared::{Shared, read_control, read_shard};
+
+/// The global control block and one shard's table entry, read together (relaxed loads: the
+/// words may be mutually a little out of date while writers run).
+#[derive(Debug, Clone)]
+struct Ctl {
+    active_gen: u64,
+    writer_lock: u32,
+    recovery: u32,
+    max_size: u64,
+    default_ttl_ms: u64,
+    config_flags: u32,
+    clean: u32,
+    entries: u64,
+    live_bytes: u64,
+    used_slots: u64,
+    evictions: u64,
+    expirations: u64,
+    switched_ms: u64,
+    min_pages: u32,
+    building_off: u64,
+    building_len: u64,
+    retired_len: u64,
+    bytes_written: u64,
+    bytes_copied: u64,
+    switches: u64,
+}
+
+fn read_ctl(sh: &Shared, shard: usize) -> Result<Ctl> {
+    let c = read_control(&sh.mem)?;
+    let e = read_shard(&sh.mem, shard)?;
+    Ok(Ctl {
+        active_gen: e.active >> 1,
+        writer_lock: e.writer_lock,
+        recovery: e.recovery,
+        max_size: c.max_size,
+        default_ttl_ms: c.default_ttl_ms,
+        config_flags: c.config_flags,
+        clean: c.clean,
+        entries: e.entries,
+        live_bytes: e.live_bytes,
+        used_slots: e.used_slots,
+        evictions: e.evictions,
+        expirations: e.expirations,
+        switched_ms: e.switched_ms,
+        min_pages: c.min_pages,
+        building_off: e.building_off,
+        building_len: e.building_len,
+        retired_len: e.retired_index_len.saturating_add(e.retired_log_len),
+        bytes_written: e.bytes_written,
+        bytes_copied: e.bytes_copied,
+        switches: e.switches,
+    })
+}
 
 /// How many times a whole pass restarts when the generation switches under it.
 const PASSES: u32 = 20;
@@ -104,6 +157,11 @@ impl fmt::Display for Unreadable {
                 "unsupported format version: the file has version {found}, this tool reads \
                  version {supported}; use a shmap-inspect built for version {found}"
             ),
+            Unreadable::Map(Error::UnsupportedShards { found, supported }) => write!(
+                f,
+                "unsupported shard count: the file has {found} shards, this tool reads maps of \
+                 at most {supported}; use a shmap-inspect of the release that created it"
+            ),
             Unreadable::Map(Error::Corrupt { offset, what }) => {
                 write!(f, "damaged at byte {offset}: {what}")
             }
@@ -119,7 +177,8 @@ impl Unreadable {
             Unreadable::NotAMap { .. } => "not_a_map",
             Unreadable::Truncated { .. } => "truncated",
             Unreadable::Busy | Unreadable::Racing => "busy",
-            Unreadable::Map(Error::UnsupportedVersion { .. }) => "unsupported_version",
+            Unreadable::Map(Error::UnsupportedVersion { .. })
+            | Unreadable::Map(Error::UnsupportedShards { .. }) => "unsupported_version",
             Unreadable::Map(Error::Corrupt { .. }) => "damaged",
             Unreadable::Map(Error::Io { .. }) => "io",
             Unreadable::Map(_) => "other",
@@ -309,6 +368,33 @@ pub struct Counters {
     pub bytes_copied: u64,
 }
 
+/// One shard's line of the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSummary {
+    /// The shard's number.
+    pub shard: usize,
+    /// Its active generation.
+    pub generation: u64,
+    /// Index slots of the active generation (0 when its descriptor is unusable).
+    pub index_slots: u64,
+    /// Ring capacity of the active generation (0 when its descriptor is unusable).
+    pub log_capacity: u64,
+    /// Bytes between the ring's tail and head.
+    pub ring_used: u64,
+    /// Live slots, as counted by writers.
+    pub entries: u64,
+    /// Bytes of live records, as counted by writers.
+    pub live_bytes: u64,
+    /// Bytes of the active generation's regions.
+    pub footprint: u64,
+    /// The shard's fair share of `max_size` (format.md, "Shard table").
+    pub fair_share: u64,
+    /// The shard's writer lock.
+    pub lock: LockState,
+    /// A recovery of this shard is pending.
+    pub recovery_pending: bool,
+}
+
 /// Everything `shmap-inspect FILE` shows.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -320,11 +406,15 @@ pub struct Summary {
     pub created_ms: u64,
     /// The hash seed.
     pub hash_seed: u64,
+    /// `log2` of the shard count.
+    pub shard_bits: u32,
+    /// One line per shard, in shard order.
+    pub shards: Vec<ShardSummary>,
     /// The file's length.
     pub apparent_bytes: u64,
     /// Storage the file holds (allocated blocks).
     pub allocated_bytes: u64,
-    /// The active generation number.
+    /// Shard 0's active generation number.
     pub generation: u64,
     /// The active generation's regions; `None` when its descriptor is unusable (see `problems`).
     pub layout: Option<Layout>,
@@ -355,7 +445,7 @@ pub struct Summary {
     pub last_exit: LastExit,
     /// A generation switch in progress (or interrupted): offset and length of its regions.
     pub building: Option<(u64, u64)>,
-    /// Free space may still hold blocks to return to the OS.
+    /// Retired regions still hold blocks to return to the OS (after their grace period).
     pub free_dirty: bool,
     /// Damage noticed on the way (the descriptor or the ring's head and tail); `--verify`
     /// looks much further.
@@ -491,11 +581,12 @@ impl Inspector {
         Ok(Superblock::read_from_bytes(&buf).map_err(|_| Error::corrupt(0, "superblock"))?)
     }
 
-    /// The summary: header, control block, lock, processes, layout and a count of the index.
+    /// The summary: header, control block, lock, processes, layout and a count of the index
+    /// (shard 0's), and a line per shard.
     pub fn summary(&self) -> Result<Summary> {
         let sh = self.sh()?;
         let sb = self.superblock()?;
-        let c = read_control(&sh.mem)?;
+        let c = read_ctl(sh, 0)?;
         let apparent_bytes = sh.mem.refresh_len()?;
         let (owner_uid, mode) = {
             use std::os::unix::fs::MetadataExt;
@@ -512,7 +603,7 @@ impl Inspector {
         let mut problems = Vec::new();
         let (mut layout, mut census) = (None, None);
         for _ in 0..PASSES {
-            let g = match load_gen(sh)? {
+            let g = match load_gen(sh, 0)? {
                 Ok(g) => g,
                 Err(p) => {
                     problems.push(p);
@@ -534,11 +625,14 @@ impl Inspector {
             return Err(Unreadable::Racing);
         }
         let last_exit = last_exit(&lock, c.clean == 1, !processes.is_empty());
+        let shards = self.shard_summaries()?;
         Ok(Summary {
             path: sh.path.clone(),
             format_version: sb.version.get(),
             created_ms: sb.created_ms.get(),
             hash_seed: sb.seed.get(),
+            shard_bits: sb.shard_bits.get(),
+            shards,
             apparent_bytes,
             allocated_bytes,
             generation: c.active_gen,
@@ -562,9 +656,41 @@ impl Inspector {
             last_exit,
             building: (c.building_off != 0 || c.building_len != 0)
                 .then_some((c.building_off, c.building_len)),
-            free_dirty: c.free_dirty != 0,
+            free_dirty: c.retired_len != 0,
             problems,
         })
+    }
+
+    /// A summary line per shard; a shard whose descriptor is unusable shows zeros there.
+    fn shard_summaries(&self) -> Result<Vec<ShardSummary>> {
+        let sh = self.sh()?;
+        let n = sh.shards();
+        let mut out = Vec::with_capacity(n);
+        for s in 0..n {
+            let c = read_ctl(sh, s)?;
+            let (mut index_slots, mut log_capacity, mut ring_used, mut footprint) = (0, 0, 0, 0);
+            if let Ok(g) = load_gen(sh, s)? {
+                let (head, tail) = head_tail(&g, sh.mem.w())?;
+                index_slots = g.slots();
+                log_capacity = g.cap();
+                ring_used = head.saturating_sub(tail);
+                footprint = g.desc.index_len().saturating_add(g.desc.log_len());
+            }
+            out.push(ShardSummary {
+                shard: s,
+                generation: c.active_gen,
+                index_slots,
+                log_capacity,
+                ring_used,
+                entries: c.entries,
+                live_bytes: c.live_bytes,
+                footprint,
+                fair_share: c.max_size.saturating_sub(sh.mem.header_len()) / n as u64,
+                lock: self.lock_state(&c)?,
+                recovery_pending: c.recovery != 0,
+            });
+        }
+        Ok(out)
     }
 
     fn layout(&self, g: &Gen) -> Result<Layout> {
@@ -615,7 +741,7 @@ impl Inspector {
         Ok(unchanged(g, self.sh()?.mem.w())?.then_some(cs))
     }
 
-    fn lock_state(&self, c: &Control) -> Result<LockState> {
+    fn lock_state(&self, c: &Ctl) -> Result<LockState> {
         let sh = self.sh()?;
         let word = c.writer_lock;
         if word & !LOCK_WAITERS == 0 {
@@ -718,8 +844,25 @@ impl Inspector {
         values: bool,
     ) -> Result<(Vec<Item>, u64)> {
         let sh = self.sh()?;
+        let mut all = Vec::new();
+        let mut damaged_all = 0;
+        for shard in 0..sh.shards() {
+            let (items, damaged) = self.shard_items(shard, prefix, values)?;
+            all.extend(items);
+            damaged_all += damaged;
+        }
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        if let Some(n) = limit {
+            all.truncate(n);
+        }
+        Ok((all, damaged_all))
+    }
+
+    /// [`Inspector::items`] of one shard, unsorted.
+    fn shard_items(&self, shard: usize, prefix: &[u8], values: bool) -> Result<(Vec<Item>, u64)> {
+        let sh = self.sh()?;
         'pass: for _ in 0..PASSES {
-            let g = match load_gen(sh)? {
+            let g = match load_gen(sh, shard)? {
                 Ok(g) => g,
                 Err(p) => {
                     return Err(Unreadable::Map(Error::Corrupt {
@@ -768,10 +911,6 @@ impl Inspector {
             if !unchanged(&g, sh.mem.w())? {
                 continue 'pass;
             }
-            out.sort_by(|a, b| a.key.cmp(&b.key));
-            if let Some(n) = limit {
-                out.truncate(n);
-            }
             return Ok((out, damaged));
         }
         Err(Unreadable::Racing)
@@ -781,10 +920,41 @@ impl Inspector {
     /// against each other and the format.
     pub fn verify(&self) -> Result<Verification> {
         let sh = self.sh()?;
-        let mut notes = self.control_notes()?;
+        let mut all: Option<Verification> = None;
+        for shard in 0..sh.shards() {
+            let v = self.verify_shard(shard)?;
+            all = Some(match all {
+                None => v,
+                Some(mut a) => {
+                    a.generation = a.generation.max(v.generation);
+                    a.index_slots += v.index_slots;
+                    a.live_slots += v.live_slots;
+                    a.tombstones += v.tombstones;
+                    a.records += v.records;
+                    a.dead_records += v.dead_records;
+                    a.pads += v.pads;
+                    a.counters_checked &= v.counters_checked;
+                    a.passes = a.passes.max(v.passes);
+                    a.problems.extend(v.problems);
+                    a.notes.extend(v.notes);
+                    a.problems.sort();
+                    a.problems.dedup();
+                    a.notes.sort();
+                    a.notes.dedup();
+                    a
+                }
+            });
+        }
+        all.ok_or(Unreadable::Racing)
+    }
+
+    /// The verification walk of one shard (its generation, index and ring).
+    fn verify_shard(&self, shard: usize) -> Result<Verification> {
+        let sh = self.sh()?;
+        let mut notes = self.control_notes(shard)?;
         for pass in 1..=PASSES {
-            let before = read_control(&sh.mem)?;
-            let g = match load_gen(sh)? {
+            let before = read_ctl(sh, shard)?;
+            let g = match load_gen(sh, shard)? {
                 Ok(g) => g,
                 Err(p) => {
                     return Ok(Verification {
@@ -810,11 +980,12 @@ impl Inspector {
     }
 
     /// Findings about the control block and the process table that are not about a generation.
-    fn control_notes(&self) -> Result<Vec<Note>> {
-        let c = read_control(&self.sh()?.mem)?;
+    fn control_notes(&self, shard: usize) -> Result<Vec<Note>> {
+        let c = read_ctl(self.sh()?, shard)?;
         let (procs, stale) = self.processes()?;
         let mut notes = Vec::new();
         let lock = self.lock_state(&c)?;
+        let global = shard == 0;
         if let LockState::Held {
             slot,
             pid,
@@ -823,36 +994,36 @@ impl Inspector {
         } = lock
         {
             notes.push(Note {
-                offset: Some(ctl!(writer_lock)),
+                offset: Some(sctl!(shard, writer_lock)),
                 what: format!(
                     "the writer lock is held by a dead process (slot {slot}, pid {pid}): a \
                      writer was killed mid-operation; the next writer recovers the map"
                 ),
             });
         }
-        if c.clean == 0 && procs.is_empty() && matches!(lock, LockState::Free) {
+        if global && c.clean == 0 && procs.is_empty() && matches!(lock, LockState::Free) {
             notes.push(Note {
-                offset: Some(ctl!(clean)),
+                offset: Some(gctl!(clean)),
                 what: "no process is attached but the map was not closed cleanly: the last \
                        process died without detaching; the next open recovers"
                     .into(),
             });
         }
-        if c.clean > 1 {
+        if global && c.clean > 1 {
             notes.push(Note {
-                offset: Some(ctl!(clean)),
+                offset: Some(gctl!(clean)),
                 what: format!("the clean flag holds {}, expected 0 or 1", c.clean),
             });
         }
         if c.recovery != 0 {
             notes.push(Note {
-                offset: Some(ctl!(recovery)),
+                offset: Some(sctl!(shard, recovery)),
                 what: "a recovery is pending (a writer died holding the lock, or a recovery \
                        failed): the next writer recovers the map"
                     .into(),
             });
         }
-        if !stale.is_empty() {
+        if global && !stale.is_empty() {
             notes.push(Note {
                 offset: Some(format::PROC_OFF),
                 what: format!(
@@ -868,13 +1039,13 @@ impl Inspector {
                 "a generation switch was interrupted; its regions are free space"
             };
             notes.push(Note {
-                offset: Some(ctl!(building_off)),
+                offset: Some(sctl!(shard, building_off)),
                 what: format!("{state} ([{}, +{}))", c.building_off, c.building_len),
             });
         }
-        if c.config_flags & !CONFIG_NO_EVICT != 0 {
+        if global && c.config_flags & !CONFIG_NO_EVICT != 0 {
             notes.push(Note {
-                offset: Some(ctl!(config_flags)),
+                offset: Some(gctl!(config_flags)),
                 what: format!(
                     "config flags {:#x} use bits this version does not know",
                     c.config_flags
@@ -885,7 +1056,7 @@ impl Inspector {
     }
 
     /// One verification pass over generation `g`; `None` if it switched meanwhile.
-    fn verify_gen(&self, g: &Gen, before: &Control) -> Result<Option<Verification>> {
+    fn verify_gen(&self, g: &Gen, before: &Ctl) -> Result<Option<Verification>> {
         let sh = self.sh()?;
         let w = sh.mem.w();
         let sb = self.superblock()?;
@@ -922,7 +1093,9 @@ impl Inspector {
         }
         if d.created_ms < sb.created_ms.get() {
             v.notes.push(Note {
-                offset: Some(format::desc_off(g.number()) + offset_of!(Desc, created_ms) as u64),
+                offset: Some(
+                    format::desc_off(g.shard, g.slot) + offset_of!(Desc, created_ms) as u64,
+                ),
                 what: "the generation was published before the map was created (a clock \
                        stepped back?)"
                     .into(),
@@ -1065,7 +1238,7 @@ impl Inspector {
         }
 
         // The counters, if no writer ran during the walk.
-        let after = read_control(&sh.mem)?;
+        let after = read_ctl(sh, g.shard)?;
         let quiet = before.writer_lock == 0
             && after.writer_lock == 0
             && (
@@ -1088,16 +1261,33 @@ impl Inspector {
         if quiet || dead_writer {
             v.counters_checked = true;
             let recount = [
-                ("entries", ctl!(entries), after.entries, v.live_slots),
-                ("live_bytes", ctl!(live_bytes), after.live_bytes, live_bytes),
-                ("used_slots", ctl!(used_slots), after.used_slots, used),
+                (
+                    "entries",
+                    sctl!(g.shard, entries),
+                    after.entries,
+                    v.live_slots,
+                ),
+                (
+                    "live_bytes",
+                    sctl!(g.shard, live_bytes),
+                    after.live_bytes,
+                    live_bytes,
+                ),
+                (
+                    "used_slots",
+                    sctl!(g.shard, used_slots),
+                    after.used_slots,
+                    used,
+                ),
             ];
             for (name, offset, stored, counted) in recount {
                 if stored == counted {
                     continue;
                 }
-                let what =
-                    format!("the control block's {name} is {stored}, the index recounts {counted}");
+                let what = format!(
+                    "shard {}'s {name} is {stored}, the index recounts {counted}",
+                    g.shard
+                );
                 if dead_writer {
                     v.notes.push(Note {
                         offset: Some(offset),
@@ -1289,22 +1479,23 @@ impl Inspector {
 
 /// Loads the active generation; damage to its descriptor (including regions beyond the end of
 /// the file) is a [`Problem`] at the descriptor, other failures are errors.
-fn load_gen(sh: &Shared) -> Result<std::result::Result<Gen, Problem>> {
+fn load_gen(sh: &Shared, shard: usize) -> Result<std::result::Result<Gen, Problem>> {
     let w = sh.mem.w();
     let len = sh.mem.refresh_len()?;
-    let g = w.load_u64(ctl!(active_gen), Ordering::Acquire)?;
-    let at = format::desc_off(g);
+    let active = w.load_u64(sctl!(shard, active), Ordering::Acquire)?;
+    let at = format::desc_off(shard, active & 1);
     let mut buf = [0u8; std::mem::size_of::<Desc>()];
     w.read(at, &mut buf)?;
     let desc = Desc::read_from_bytes(&buf).map_err(|_| Error::corrupt(at, "descriptor"))?;
     // Checked against the file's length before anything maps or touches the regions; a
     // descriptor that a racing switch replaced meanwhile is re-read by Gen::load below.
-    if let Err(Error::Corrupt { offset, what }) = desc.validate(g, len)
-        && w.load_u64(ctl!(active_gen), Ordering::Acquire)? == g
+    if let Err(Error::Corrupt { offset, what }) =
+        desc.validate(active >> 1, at, sh.mem.header_len(), len)
+        && w.load_u64(sctl!(shard, active), Ordering::Acquire)? == active
     {
         return Ok(Err(Problem { offset, what }));
     }
-    match Gen::load(&sh.mem) {
+    match Gen::load(&sh.mem, shard) {
         Ok(g) => Ok(Ok(g)),
         Err(Error::Corrupt { offset, what }) => Ok(Err(Problem { offset, what })),
         Err(e) => Err(e.into()),
@@ -1428,11 +1619,12 @@ fn ring_bounds(g: &Gen, head: u64, tail: u64) -> Vec<Problem> {
 }
 
 /// Whether `g` is still the active generation. It is checked once more at the end of every
-/// pass: `active_gen` only grows and a generation's regions are reused only after it is
-/// retired, so an unchanged number proves that nothing read during the pass was reused.
+/// pass: generation numbers are never reused and a generation's regions are reused only after
+/// it is retired, so an unchanged `active` word proves that nothing read during the pass was
+/// reused.
 fn unchanged(g: &Gen, w: &crate::raw::Window) -> Result<bool> {
     fence(Ordering::Acquire);
-    Ok(w.load_u64(ctl!(active_gen), Ordering::Relaxed)? == g.number())
+    g.is_active(w).map_err(Unreadable::from)
 }
 
 /// The ring's head and tail as they were at one moment (the tail re-read unchanged around the
@@ -1448,7 +1640,7 @@ fn head_tail(g: &Gen, w: &crate::raw::Window) -> Result<(u64, u64)> {
     Err(Unreadable::Racing)
 }
 
-fn counters(c: &Control) -> Counters {
+fn counters(c: &Ctl) -> Counters {
     Counters {
         entries: c.entries,
         live_bytes: c.live_bytes,

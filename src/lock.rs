@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
-use crate::format::{LOCK_INC_MASK, LOCK_WAITERS, PROC_SLOTS, ctl, proc_lock_byte, proc_off};
+use crate::format::{
+    LOCK_INC_MASK, LOCK_WAITERS, PROC_SLOTS, gctl, proc_lock_byte, proc_off, sctl,
+};
 use crate::raw::{Mem, monotonic_coarse_ms, monotonic_ms};
 
 const PID: usize = std::mem::offset_of!(crate::format::ProcSlot, pid);
@@ -121,7 +123,7 @@ impl Backoff {
 /// The words of one lock: its lock word and the recovery duty, holder's start time and the two
 /// hints that go with it. Every function here takes the set it works on, so the same protocol
 /// serves more than one lock (format version 3's per-shard writer locks and its placement lock,
-/// docs/shards.md); version 2 has one set, [`WRITER`].
+/// format.md); each shard has one set ([`shard`]) and the placement lock has [`PLACE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LockWords {
     /// The lock word (`0`, or `WAITERS | slot << 20 | incarnation`).
@@ -136,13 +138,24 @@ pub(crate) struct LockWords {
     pub quiet: u64,
 }
 
-/// The map's writer lock (format.md, "Writer lock").
-pub(crate) const WRITER: LockWords = LockWords {
-    lock: ctl!(writer_lock),
-    recovery: ctl!(recovery),
-    since: ctl!(lock_since_ms),
-    starving: ctl!(starving_until_ms),
-    quiet: ctl!(quiet_until_ms),
+/// Shard `i`'s writer lock (format.md, "Writer lock").
+pub(crate) const fn shard(i: usize) -> LockWords {
+    LockWords {
+        lock: sctl!(i, writer_lock),
+        recovery: sctl!(i, recovery),
+        since: sctl!(i, lock_since_ms),
+        starving: sctl!(i, starving_until_ms),
+        quiet: sctl!(i, quiet_until_ms),
+    }
+}
+
+/// The placement lock (global; format.md, "Placement lock").
+pub(crate) const PLACE: LockWords = LockWords {
+    lock: gctl!(place_lock),
+    recovery: gctl!(place_recovery),
+    since: gctl!(place_since_ms),
+    starving: gctl!(place_starving_until_ms),
+    quiet: gctl!(place_quiet_until_ms),
 };
 
 /// How the writer lock was obtained.
@@ -306,12 +319,14 @@ pub(crate) fn quiet_pending(mem: &Mem, lw: &LockWords) -> Result<Option<Duration
 
 /// Forgets every lock and hint: only for a process that is alone with the file. The recovery
 /// duty is kept (the caller recovers when it is set).
-pub(crate) fn reset_all(mem: &Mem) -> Result<()> {
+pub(crate) fn reset_all(mem: &Mem, shards: usize) -> Result<()> {
     let w = mem.w();
-    w.store_u32(WRITER.lock, 0, Ordering::Release)?;
-    w.store_u64(WRITER.since, 0, Ordering::Release)?;
-    w.store_u64(WRITER.quiet, 0, Ordering::Release)?;
-    w.store_u64(WRITER.starving, 0, Ordering::Release)?;
+    for lw in (0..shards).map(shard).chain([PLACE]) {
+        w.store_u32(lw.lock, 0, Ordering::Release)?;
+        w.store_u64(lw.since, 0, Ordering::Release)?;
+        w.store_u64(lw.quiet, 0, Ordering::Release)?;
+        w.store_u64(lw.starving, 0, Ordering::Release)?;
+    }
     for slot in 0..PROC_SLOTS {
         w.store_u32(proc_off(slot, PID), 0, Ordering::Release)?;
     }

@@ -10,11 +10,11 @@ use std::time::Duration;
 use crate::arena::{Failures, Gen, Hit, NoSink, Probe, Sink, SliceSink};
 use crate::attach::{attach, open_read_only};
 use crate::error::{Error, Result};
-use crate::format::{self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, ctl, slot};
+use crate::format::{self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, gctl, sctl, slot};
 use crate::lock::{self, Acquired};
 use crate::options::{MIN_SIZE, Options, resolve};
 use crate::scan::{ScanCursor, ScanOptions};
-use crate::shared::{Shared, read_control};
+use crate::shared::{Shared, read_control, read_shard};
 use crate::types::{
     Condition, Counter, Entry, IncrOptions, LeaseState, Lookup, Meta, SetOptions, Stats, Version,
 };
@@ -87,10 +87,10 @@ impl Shmap {
     fn apply_options(&self, opts: &Options) -> Result<()> {
         let w = self.sh.mem.w();
         if let Some(max) = opts.max_size {
-            w.store_u64(ctl!(max_size), max, Ordering::Release)?;
+            w.store_u64(gctl!(max_size), max, Ordering::Release)?;
         }
         if let Some(ttl) = opts.max_age_ms {
-            w.store_u64(ctl!(default_ttl_ms), ttl, Ordering::Release)?;
+            w.store_u64(gctl!(default_ttl_ms), ttl, Ordering::Release)?;
         }
         if let Some(evict) = opts.evict {
             self.set_evict(evict)?;
@@ -134,8 +134,9 @@ impl Shmap {
         let sh = self.live()?;
         let h = self.hash(key)?;
         let mut failures = Failures::default();
+        let shard = sh.shard_of(h);
         for attempt in 0..200u32 {
-            let g = Gen::load(&sh.mem)?;
+            let g = Gen::load(&sh.mem, shard)?;
             let w = sh.mem.w();
             let probe = g.lookup(w, key, h, sink)?;
             if g.still_valid(w, &probe)? {
@@ -147,7 +148,7 @@ impl Shmap {
             }
             failures.failed(w, &g)?;
             if attempt >= 2 {
-                lock::request_quiet(&sh.mem, &lock::WRITER);
+                lock::request_quiet(&sh.mem, &lock::shard(shard));
             }
             if attempt >= 3 {
                 std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
@@ -247,7 +248,7 @@ impl Shmap {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        WriteGuard::take(sh)
+        WriteGuard::take(sh, 0)
     }
 
     /// Stores `value` under `key` with the map's default time to live.
@@ -333,8 +334,9 @@ impl Shmap {
         let sh = self.live()?;
         let h = self.hash(key)?;
         let mut buf = [0u8; 16];
+        let shard = sh.shard_of(h);
         for attempt in 0..200u32 {
-            let g = Gen::load(&sh.mem)?;
+            let g = Gen::load(&sh.mem, shard)?;
             let w = sh.mem.w();
             let probe = g.lookup(w, key, h, &mut SliceSink(&mut buf, None))?;
             if g.still_valid(w, &probe)? {
@@ -351,7 +353,7 @@ impl Shmap {
                 });
             }
             if attempt >= 2 {
-                lock::request_quiet(&sh.mem, &lock::WRITER);
+                lock::request_quiet(&sh.mem, &lock::shard(shard));
             }
             if attempt >= 3 {
                 std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
@@ -370,7 +372,12 @@ impl Shmap {
     /// Number of entries (including expired ones not yet reclaimed).
     pub fn len(&self) -> Result<u64> {
         let sh = self.live()?;
-        sh.mem.w().load_u64(ctl!(entries), Ordering::Acquire)
+        let w = sh.mem.w();
+        let mut n = 0u64;
+        for s in 0..sh.shards() {
+            n = n.saturating_add(w.load_u64(sctl!(s, entries), Ordering::Acquire)?);
+        }
+        Ok(n)
     }
 
     /// Whether the map has no entries.
@@ -418,30 +425,36 @@ impl Shmap {
     pub fn stats(&self) -> Result<Stats> {
         let sh = self.live()?;
         let w = sh.mem.w();
-        let g = Gen::load(&sh.mem)?;
         let c = read_control(&sh.mem)?;
-        let (head, tail) = (g.head(w)?, g.tail(w)?);
-        Ok(Stats {
-            entries: c.entries,
-            live_bytes: c.live_bytes,
-            dead_bytes: head.saturating_sub(tail).saturating_sub(c.live_bytes),
-            log_capacity: g.cap(),
-            index_slots: g.slots(),
-            used_slots: c.used_slots,
+        let mut st = Stats {
             file_bytes: sh.mem.refresh_len()?,
             file_allocated_bytes: sh.mem.allocated_bytes()?,
             max_size: c.max_size,
-            generation: g.number(),
-            evictions: c.evictions,
-            expirations: c.expirations,
-            switches: c.switches,
-            bytes_written: c.bytes_written,
-            bytes_copied: c.bytes_copied,
             default_ttl_ms: c.default_ttl_ms,
             evict: c.config_flags & CONFIG_NO_EVICT == 0,
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
-        })
+            ..Stats::default()
+        };
+        // Sums over the shards (not one instant's snapshot while writers run).
+        for s in 0..sh.shards() {
+            let g = Gen::load(&sh.mem, s)?;
+            let e = read_shard(&sh.mem, s)?;
+            let (head, tail) = (g.head(w)?, g.tail(w)?);
+            st.entries += e.entries;
+            st.live_bytes += e.live_bytes;
+            st.dead_bytes += head.saturating_sub(tail).saturating_sub(e.live_bytes);
+            st.log_capacity += g.cap();
+            st.index_slots += g.slots();
+            st.used_slots += e.used_slots;
+            st.generation = st.generation.max(g.number());
+            st.evictions += e.evictions;
+            st.expirations += e.expirations;
+            st.switches += e.switches;
+            st.bytes_written += e.bytes_written;
+            st.bytes_copied += e.bytes_copied;
+        }
+        Ok(st)
     }
 
     /// Writes the map to its file and waits (a no-op in effect on tmpfs); also returns retired
@@ -449,7 +462,7 @@ impl Shmap {
     pub fn flush(&self) -> Result<()> {
         let sh = self.live()?;
         if !self.read_only && sh.mem.writable() {
-            let mut g = WriteGuard::take(sh)?;
+            let mut g = WriteGuard::take(sh, 0)?;
             g.writer()?.housekeep()?;
         }
         sh.mem.sync(0, sh.mem.file_len())
@@ -463,20 +476,20 @@ impl Shmap {
             )));
         }
         self.writable_window()?
-            .store_u64(ctl!(max_size), bytes, Ordering::Release)
+            .store_u64(gctl!(max_size), bytes, Ordering::Release)
     }
 
     /// Sets the default time to live for every process (`None` = never expire).
     pub fn set_max_age(&self, max_age: Option<Duration>) -> Result<()> {
         let ms = max_age.map_or(0, |d| d.as_millis().max(1) as u64);
         self.writable_window()?
-            .store_u64(ctl!(default_ttl_ms), ms, Ordering::Release)
+            .store_u64(gctl!(default_ttl_ms), ms, Ordering::Release)
     }
 
     /// Turns eviction on or off for every process.
     pub fn set_evict(&self, evict: bool) -> Result<()> {
         let w = self.writable_window()?;
-        let off = ctl!(config_flags);
+        let off = gctl!(config_flags);
         loop {
             let cur = w.load_u32(off, Ordering::Acquire)?;
             let new = if evict {
@@ -570,21 +583,24 @@ fn check_sizes(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The writer lock plus this process's mutex, released on drop.
+/// A shard's writer lock plus this process's mutex for it, released on drop.
 pub(crate) struct WriteGuard<'a> {
     sh: &'a Shared,
+    shard: usize,
     _local: MutexGuard<'a, ()>,
     how: Acquired,
     wr: Option<Writer<'a>>,
 }
 
 impl<'a> WriteGuard<'a> {
-    pub fn take(sh: &'a Shared) -> Result<WriteGuard<'a>> {
+    /// Takes shard `shard`'s writer lock.
+    pub fn take(sh: &'a Shared, shard: usize) -> Result<WriteGuard<'a>> {
         let me = sh.me.ok_or(Error::ReadOnly)?;
-        let local = lock_local(sh)?;
-        let how = lock::lock_writer(&sh.mem, &lock::WRITER, me, sh.lock_timeout)?;
+        let local = lock_local(sh, shard)?;
+        let how = lock::lock_writer(&sh.mem, &lock::shard(shard), me, sh.lock_timeout)?;
         Ok(WriteGuard {
             sh,
+            shard,
             _local: local,
             how,
             wr: None,
@@ -595,10 +611,10 @@ impl<'a> WriteGuard<'a> {
     /// or a recovery is still pending. The duty is cleared only once recovery succeeded.
     pub fn writer(&mut self) -> Result<&mut Writer<'a>> {
         if self.wr.is_none() {
-            let mut wr = Writer::new(self.sh)?;
+            let mut wr = Writer::new(self.sh, self.shard)?;
             if self.how == Acquired::Recover {
                 wr.recover()?;
-                lock::recovered(&self.sh.mem, &lock::WRITER)?;
+                lock::recovered(&self.sh.mem, &lock::shard(self.shard))?;
                 self.how = Acquired::Clean;
             }
             self.wr = Some(wr);
@@ -609,15 +625,16 @@ impl<'a> WriteGuard<'a> {
 
 /// This process's writer mutex, waited for at most the handle's lock timeout (another thread
 /// of this process may hold it while it waits for another process).
-fn lock_local(sh: &Shared) -> Result<MutexGuard<'_, ()>> {
-    if let Ok(g) = sh.local.try_lock() {
+fn lock_local(sh: &Shared, shard: usize) -> Result<MutexGuard<'_, ()>> {
+    let local = sh.local.get(shard).ok_or(Error::Busy)?;
+    if let Ok(g) = local.try_lock() {
         return Ok(g); // the common case: no clock read
     }
     let start = std::time::Instant::now();
     let mut nap = Duration::from_micros(20);
     let mut spins = 0u32;
     loop {
-        match sh.local.try_lock() {
+        match local.try_lock() {
             Ok(g) => return Ok(g),
             Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => {}
@@ -645,7 +662,7 @@ impl Drop for WriteGuard<'_> {
         if let Some(wr) = self.wr.as_mut() {
             let _ = wr.housekeep();
         }
-        lock::unlock_writer(&self.sh.mem, &lock::WRITER);
+        lock::unlock_writer(&self.sh.mem, &lock::shard(self.shard));
     }
 }
 

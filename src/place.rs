@@ -3,9 +3,9 @@
 //! shard donates room at the cap, and where in the file a new region goes. Pure functions of
 //! numbers and of the space table a placement step reads under `place_lock`: no file, no lock,
 //! unit-tested and proptested here (a grant never overlaps a counted extent and never takes the
-//! counted bytes past `max_size`). Not yet wired into the map: version 2 is what the code
-//! writes until the layout commit.
-// Wired in by the version-3 layout commit; until then only the tests call it.
+//! counted bytes past `max_size`). Only [`shard_of`] is wired into the map so far: this release
+//! operates maps of one shard (format.md, "Shard count").
+// The rest is wired in with maps of more than one shard; until then only the tests call it.
 #![allow(dead_code)]
 
 use crate::format::{PAGE, RECORD_HEADER_LEN, round_up};

@@ -39,6 +39,8 @@ pub(crate) struct Mem {
     known_len: AtomicU64,
     /// The generation whose descriptor this process has validated and mapped (0: none).
     verified_gen: AtomicU64,
+    /// The map's header length (from its superblock; regions start at or after it).
+    header_len: AtomicU64,
 }
 
 /// Virtual address space reserved per mapping beyond what the file needs: growth within it
@@ -59,6 +61,7 @@ impl Mem {
             windows: Mutex::new(Vec::new()),
             known_len: AtomicU64::new(len),
             verified_gen: AtomicU64::new(0),
+            header_len: AtomicU64::new(crate::format::HEADER_LEN),
         };
         mem.remap(min_window.max(len))?;
         Ok(mem)
@@ -91,6 +94,17 @@ impl Mem {
     /// Records that generation `g`'s descriptor is valid and its regions mapped.
     pub fn set_verified_gen(&self, g: u64) {
         self.verified_gen.store(g, Ordering::Release);
+    }
+
+    /// The map's header length.
+    #[inline]
+    pub fn header_len(&self) -> u64 {
+        self.header_len.load(Ordering::Relaxed)
+    }
+
+    /// Records the header length the superblock states.
+    pub fn set_header_len(&self, len: u64) {
+        self.header_len.store(len, Ordering::Relaxed);
     }
 
     /// File length as last observed (the file never shrinks while mapped).

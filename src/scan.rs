@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::arena::{Failures, Gen};
 use crate::error::{Error, Result};
-use crate::format::{self, FLAG_LEASE, FLAG_PAD, ctl, slot};
+use crate::format::{self, FLAG_LEASE, FLAG_PAD, slot};
 use crate::lock;
 use crate::shared::Shared;
 use crate::types::Entry;
@@ -132,13 +132,14 @@ fn chunk_validated(sh: &Shared, c: u64, o: &ScanOptions) -> Result<(Vec<Found>, 
     let now = (sh.clock)();
     let mut failures = Failures::default();
     for attempt in 0..CHUNK_TRIES {
-        let g = Gen::load(&sh.mem)?;
+        // This release's maps have one shard (format.md, "Shard count").
+        let g = Gen::load(&sh.mem, 0)?;
         if let Some(r) = chunk(sh, &g, c, o, now)? {
             return Ok(r);
         }
         failures.failed(sh.mem.w(), &g)?;
         if attempt >= 1 {
-            lock::request_quiet(&sh.mem, &lock::WRITER);
+            lock::request_quiet(&sh.mem, &lock::shard(g.shard));
         }
         if attempt >= 3 {
             std::thread::sleep(Duration::from_micros(50 << attempt.min(8)));
@@ -235,7 +236,7 @@ fn chunk(
 /// meanwhile (the generation is still active and the tail has not passed them).
 fn intact(g: &Gen, w: &crate::raw::Window, oldest: u64) -> Result<bool> {
     fence(Ordering::Acquire);
-    if w.load_u64(ctl!(active_gen), Ordering::Relaxed)? != g.number() {
+    if !g.is_active(w)? {
         return Ok(false);
     }
     Ok(oldest == u64::MAX || g.tail(w)? <= oldest)

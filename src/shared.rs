@@ -10,7 +10,7 @@ use std::time::Duration;
 use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
-use crate::format::{self, Control, PAGE, Superblock, ctl};
+use crate::format::{self, Control, PAGE, ShardEntry, Superblock, gctl};
 use crate::lock::{self, Proc};
 use crate::options::{Clock, Options};
 use crate::raw::Mem;
@@ -30,8 +30,11 @@ pub(crate) struct Shared {
     pub no_grow_until: AtomicU64,
     pub on_tmpfs: bool,
     pub created_ms: u64,
-    /// Serialises this process's writers before they touch the map's writer lock.
-    pub local: Mutex<()>,
+    /// `log2` of the map's shard count.
+    pub shard_bits: u32,
+    /// Serialises this process's writers before they touch a shard's writer lock (one per
+    /// shard).
+    pub local: Vec<Mutex<()>>,
     /// The longest wait for another process.
     pub lock_timeout: Duration,
     /// The fork epoch when the attachment was made (see [`Shared::forked`]).
@@ -63,6 +66,8 @@ impl Shared {
         key: (u64, u64),
     ) -> Result<Shared> {
         let on_tmpfs = mem.is_tmpfs();
+        let shard_bits = sb.shard_bits.get();
+        mem.set_header_len(format::header_len(shard_bits));
         Ok(Shared {
             mem,
             me,
@@ -74,7 +79,8 @@ impl Shared {
             no_grow_until: AtomicU64::new(0),
             on_tmpfs,
             created_ms: sb.created_ms.get(),
-            local: Mutex::new(()),
+            shard_bits,
+            local: (0..1usize << shard_bits).map(|_| Mutex::new(())).collect(),
             lock_timeout: opts.lock_timeout,
             epoch: {
                 crate::raw::ensure_fork_handler();
@@ -90,6 +96,18 @@ impl Shared {
     #[inline]
     pub fn forked(&self) -> bool {
         crate::raw::fork_epoch() != self.epoch
+    }
+
+    /// The number of shards.
+    #[inline]
+    pub fn shards(&self) -> usize {
+        1 << self.shard_bits
+    }
+
+    /// The shard of a key with hash `h`.
+    #[inline]
+    pub fn shard_of(&self, h: u64) -> usize {
+        crate::place::shard_of(h, self.shard_bits)
     }
 
     /// Whether writes must be `msync`ed to be durable (false on tmpfs).
@@ -112,14 +130,23 @@ impl Drop for Shared {
         if self.mem.file().try_lock().is_ok() {
             let _ = self.mem.sync(0, self.mem.file_len());
             let w = self.mem.w();
-            let _ = w.store_u32(ctl!(clean), 1, Ordering::Release);
+            let _ = w.store_u32(gctl!(clean), 1, Ordering::Release);
             let _ = self.mem.sync(0, PAGE);
         }
         let _ = self.mem.file().unlock();
     }
 }
 
-/// Reads a copy of the control block.
+/// Reads a copy of shard `shard`'s table entry.
+pub(crate) fn read_shard(mem: &Mem, shard: usize) -> Result<ShardEntry> {
+    let at = format::shard_off(shard);
+    let mut buf = [0u8; std::mem::size_of::<ShardEntry>()];
+    // Each field is read with relaxed loads; counters may be mutually a little out of date.
+    mem.w().read(at, &mut buf)?;
+    ShardEntry::read_from_bytes(&buf).map_err(|_| Error::corrupt(at, "shard table entry"))
+}
+
+/// Reads a copy of the global control block.
 pub(crate) fn read_control(mem: &Mem) -> Result<Control> {
     let mut buf = [0u8; std::mem::size_of::<Control>()];
     // Each field is read with relaxed loads; counters may be mutually a little out of date.

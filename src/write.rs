@@ -12,8 +12,8 @@ use crate::arena::{Gen, NoSink, Probe};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
 use crate::format::{
-    self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, FLAG_PAD, RECORD_HEADER_LEN, RecordHeader, ctl,
-    record_size, slot,
+    self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, FLAG_PAD, RECORD_HEADER_LEN, RecordHeader, gctl,
+    record_size, sctl, slot,
 };
 use crate::lock;
 use crate::plan::{self, Sizing};
@@ -21,9 +21,11 @@ use crate::raw::Window;
 use crate::shared::Shared;
 use crate::types::{Compare, Condition, Counter, Entry, IncrOptions, LeaseState};
 
-/// The state of one critical section under the writer lock.
+/// The state of one critical section under a shard's writer lock.
 pub(crate) struct Writer<'a> {
     sh: &'a Shared,
+    /// The shard whose writer lock is held.
+    shard: usize,
     /// The active generation, as this critical section last switched to or loaded it.
     g: Gen,
     /// The wall-clock time of this critical section (one reading for all its expiry checks).
@@ -61,10 +63,12 @@ pub(crate) fn parse_lease(v: &[u8]) -> Option<(u32, u32, u64)> {
 }
 
 impl<'a> Writer<'a> {
-    pub fn new(sh: &'a Shared) -> Result<Writer<'a>> {
+    /// The writer of shard `shard`, whose lock the caller holds.
+    pub fn new(sh: &'a Shared, shard: usize) -> Result<Writer<'a>> {
         Ok(Writer {
             sh,
-            g: Gen::load(&sh.mem)?,
+            shard,
+            g: Gen::load(&sh.mem, shard)?,
             now: (sh.clock)(),
             keybuf: Vec::new(),
             buf: Vec::new(),
@@ -101,7 +105,7 @@ impl<'a> Writer<'a> {
         if self.quiet_left.is_zero() {
             return Ok(());
         }
-        if let Some(d) = lock::quiet_pending(&self.sh.mem, &lock::WRITER)? {
+        if let Some(d) = lock::quiet_pending(&self.sh.mem, &lock::shard(self.shard))? {
             let d = d.min(self.quiet_left);
             std::thread::sleep(d);
             self.quiet_left = self
@@ -112,17 +116,17 @@ impl<'a> Writer<'a> {
     }
 
     fn evict_enabled(&self) -> Result<bool> {
-        Ok(self.w().load_u32(ctl!(config_flags), Ordering::Acquire)? & CONFIG_NO_EVICT == 0)
+        Ok(self.w().load_u32(gctl!(config_flags), Ordering::Acquire)? & CONFIG_NO_EVICT == 0)
     }
 
     /// What the plans read: the active generation and the control block's counters.
     fn sizing(&self) -> Result<Sizing> {
         Ok(Sizing {
             desc: self.g.desc,
-            entries: self.ctl(ctl!(entries))?,
-            live_bytes: self.ctl(ctl!(live_bytes))?,
-            max_size: self.ctl(ctl!(max_size))?,
-            min_pages: self.w().load_u32(ctl!(min_pages), Ordering::Acquire)? as u64,
+            entries: self.ctl(sctl!(self.shard, entries))?,
+            live_bytes: self.ctl(sctl!(self.shard, live_bytes))?,
+            max_size: self.ctl(gctl!(max_size))?,
+            min_pages: self.w().load_u32(gctl!(min_pages), Ordering::Acquire)? as u64,
         })
     }
 
@@ -130,7 +134,7 @@ impl<'a> Writer<'a> {
     pub fn expiry(&self, ttl_ms: Option<u64>) -> Result<u64> {
         let ttl = match ttl_ms {
             Some(t) => t,
-            None => self.ctl(ctl!(default_ttl_ms))?,
+            None => self.ctl(gctl!(default_ttl_ms))?,
         };
         Ok(if ttl == 0 {
             0
@@ -197,7 +201,7 @@ impl<'a> Writer<'a> {
             });
         }
         let size = record_size(key.len(), value.len());
-        let evictions_before = self.ctl(ctl!(evictions))?;
+        let evictions_before = self.ctl(sctl!(self.shard, evictions))?;
         // Another process may have lowered max_size below what the map holds.
         if let Some(plan) = self.sizing()?.over_cap() {
             self.switch(plan, Fill::Keep)?;
@@ -243,21 +247,23 @@ impl<'a> Writer<'a> {
             // Counters follow the publication; a crash here leaves them for recovery.
             match old {
                 Some(old_size) => {
-                    self.ctl_add(ctl!(live_bytes), size)?;
+                    self.ctl_add(sctl!(self.shard, live_bytes), size)?;
                     fp!("put::between_live_bytes_updates");
-                    self.ctl_sub(ctl!(live_bytes), old_size)?;
+                    self.ctl_sub(sctl!(self.shard, live_bytes), old_size)?;
                 }
                 None => {
-                    self.ctl_add(ctl!(entries), 1)?;
+                    self.ctl_add(sctl!(self.shard, entries), 1)?;
                     fp!("put::between_entries_and_live_bytes");
-                    self.ctl_add(ctl!(live_bytes), size)?;
+                    self.ctl_add(sctl!(self.shard, live_bytes), size)?;
                     if prev == slot::EMPTY {
-                        self.ctl_add(ctl!(used_slots), 1)?;
+                        self.ctl_add(sctl!(self.shard, used_slots), 1)?;
                     }
                 }
             }
-            self.ctl_add(ctl!(bytes_written), size)?;
-            let evicted = self.ctl(ctl!(evictions))?.saturating_sub(evictions_before);
+            self.ctl_add(sctl!(self.shard, bytes_written), size)?;
+            let evicted = self
+                .ctl(sctl!(self.shard, evictions))?
+                .saturating_sub(evictions_before);
             return Ok(Put {
                 stored: true,
                 evicted,
@@ -273,8 +279,8 @@ impl<'a> Writer<'a> {
         };
         self.g.store_slot(self.w(), hit.idx, slot::TOMBSTONE)?;
         fp!("remove::between_tombstone_and_counters");
-        self.ctl_sub(ctl!(entries), 1)?;
-        self.ctl_sub(ctl!(live_bytes), hit.hdr.size())?;
+        self.ctl_sub(sctl!(self.shard, entries), 1)?;
+        self.ctl_sub(sctl!(self.shard, live_bytes), hit.hdr.size())?;
         let present = !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0;
         self.maybe_shrink()?;
         Ok(present)
@@ -342,14 +348,14 @@ impl<'a> Writer<'a> {
     }
 
     fn index_needs_room(&self) -> Result<bool> {
-        let used = self.ctl(ctl!(used_slots))?;
+        let used = self.ctl(sctl!(self.shard, used_slots))?;
         Ok(used.saturating_add(1).saturating_mul(4) > self.g.slots().saturating_mul(3))
     }
 
     /// Makes the index able to take one more key: rebuild it without tombstones, larger if the
     /// live entries need it, evicting first when the map is at its cap.
     fn make_index_room(&mut self) -> Result<()> {
-        let entries = self.ctl(ctl!(entries))?;
+        let entries = self.ctl(sctl!(self.shard, entries))?;
         let want = plan::slots_for_entries(entries.saturating_add(1));
         if want > self.g.slots() && !self.switch_index(want)? {
             if !self.evict_enabled()? {
@@ -376,7 +382,7 @@ impl<'a> Writer<'a> {
     /// data is dense and the cap allows, else clean in place, evicting at the cap.
     fn make_room(&mut self, size: u64) -> Result<()> {
         let cap = self.g.cap();
-        let live = self.ctl(ctl!(live_bytes))?;
+        let live = self.ctl(sctl!(self.shard, live_bytes))?;
         let too_big = size.saturating_mul(16) > cap;
         let wont_fit = live.saturating_add(size).saturating_add(self.reserve()) > cap;
         let dense = live.saturating_mul(2) > cap;
@@ -424,7 +430,7 @@ impl<'a> Writer<'a> {
         loop {
             let done = match target {
                 Target::Room(size) => self.has_room(size)?,
-                Target::Entries(n) => self.ctl(ctl!(entries))? <= n,
+                Target::Entries(n) => self.ctl(sctl!(self.shard, entries))? <= n,
             };
             if done {
                 return Ok(());
@@ -460,16 +466,16 @@ impl<'a> Writer<'a> {
             };
             let referenced = hit.slot & slot::REF != 0;
             if hdr.expired(self.now) {
-                self.reclaim(hit.idx, size, ctl!(expirations))?;
+                self.reclaim(hit.idx, size, sctl!(self.shard, expirations))?;
             } else if evict && (!referenced || second_chances.saturating_mul(4) > cap) {
-                self.reclaim(hit.idx, size, ctl!(evictions))?;
+                self.reclaim(hit.idx, size, sctl!(self.shard, evictions))?;
             } else {
                 let head = g.head(w)?;
                 if g.footprint(head, size) > g.free(head, tail) {
                     if !evict {
                         return Err(Error::Full { needed: size });
                     }
-                    self.reclaim(hit.idx, size, ctl!(evictions))?;
+                    self.reclaim(hit.idx, size, sctl!(self.shard, evictions))?;
                 } else {
                     if evict {
                         second_chances = second_chances.saturating_add(size);
@@ -486,8 +492,8 @@ impl<'a> Writer<'a> {
     fn reclaim(&mut self, idx: u64, size: u64, counter: u64) -> Result<()> {
         self.g.store_slot(self.w(), idx, slot::TOMBSTONE)?;
         fp!("reclaim::between_tombstone_and_counters");
-        self.ctl_sub(ctl!(entries), 1)?;
-        self.ctl_sub(ctl!(live_bytes), size)?;
+        self.ctl_sub(sctl!(self.shard, entries), 1)?;
+        self.ctl_sub(sctl!(self.shard, live_bytes), size)?;
         self.ctl_add(counter, 1)
     }
 
@@ -511,7 +517,7 @@ impl<'a> Writer<'a> {
         let new = self.g.append(w, hdr, &self.keybuf, &value)?;
         fp!("move::between_append_and_repoint");
         self.g.store_slot(w, idx, slot::moved(s, new, keep_ref))?;
-        self.ctl_add(ctl!(bytes_copied), hdr.size())?;
+        self.ctl_add(sctl!(self.shard, bytes_copied), hdr.size())?;
         self.buf = value;
         Ok(())
     }
@@ -546,10 +552,10 @@ impl<'a> Writer<'a> {
                 None => g.store_slot(w, i, slot::TOMBSTONE)?,
             }
         }
-        self.ctl_set(ctl!(entries), entries)?;
+        self.ctl_set(sctl!(self.shard, entries), entries)?;
         fp!("recount::between_counters");
-        self.ctl_set(ctl!(live_bytes), live)?;
-        self.ctl_set(ctl!(used_slots), used)
+        self.ctl_set(sctl!(self.shard, live_bytes), live)?;
+        self.ctl_set(sctl!(self.shard, used_slots), used)
     }
 
     /// Repairs what a writer killed mid-operation may have left: counters, a half-built
@@ -561,9 +567,7 @@ impl<'a> Writer<'a> {
         )));
         let w = self.w();
         let (head, tail) = (self.g.head(w)?, self.g.tail(w)?);
-        self.ctl_set(ctl!(building_off), 0)?;
-        self.ctl_set(ctl!(building_len), 0)?;
-        w.store_u32(ctl!(free_dirty), 1, Ordering::Release)?;
+        self.recover_space()?;
         let sane = tail <= head
             && head - tail <= self.g.cap()
             && head <= format::MAX_POS
@@ -588,7 +592,9 @@ impl<'a> Writer<'a> {
         // One shrink per grace period: while deletes continue, each earlier shrink's retired
         // regions still hold their pages, and stacking copies would raise memory before
         // lowering it.
-        let since = self.now.saturating_sub(self.ctl(ctl!(switched_ms))?);
+        let since = self
+            .now
+            .saturating_sub(self.ctl(sctl!(self.shard, switched_ms))?);
         if since < self.sh.grace.as_millis() as u64 {
             return Ok(());
         }

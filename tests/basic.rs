@@ -234,3 +234,30 @@ fn ttl_expires_on_the_exact_clock() {
     .unwrap();
     assert_eq!(m.get(b"long").unwrap().unwrap(), b"v");
 }
+
+/// What users rely on does not shrink with format version 3 (issue 9): an empty default map's
+/// file is at most 2,076,672 bytes, a 100 KB map (`new NodeShareCache(name, 100 KB)`) opens and
+/// grows to hold a 1 MB value, and the map has one shard.
+#[test]
+fn default_and_small_maps_keep_their_sizes() {
+    let (_d, p) = tmp();
+    let m = Shmap::open(&p, &Options::new()).unwrap();
+    let s = m.stats().unwrap();
+    assert!(s.file_bytes <= 2_076_672, "{} bytes", s.file_bytes);
+    assert!(s.file_allocated_bytes <= 2_076_672);
+    drop(m);
+    let sb = std::fs::read(&p).unwrap();
+    assert_eq!(
+        u32::from_le_bytes(sb[88..92].try_into().unwrap()),
+        0,
+        "shard_bits"
+    );
+
+    let (_d, p) = tmp();
+    let m = Shmap::open(&p, &Options::new().initial_size(100 << 10)).unwrap();
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+    m.set(b"big", &big).unwrap();
+    m.set(b"small", b"v").unwrap();
+    assert_eq!(m.get(b"big").unwrap().unwrap(), big);
+    assert_eq!(m.get(b"small").unwrap().unwrap(), b"v");
+}

@@ -31,12 +31,20 @@ fn fixture(dir: &Path) -> (String, HashMap<Vec<u8>, Vec<u8>>) {
 
 fn desc_of(path: &str) -> Desc {
     let f = std::fs::File::open(path).unwrap();
-    let mut g = [0u8; 8];
-    f.read_at(&mut g, format::CONTROL_OFF).unwrap();
+    let mut a = [0u8; 8];
+    f.read_at(&mut a, format::shard_off(0)).unwrap();
     let mut d = [0u8; 64];
-    f.read_at(&mut d, format::desc_off(u64::from_le_bytes(g)))
+    f.read_at(&mut d, format::desc_off(0, u64::from_le_bytes(a) & 1))
         .unwrap();
     zerocopy::FromBytes::read_from_bytes(&d[..]).unwrap()
+}
+
+/// File offset of shard 0's active descriptor.
+fn desc_at(path: &str) -> u64 {
+    let f = std::fs::File::open(path).unwrap();
+    let mut a = [0u8; 8];
+    f.read_at(&mut a, format::shard_off(0)).unwrap();
+    format::desc_off(0, u64::from_le_bytes(a) & 1)
 }
 
 fn poke(path: &str, off: u64, bytes: &[u8]) {
@@ -109,11 +117,37 @@ fn header_damage_is_typed() {
     match open(&path) {
         Err(Error::UnsupportedVersion {
             found: 1,
-            supported: 2,
+            supported: 3,
         }) => {}
         other => panic!("expected version error, got {other:?}"),
     }
     // reset re-creates a map of another version when nobody is attached.
+    let m = Shmap::open(&path, &Options::new().reset(true)).unwrap();
+    m.set(b"a", b"b").unwrap();
+    drop(m);
+
+    // A map of more shards than this release operates (a later release's): typed, untouched,
+    // and re-created on request.
+    let (path, _) = fixture(dir.path());
+    let mut sb = std::fs::read(&path).unwrap()[..128].to_vec();
+    sb[88..92].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32fast::hash(&sb[..124]);
+    sb[124..128].copy_from_slice(&crc.to_le_bytes());
+    poke(&path, 0, &sb);
+    let before = std::fs::read(&path).unwrap();
+    match open(&path) {
+        Err(
+            e @ Error::UnsupportedShards {
+                found: 4,
+                supported: 1,
+            },
+        ) => {
+            assert_eq!(e.code(), "ERR_SHMAP_VERSION");
+            assert!(e.to_string().contains("reset: true"), "{e}");
+        }
+        other => panic!("expected a shard-count refusal, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the refusal wrote");
     let m = Shmap::open(&path, &Options::new().reset(true)).unwrap();
     m.set(b"a", b"b").unwrap();
     drop(m);
@@ -124,8 +158,7 @@ fn header_damage_is_typed() {
 
     // A descriptor pointing outside the file.
     let (path, _) = fixture(dir.path());
-    let d = desc_of(&path);
-    let at = format::desc_off(d.generation) + 24;
+    let at = desc_at(&path) + 24;
     poke(&path, at, &(1u64 << 40).to_le_bytes());
     assert_eq!(open(&path).unwrap_err().code(), "ERR_SHMAP_CORRUPT");
 }

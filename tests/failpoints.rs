@@ -232,9 +232,10 @@ fn a_live_holder_times_waiters_out() {
     assert!(t.elapsed() < Duration::from_secs(5));
     // No trace: the starving deadline was withdrawn, and the holder still holds its lock.
     let c = std::fs::read(&path).unwrap();
-    let at = shmap::format::CONTROL_OFF as usize;
-    let ctl =
-        <shmap::format::Control as zerocopy::FromBytes>::read_from_bytes(&c[at..at + 256]).unwrap();
+    let at = shmap::format::shard_off(0) as usize;
+    let len = shmap::format::SHARD_ENTRY_LEN as usize;
+    let ctl = <shmap::format::ShardEntry as zerocopy::FromBytes>::read_from_bytes(&c[at..at + len])
+        .unwrap();
     assert_eq!(
         ctl.starving_until_ms, 0,
         "a timed-out waiter left its deadline"

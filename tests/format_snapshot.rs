@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use common::*;
-use shmap::format::{self, Control, Desc, Superblock};
+use shmap::format::{self, Control, Desc, ShardEntry, Superblock};
 use shmap::{Options, SetOptions, Shmap};
 use zerocopy::FromBytes;
 
@@ -46,10 +46,10 @@ fn normalized(path: &str) -> Vec<u8> {
     let mut b = std::fs::read(path).unwrap();
     let boot = format::CONTROL_OFF as usize + std::mem::offset_of!(Control, boot_id);
     b[boot..boot + 16].fill(0);
-    // The monotonic time the writer lock was last taken.
-    let since = format::CONTROL_OFF as usize + std::mem::offset_of!(Control, lock_since_ms);
+    // The monotonic time shard 0's writer lock was last taken.
+    let since = format::shard_off(0) as usize + std::mem::offset_of!(ShardEntry, lock_since_ms);
     b[since..since + 8].fill(0);
-    b[format::PROC_OFF as usize..format::HEADER_LEN as usize].fill(0);
+    b[format::PROC_OFF as usize..format::SHARD_OFF as usize].fill(0);
     b
 }
 
@@ -74,7 +74,9 @@ fn decoded(b: &[u8]) -> String {
     let sb = Superblock::read_from_bytes(&b[..128]).unwrap();
     let c0 = format::CONTROL_OFF as usize;
     let c = Control::read_from_bytes(&b[c0..c0 + 256]).unwrap();
-    let d0 = format::desc_off(c.active_gen) as usize;
+    let s0 = format::shard_off(0) as usize;
+    let e = ShardEntry::read_from_bytes(&b[s0..s0 + format::SHARD_ENTRY_LEN as usize]).unwrap();
+    let d0 = format::desc_off(0, e.active & 1) as usize;
     let d = Desc::read_from_bytes(&b[d0..d0 + 64]).unwrap();
     let mut out = String::new();
     let mut line = |name: &str, v: String| writeln!(out, "{name:<20} {v}").unwrap();
@@ -96,6 +98,9 @@ fn decoded(b: &[u8]) -> String {
         ("hash_id", sb.hash_id.get()),
         ("endian", sb.endian.get()),
         ("flags", sb.flags.get()),
+        ("shard_bits", sb.shard_bits.get()),
+        ("shard_off", sb.shard_off.get()),
+        ("shard_entry_len", sb.shard_entry_len.get()),
         ("crc", sb.crc.get()),
     ] {
         line(name, format!("{v:#x}"));
@@ -106,7 +111,17 @@ fn decoded(b: &[u8]) -> String {
     let mut c2 = c.clone();
     c2.boot_id = [0; 2];
     writeln!(out, "{c2:?}").unwrap();
-    writeln!(out, "--- active descriptor").unwrap();
+    writeln!(out, "--- shard 0").unwrap();
+    let mut e2 = e.clone();
+    e2.lock_since_ms = 0;
+    e2.desc = Default::default();
+    writeln!(out, "{e2:?}").unwrap();
+    writeln!(
+        out,
+        "--- shard 0's active descriptor (slot {})",
+        e.active & 1
+    )
+    .unwrap();
     writeln!(out, "{d:?}").unwrap();
     out
 }
@@ -163,7 +178,8 @@ fn fixture_of_each_version_reads_or_is_refused() {
                     let msg = e.to_string();
                     assert!(
                         msg.contains(&format!("version {version}"))
-                            && msg.contains(&format!("version {}", format::VERSION)),
+                            && msg.contains(&format!("version {}", format::VERSION))
+                            && msg.contains("reset: true"),
                         "{msg}"
                     );
                 }
@@ -174,6 +190,15 @@ fn fixture_of_each_version_reads_or_is_refused() {
                 before,
                 "refusal wrote to {src:?}"
             );
+            // `reset: true` re-creates it in the current version.
+            let map = Shmap::open(&path, &Options::new().reset(true)).unwrap();
+            assert_eq!(map.get(b"alpha").unwrap(), None, "{src:?}");
+            map.set(b"alpha", b"new").unwrap();
+            drop(map);
+            let sb = Superblock::read_from_bytes(&std::fs::read(&path).unwrap()[..128]).unwrap();
+            assert_eq!(sb.version.get(), format::VERSION, "{src:?} after reset");
+            let map = Shmap::open(&path, &Options::new()).unwrap();
+            assert_eq!(map.get(b"alpha").unwrap().unwrap(), b"new");
             older += 1;
             continue;
         }
@@ -189,5 +214,5 @@ fn fixture_of_each_version_reads_or_is_refused() {
         current += 1;
     }
     assert_eq!(current, 1, "one fixture of the current version");
-    assert!(older >= 1, "the v1 fixture is kept");
+    assert!(older >= 2, "the v1 and v2 fixtures are kept");
 }

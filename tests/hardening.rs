@@ -7,13 +7,17 @@ mod common;
 use std::os::unix::fs::FileExt;
 
 use common::*;
-use shmap::format::{CONTROL_OFF, Control};
+use shmap::format::ShardEntry;
 use shmap::{Options, Shmap};
 
+/// Writes shard 0's field at `field_off` of its table entry.
 fn poke_u64(path: &str, field_off: usize, v: u64) {
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.write_all_at(&v.to_le_bytes(), CONTROL_OFF + field_off as u64)
-        .unwrap();
+    f.write_all_at(
+        &v.to_le_bytes(),
+        shmap::format::shard_off(0) + field_off as u64,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -25,9 +29,9 @@ fn absurd_counters_never_panic() {
         m.set(format!("k{i}").as_bytes(), &[0u8; 64]).unwrap();
     }
     for v in [u64::MAX, u64::MAX - 1, 1 << 63] {
-        poke_u64(&path, std::mem::offset_of!(Control, entries), v);
-        poke_u64(&path, std::mem::offset_of!(Control, live_bytes), v);
-        poke_u64(&path, std::mem::offset_of!(Control, used_slots), v);
+        poke_u64(&path, std::mem::offset_of!(ShardEntry, entries), v);
+        poke_u64(&path, std::mem::offset_of!(ShardEntry, live_bytes), v);
+        poke_u64(&path, std::mem::offset_of!(ShardEntry, used_slots), v);
         for i in 0..300u32 {
             // Ok or a typed error; a panic fails the test.
             let _ = m.set(format!("n{i}").as_bytes(), &[1u8; 200]);
@@ -67,14 +71,11 @@ fn absurd_ring_positions_never_panic() {
         (1 << 63, 1 << 63),
     ] {
         // The active generation's ring (each rebuild makes a new one).
-        let generation = read_u64(
-            &path,
-            CONTROL_OFF + std::mem::offset_of!(Control, active_gen) as u64,
-        );
+        let active = read_u64(&path, shmap::format::shard_off(0));
         let mut d = [0u8; std::mem::size_of::<Desc>()];
         std::fs::File::open(&path)
             .unwrap()
-            .read_exact_at(&mut d, desc_off(generation))
+            .read_exact_at(&mut d, desc_off(0, active & 1))
             .unwrap();
         let log_off = Desc::read_from_bytes(&d).unwrap().log_off;
         let head_at = log_off + std::mem::offset_of!(LogHeader, head) as u64;
@@ -118,4 +119,27 @@ fn absurd_ring_positions_never_panic() {
         let v = insp.verify().unwrap();
         assert!(v.problems.is_empty(), "after the rebuild: {:?}", v.problems);
     }
+}
+
+/// A damaged `next_gen` (global control block) never makes two generations share a number: a
+/// switch takes a number above the shard's active one whatever the word holds.
+#[test]
+fn damaged_next_generation_never_repeats_a_number() {
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "next-gen");
+    let m = Shmap::open(&path, &Options::new().initial_size(64 << 10)).unwrap();
+    m.set(b"k", b"v").unwrap();
+    let at =
+        shmap::format::CONTROL_OFF + std::mem::offset_of!(shmap::format::Control, next_gen) as u64;
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let mut last = m.stats().unwrap().generation;
+    for bad in [0u64, 1, last, u64::MAX, 1 << 62] {
+        f.write_all_at(&bad.to_le_bytes(), at).unwrap();
+        m.compact().unwrap();
+        let g = m.stats().unwrap().generation;
+        assert!(g > last, "next_gen {bad}: generation {g} after {last}");
+        last = g;
+        assert_eq!(m.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+    assert!(verify_problems(&path).is_empty());
 }

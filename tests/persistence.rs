@@ -149,9 +149,11 @@ fn ctl_off(field: usize) -> u64 {
 fn inspect_desc(path: &str) -> format::Desc {
     let file = std::fs::File::open(path).unwrap();
     let mut buf = [0u8; 8];
-    file.read_at(&mut buf, ctl_off(0)).unwrap();
-    let g = u64::from_le_bytes(buf);
+    // Shard 0's `active` word names the descriptor slot.
+    file.read_at(&mut buf, format::shard_off(0)).unwrap();
+    let active = u64::from_le_bytes(buf);
     let mut d = [0u8; 64];
-    file.read_at(&mut d, format::desc_off(g)).unwrap();
+    file.read_at(&mut d, format::desc_off(0, active & 1))
+        .unwrap();
     zerocopy::FromBytes::read_from_bytes(&d[..]).unwrap()
 }

@@ -17,9 +17,10 @@ const { uniqueName, sleep } = require('./helpers');
 const WORKER = path.join(__dirname, 'fixtures', 'stall-worker.js');
 const HANG_MS = 8000; // only detects a hang; the assertions are about outcomes
 
-// The writer-lock word of the map's control block (format.md: control block at byte 256, the
-// lock word at its offset 8; 0 = free, otherwise the holder's process slot and incarnation).
-const WRITER_LOCK_OFF = 256 + 8;
+// Shard 0's writer-lock word (format.md: the shard table at byte 12288, 512 bytes an entry, the
+// lock word at its offset 64; 0 = free, otherwise the holder's process slot and incarnation).
+// Maps of this release have one shard.
+const WRITER_LOCK_OFF = 12288 + 64;
 function writerLockWord(name) {
   const fd = fs.openSync(`/dev/shm/${name}`, 'r');
   try {

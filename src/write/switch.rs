@@ -10,9 +10,13 @@ use crate::arena::{self, Gen};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
 use crate::format::{
-    self, Desc, FLAG_LEASE, HEADER_LEN, PAGE, ctl, index_region_len, log_region_len, round_up, slot,
+    self, Desc, FLAG_LEASE, PAGE, gctl, index_region_len, log_region_len, round_up, sctl, slot,
 };
 use crate::plan::{Plan, slots_for_entries};
+
+/// Generation numbers stay below this (the `active` word holds `generation << 1`; 2^62
+/// switches are never made).
+const MAX_GENERATION: u64 = 1 << 62;
 
 /// What the new generation holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +40,11 @@ struct Carry {
 impl Writer<'_> {
     /// Builds a new generation per `plan` and switches to it with one store.
     pub fn switch(&mut self, mut plan: Plan, fill: Fill) -> Result<()> {
-        // Return what earlier switches retired (if their grace passed) before taking more.
+        // Return what earlier switches retired (if their grace passed) before taking more; a
+        // shard that switches again within the grace period returns them now (its retired
+        // line has room for one switch's regions).
         self.maintain()?;
+        self.punch_retired()?;
         let mut carry = if fill == Fill::Empty {
             Vec::new()
         } else {
@@ -55,37 +62,27 @@ impl Writer<'_> {
         }
         plan.slots = plan.slots.max(slots_for_entries(carry.len() as u64));
 
-        let g = self.g.number() + 1;
         let mem = &self.sh.mem;
         let (index_off, log_off) = self.place(&plan);
         let idx_len = index_region_len(plan.slots);
         let lo = index_off.min(log_off.unwrap_or(u64::MAX));
         let hi = (index_off + idx_len)
             .max(log_off.map_or(0, |o| o + log_region_len(plan.log_cap.unwrap_or(0))));
-        // Retired regions keep their pages for a grace period; when they and the new regions
-        // together would exceed max_size, return them now (a stalled reader of them then reads
-        // zeros and retries; the SIGBUS risk only exists on a full file system, where this
-        // punch is exactly what frees space).
-        let new_len = idx_len + log_off.map_or(0, |_| log_region_len(plan.log_cap.unwrap_or(0)));
-        if self.w().load_u32(ctl!(free_dirty), Ordering::Acquire)? != 0
-            && mem.allocated_bytes()?.saturating_add(new_len) > self.ctl(ctl!(max_size))?
-        {
-            self.punch_free(&[])?;
-            self.w().store_u32(ctl!(free_dirty), 0, Ordering::Release)?;
-        }
-        self.ctl_set(ctl!(building_off), lo)?;
+        self.ctl_set(sctl!(self.shard, building_off), lo)?;
         fp!("switch::between_building_off_and_len");
-        self.ctl_set(ctl!(building_len), hi - lo)?;
+        self.ctl_set(sctl!(self.shard, building_len), hi - lo)?;
         let reserved = self.reserve_regions(
             index_off,
             idx_len,
             log_off.map(|o| (o, log_region_len(plan.log_cap.unwrap_or(0)))),
         );
         if let Err(e) = reserved {
-            self.ctl_set(ctl!(building_off), 0)?;
-            self.ctl_set(ctl!(building_len), 0)?;
+            // Part of it may be allocated: give it back before forgetting the reservation.
+            self.recover_space()?;
             return Err(e);
         }
+        let g = self.next_generation()?;
+        let desc_slot = 1 - self.g.slot;
         let mut desc = Desc {
             generation: g,
             index_off,
@@ -97,7 +94,7 @@ impl Writer<'_> {
         };
         desc.crc = desc.compute_crc();
         fp!("switch::after_reserve");
-        let new = Gen::from_desc(mem, desc, g)?;
+        let new = Gen::from_desc(mem, desc, self.shard, desc_slot, g)?;
         let w = mem.w();
         // Index regions may hold an older generation's bytes: zero before use.
         fence(Ordering::Release);
@@ -149,32 +146,78 @@ impl Writer<'_> {
                 mem.sync(o, desc.log_len())?;
             }
         }
-        arena::write_desc(w, desc)?;
+        // What the switch retires: the old index, and the old log unless it is kept. Recorded
+        // before the publication (lengths last), so a switch killed in between over-counts.
+        let old = self.g.desc;
+        let (rl_off, rl_len) = if log_off.is_some() {
+            (old.log_off, old.log_len())
+        } else {
+            (0, 0)
+        };
+        self.ctl_set(sctl!(self.shard, retired_ms), self.now)?;
+        self.ctl_set(sctl!(self.shard, retired_index_off), old.index_off)?;
+        self.ctl_set(sctl!(self.shard, retired_log_off), rl_off)?;
+        self.ctl_set(sctl!(self.shard, retired_index_len), old.index_len())?;
+        self.ctl_set(sctl!(self.shard, retired_log_len), rl_len)?;
+        fp!("switch::retired_written");
+        arena::write_desc(w, self.shard, desc_slot, desc)?;
         fp!("switch::between_descriptor_and_publish");
         if self.sh.durable() {
-            mem.sync(0, PAGE)?;
+            mem.sync(0, mem.header_len())?;
         }
         self.honour_quiet()?;
         // The switch: one store. Everything after it may overwrite the old generation, so a
         // release fence orders the store before those writes.
-        w.store_u64(ctl!(active_gen), g, Ordering::Release)?;
+        w.store_u64(
+            sctl!(self.shard, active),
+            format::active_word(g, desc_slot),
+            Ordering::Release,
+        )?;
         fence(Ordering::Release);
         if self.sh.durable() {
-            mem.sync(0, PAGE)?;
+            mem.sync(0, mem.header_len())?;
         }
         self.g = new;
         fp!("switch::between_publish_and_counters");
-        self.ctl_set(ctl!(entries), count)?;
-        self.ctl_set(ctl!(live_bytes), live)?;
-        self.ctl_set(ctl!(used_slots), count)?;
-        self.ctl_set(ctl!(building_off), 0)?;
+        self.ctl_set(sctl!(self.shard, entries), count)?;
+        self.ctl_set(sctl!(self.shard, live_bytes), live)?;
+        self.ctl_set(sctl!(self.shard, used_slots), count)?;
+        self.ctl_set(sctl!(self.shard, building_off), 0)?;
         fp!("switch::between_building_clears");
-        self.ctl_set(ctl!(building_len), 0)?;
-        self.ctl_set(ctl!(switched_ms), self.now)?;
-        self.ctl_add(ctl!(switches), 1)?;
-        self.ctl_add(ctl!(bytes_copied), copied)?;
-        w.store_u32(ctl!(free_dirty), 1, Ordering::Release)?;
+        self.ctl_set(sctl!(self.shard, building_len), 0)?;
+        self.ctl_set(sctl!(self.shard, switched_ms), self.now)?;
+        self.ctl_add(sctl!(self.shard, switches), 1)?;
+        self.ctl_add(sctl!(self.shard, bytes_copied), copied)?;
         Ok(())
+    }
+
+    /// Takes the next generation number from the global `next_gen`: unique map-wide, and above
+    /// this shard's active one even if the word was damaged. A number taken by a switch that
+    /// then fails is skipped, which is harmless.
+    fn next_generation(&self) -> Result<u64> {
+        let w = self.w();
+        let floor = self.g.number().saturating_add(1);
+        if floor >= MAX_GENERATION {
+            return Err(Error::corrupt(
+                format::desc_off(self.shard, self.g.slot),
+                format!(
+                    "generation number {} is beyond the largest",
+                    self.g.number()
+                ),
+            ));
+        }
+        let mut cur = w.load_u64(gctl!(next_gen), Ordering::Acquire)?;
+        loop {
+            let g = if cur >= MAX_GENERATION {
+                floor
+            } else {
+                cur.max(floor)
+            };
+            match w.cas_u64(gctl!(next_gen), cur, g + 1)? {
+                Ok(_) => return Ok(g),
+                Err(now) => cur = now,
+            }
+        }
     }
 
     /// Live records of the active generation (expired ones are reclaimed here).
@@ -219,7 +262,7 @@ impl Writer<'_> {
                 hash: format::hash(&key, self.sh.seed),
             });
         }
-        self.ctl_add(ctl!(expirations), expired)?;
+        self.ctl_add(sctl!(self.shard, expirations), expired)?;
         Ok(out)
     }
 
@@ -247,14 +290,14 @@ impl Writer<'_> {
         let evicted = drop.iter().filter(|d| **d).count() as u64;
         let mut it = drop.iter();
         carry.retain(|_| !*it.next().unwrap_or(&false));
-        self.ctl_add(ctl!(evictions), evicted)
+        self.ctl_add(sctl!(self.shard, evictions), evicted)
     }
 
     /// The byte ranges in use: the header and the active generation's regions.
     fn in_use(&self) -> Vec<(u64, u64)> {
         let d = &self.g.desc;
         vec![
-            (0, HEADER_LEN),
+            (0, self.sh.mem.header_len()),
             (d.index_off, d.index_off + d.index_len()),
             (d.log_off, d.log_off + d.log_len()),
         ]
@@ -265,7 +308,7 @@ impl Writer<'_> {
         let mut used = self.in_use();
         let alloc = |len: u64, used: &mut Vec<(u64, u64)>| {
             used.sort_unstable();
-            let mut at = HEADER_LEN;
+            let mut at = self.sh.mem.header_len();
             for &(s, e) in used.iter() {
                 if at + len <= s {
                     break;
@@ -332,27 +375,104 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Returns retired regions to the OS once the grace period since the last switch passed.
-    pub fn maintain(&mut self) -> Result<()> {
-        let w = self.w();
-        if w.load_u32(ctl!(free_dirty), Ordering::Acquire)? == 0 {
+    /// Punches holes over `[off, off + len)` except where the header and the active
+    /// generation's regions are (a retired or building extent recorded by a switch killed
+    /// before or after its publication may be the active one).
+    fn punch_outside_active(&self, off: u64, len: u64) -> Result<()> {
+        let end = off.saturating_add(len).min(self.sh.mem.refresh_len()?);
+        let mut used = self.in_use();
+        used.sort_unstable();
+        let mut at = off;
+        for (s, e) in used {
+            if at >= end {
+                break;
+            }
+            if s > at {
+                self.sh.mem.punch(at, s.min(end) - at)?;
+            }
+            at = at.max(e);
+        }
+        if end > at {
+            self.sh.mem.punch(at, end - at)?;
+        }
+        Ok(())
+    }
+
+    /// Punches the shard's retired extents, then forgets them (lengths first). Idempotent: a
+    /// writer killed in between leaves them recorded, and the next one punches them again.
+    fn punch_retired(&mut self) -> Result<()> {
+        let s = self.shard;
+        let index = (
+            self.ctl(sctl!(s, retired_index_off))?,
+            self.ctl(sctl!(s, retired_index_len))?,
+        );
+        let log = (
+            self.ctl(sctl!(s, retired_log_off))?,
+            self.ctl(sctl!(s, retired_log_len))?,
+        );
+        if index.1 == 0 && log.1 == 0 {
             return Ok(());
         }
-        let since = self.now.saturating_sub(self.ctl(ctl!(switched_ms))?);
+        for (off, len) in [index, log] {
+            if len != 0 {
+                self.punch_outside_active(off, len)?;
+            }
+        }
+        fp!("maintain::between_punch_and_flag");
+        self.ctl_set(sctl!(s, retired_index_len), 0)?;
+        self.ctl_set(sctl!(s, retired_log_len), 0)?;
+        self.ctl_set(sctl!(s, retired_index_off), 0)?;
+        self.ctl_set(sctl!(s, retired_log_off), 0)?;
+        self.ctl_set(sctl!(s, retired_ms), 0)
+    }
+
+    /// What a writer killed mid-switch left in the shard's space line: a building reservation
+    /// (its pages are punched, outside the active regions, then it is forgotten) and retired
+    /// extents (kept for the grace period; a retired extent that is the active one is never
+    /// punched).
+    pub(super) fn recover_space(&mut self) -> Result<()> {
+        let s = self.shard;
+        let (off, len) = (
+            self.ctl(sctl!(s, building_off))?,
+            self.ctl(sctl!(s, building_len))?,
+        );
+        if len != 0 {
+            self.punch_outside_active(off, len)?;
+        }
+        self.ctl_set(sctl!(s, building_len), 0)?;
+        self.ctl_set(sctl!(s, building_off), 0)
+    }
+
+    /// Returns retired regions to the OS once the grace period since they were retired passed.
+    pub fn maintain(&mut self) -> Result<()> {
+        let s = self.shard;
+        if self.ctl(sctl!(s, retired_index_len))? == 0 && self.ctl(sctl!(s, retired_log_len))? == 0
+        {
+            return Ok(());
+        }
+        let retired = self.ctl(sctl!(s, retired_ms))?;
+        let since = self.now.saturating_sub(retired);
         let now_real = (self.sh.clock)();
-        let since = since.max(now_real.saturating_sub(self.ctl(ctl!(switched_ms))?));
+        let since = since.max(now_real.saturating_sub(retired));
         if since < self.sh.grace.as_millis() as u64 {
             return Ok(());
         }
-        self.punch_free(&[])?;
-        fp!("maintain::between_punch_and_flag");
-        w.store_u32(ctl!(free_dirty), 0, Ordering::Release)
+        self.punch_retired()
     }
 
     /// For a process alone with the file: punch all free space and truncate the unused tail.
     pub fn trim_alone(&mut self) -> Result<()> {
         self.punch_free(&[])?;
-        self.w().store_u32(ctl!(free_dirty), 0, Ordering::Release)?;
+        let s = self.shard;
+        for f in [
+            sctl!(s, retired_index_len),
+            sctl!(s, retired_log_len),
+            sctl!(s, retired_index_off),
+            sctl!(s, retired_log_off),
+            sctl!(s, retired_ms),
+        ] {
+            self.ctl_set(f, 0)?;
+        }
         let d = &self.g.desc;
         let end = (d.index_off + d.index_len()).max(d.log_off + d.log_len());
         if self.sh.mem.refresh_len()? > end {

@@ -44,6 +44,25 @@ pub fn summary(s: &Summary) -> Value {
             "apparent_bytes": s.apparent_bytes,
             "allocated_bytes": s.allocated_bytes,
         },
+        "shard_bits": s.shard_bits,
+        "shards": s.shards.iter().map(|sh| json!({
+            "shard": sh.shard,
+            "generation": sh.generation,
+            "index_slots": sh.index_slots,
+            "log_capacity": sh.log_capacity,
+            "ring_used": sh.ring_used,
+            "entries": sh.entries,
+            "live_bytes": sh.live_bytes,
+            "footprint": sh.footprint,
+            "fair_share": sh.fair_share,
+            "lock": match &sh.lock {
+                LockState::Free => json!({"state": "free"}),
+                LockState::Held { slot, pid, alive, .. } => json!({
+                    "state": "held", "owner_slot": slot, "owner_pid": pid, "owner_alive": alive,
+                }),
+            },
+            "recovery_pending": sh.recovery_pending,
+        })).collect::<Vec<_>>(),
         "generation": s.generation,
         "generation_created_ms": layout.map(|l| l.created_ms),
         "index": layout.zip(census).map(|(l, c)| json!({

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use shmap::inspect::{LastExit, LockState, Process, Summary, Verification, show_key};
+use shmap::inspect::{LastExit, LockState, Process, ShardSummary, Summary, Verification, show_key};
 
 /// The summary, one aligned line per topic.
 pub fn summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
@@ -133,6 +133,14 @@ pub fn summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
         ),
     };
     line(out, "lock", lock)?;
+    line(
+        out,
+        "shards",
+        format!("{} (shard_bits {})", s.shards.len(), s.shard_bits),
+    )?;
+    for sh in &s.shards {
+        line(out, &format!("shard {}", sh.shard), shard_line(sh))?;
+    }
     let mut procs = if s.processes.is_empty() {
         "none attached".to_string()
     } else {
@@ -193,6 +201,38 @@ pub fn summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
         line(out, "problem", format!("at byte {}: {}", p.offset, p.what))?;
     }
     Ok(())
+}
+
+/// One shard's summary line.
+fn shard_line(s: &ShardSummary) -> String {
+    let lock = match &s.lock {
+        LockState::Free => "free".to_string(),
+        LockState::Held { slot, alive, .. } => format!(
+            "held by slot {slot} ({})",
+            if *alive { "alive" } else { "dead" }
+        ),
+    };
+    let pct = if s.log_capacity == 0 {
+        0.0
+    } else {
+        100.0 * s.ring_used as f64 / s.log_capacity as f64
+    };
+    format!(
+        "gen {}, {} slots, ring {} ({pct:.1}% used), {} entries ({} live), {} of a fair share \
+         of {}, lock {lock}{}",
+        s.generation,
+        s.index_slots,
+        bytes(s.log_capacity),
+        s.entries,
+        bytes(s.live_bytes),
+        bytes(s.footprint),
+        bytes(s.fair_share),
+        if s.recovery_pending {
+            ", recovery pending"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The verification report: what was walked, each problem and note, and a verdict.

@@ -154,11 +154,11 @@ pub fn foreign(dir: &Path) -> PathBuf {
     path
 }
 
-/// The healthy map with its version field set to 3, a future version (and the superblock checksum fixed up).
-pub fn version_3(dir: &Path) -> PathBuf {
-    let path = healthy_named(dir, "version-3");
+/// The healthy map with its version field set to 4, a future version (and the superblock checksum fixed up).
+pub fn version_4(dir: &Path) -> PathBuf {
+    let path = healthy_named(dir, "version-4");
     let mut sb = std::fs::read(&path).unwrap()[..128].to_vec();
-    sb[8..12].copy_from_slice(&3u32.to_le_bytes());
+    sb[8..12].copy_from_slice(&4u32.to_le_bytes());
     let crc = crc32(&sb[..124]);
     sb[124..128].copy_from_slice(&crc.to_le_bytes());
     poke(&path, 0, &sb);
@@ -170,9 +170,14 @@ pub fn version_3(dir: &Path) -> PathBuf {
 pub fn dead_writer(dir: &Path) -> PathBuf {
     let path = healthy_named(dir, "dead-writer");
     let word: u32 = (5 << 20) | 3;
-    poke(&path, 264, &word.to_le_bytes());
-    let entries = u64::from_le_bytes(std::fs::read(&path).unwrap()[312..320].try_into().unwrap());
-    poke(&path, 312, &(entries + 1).to_le_bytes());
+    // Shard 0's entry is at 12288: its writer lock at +64, its entries counter at +96.
+    poke(&path, 12352, &word.to_le_bytes());
+    let entries = u64::from_le_bytes(
+        std::fs::read(&path).unwrap()[12384..12392]
+            .try_into()
+            .unwrap(),
+    );
+    poke(&path, 12384, &(entries + 1).to_le_bytes());
     path
 }
 
