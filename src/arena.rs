@@ -188,8 +188,8 @@ impl Gen {
             }
             // While `g` stays active its descriptor slot is never rewritten, so a generation
             // this process has validated and mapped once needs no second look (generation
-            // numbers are unique map-wide).
-            if mem.verified_gen() == g && desc.generation == g {
+            // numbers are unique map-wide). Generation 0 is never a map's: the cache's "none".
+            if g != 0 && mem.verified_gen() == g && desc.generation == g {
                 return Ok(Gen { desc, shard, slot });
             }
             let fresh = Gen::from_desc(mem, desc, shard, slot, g)?;

@@ -284,3 +284,15 @@ fn slots_behind_the_tail_are_corrupt_not_busy() {
     let err = m.keys().unwrap_err();
     assert_eq!(err.code(), "ERR_SHMAP_CORRUPT", "{err}");
 }
+
+/// A zeroed shard entry (`active` naming generation 0, which no map has, and a zero
+/// descriptor) is damage, never taken for a generation this process validated: typed.
+#[test]
+fn a_zeroed_shard_entry_is_corrupt() {
+    let dir = shm_dir();
+    let (path, _) = fixture(dir.path());
+    poke(&path, format::shard_off(0), &0u64.to_le_bytes());
+    poke(&path, format::desc_off(0, 0), &[0u8; 64]);
+    poke(&path, format::desc_off(0, 1), &[0u8; 64]);
+    assert_eq!(open(&path).unwrap_err().code(), "ERR_SHMAP_CORRUPT");
+}
