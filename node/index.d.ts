@@ -22,6 +22,13 @@ export interface ShmapOptions {
   maxSize?: number;
   /** Size of a new map's file in bytes (at least 64 KiB; default 1 MiB). The map grows by itself. */
   initialSize?: number;
+  /**
+   * Shards of a new map: a power of two from 1 to 128, each with its own writer lock, so that
+   * processes writing keys of different shards do not wait for each other; 0 = twice the
+   * cores. Lowered until every shard's first generation fits `initialSize`. Default 1. An
+   * existing map keeps the count it was created with (`reset: true` re-creates it).
+   */
+  shards?: number;
   /** Default time to live in ms of entries set without one, for every process (stored in the map). 0 = never expire. */
   maxAge?: number;
   /** Start empty (a `clear()` if other processes are attached). Typically the primary passes true, workers false. */

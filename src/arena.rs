@@ -68,6 +68,8 @@ pub(crate) struct Gen {
     pub desc: Desc,
     /// The shard whose generation it is.
     pub shard: usize,
+    /// `log2` of the map's shard count (home slots use the hash bits after the shard's).
+    pub bits: u32,
     /// The descriptor slot (0 or 1) that describes it.
     pub slot: u64,
 }
@@ -190,7 +192,12 @@ impl Gen {
             // this process has validated and mapped once needs no second look (generation
             // numbers are unique map-wide). Generation 0 is never a map's: the cache's "none".
             if g != 0 && mem.verified_gen() == g && desc.generation == g {
-                return Ok(Gen { desc, shard, slot });
+                return Ok(Gen {
+                    desc,
+                    shard,
+                    bits: mem.shard_bits(),
+                    slot,
+                });
             }
             let fresh = Gen::from_desc(mem, desc, shard, slot, g)?;
             mem.set_verified_gen(g);
@@ -210,7 +217,18 @@ impl Gen {
         // the regions lie within the file, and maps them.
         desc.validate(g, format::desc_off(shard, slot), mem.header_len(), u64::MAX)?;
         mem.ensure(end)?;
-        Ok(Gen { desc, shard, slot })
+        Ok(Gen {
+            desc,
+            shard,
+            bits: mem.shard_bits(),
+            slot,
+        })
+    }
+
+    /// The home slot of a key with hash `h` in this generation's index.
+    #[inline]
+    pub fn home(&self, h: u64) -> u64 {
+        format::home(format::in_shard(h, self.bits), self.slots())
     }
 
     /// The shard's `active` word for this generation.
@@ -358,7 +376,7 @@ impl Gen {
     /// checksum verified. Without validation: readers must call [`Gen::still_valid`] after.
     pub fn lookup(&self, w: &Window, key: &[u8], h: u64, sink: &mut dyn Sink) -> Result<Probe> {
         let mask = self.slots() - 1;
-        let mut i = format::home(h, self.slots());
+        let mut i = self.home(h);
         let mut free = None;
         let mut oldest = u64::MAX;
         for _ in 0..self.slots() {

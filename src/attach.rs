@@ -289,10 +289,13 @@ fn unfinished(file: &File) -> Result<bool> {
 fn init_alone(path: &Path, file: &File, opts: &Options) -> Result<Superblock> {
     if !unfinished(file)? {
         match read_superblock(file, path) {
-            Ok(sb) => {
-                recover_alone(path, file, opts, &sb)?;
-                return Ok(sb);
-            }
+            Ok(sb) => match recover_alone(path, file, opts, &sb) {
+                Ok(()) => return Ok(sb),
+                // Damage found while recovering (a shard's descriptor, say) is re-created on
+                // request too.
+                Err(Error::Corrupt { .. }) if opts.reset => {}
+                Err(e) => return Err(e),
+            },
             // A map of another version, or a damaged header, may be re-created on request; a
             // file that is not a map never is.
             Err(Error::UnsupportedVersion { .. })

@@ -14,6 +14,7 @@ use crate::format::{
     round_up, sctl,
 };
 use crate::options::{DEFAULT_MAX_SIZE, Options};
+use crate::place;
 use crate::plan;
 use crate::raw::Mem;
 
@@ -25,15 +26,17 @@ pub(crate) fn create(file: &File, opts: &Options) -> Result<Superblock> {
     let now = (opts.clock)();
     let seed = opts.seed.unwrap_or_else(random_seed);
     let size = round_up(opts.initial_size, PAGE).unwrap_or(u64::MAX);
-    // This release creates maps of one shard (format.md, "Shard count").
-    let shard_bits = 0;
-    let shard = 0;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let requested = (opts.shards != 0).then_some(opts.shards);
+    let shards = place::shard_count(cores, size, requested).map_err(Error::InvalidArgument)?;
+    let shard_bits = shards.trailing_zeros();
     let header_len = format::header_len(shard_bits);
-    let plan = plan::initial(size);
+    // The shards' first generations split what the header leaves of the initial size.
+    let per_shard = (size.saturating_sub(header_len) / u64::from(shards)) & !(PAGE - 1);
+    let plan = plan::initial(format::HEADER_LEN + per_shard);
     let cap = plan.log_cap.unwrap_or(PAGE);
-    let index_off = header_len;
-    let log_off = index_off + index_region_len(plan.slots);
-    let end = log_off + log_region_len(cap);
+    let gen_len = index_region_len(plan.slots) + log_region_len(cap);
+    let end = header_len + gen_len * u64::from(shards);
     let mem = Mem::new(
         file.try_clone().map_err(|e| Error::io("dup", e))?,
         true,
@@ -41,26 +44,32 @@ pub(crate) fn create(file: &File, opts: &Options) -> Result<Superblock> {
     )?;
     mem.allocate(0, end)?;
     let w = mem.w();
-    let mut desc = Desc {
-        generation: 1,
-        index_off,
-        index_slots: plan.slots,
-        log_off,
-        log_cap: cap,
-        created_ms: now,
-        ..Desc::default()
-    };
-    desc.crc = desc.compute_crc();
-    arena::write_desc(w, shard, 0, desc)?;
-    arena::init_log(w, &desc, 0)?;
-    w.store_u32(sctl!(shard, depth), shard_bits, Ordering::Release)?;
-    w.store_u64(sctl!(shard, switched_ms), now, Ordering::Release)?;
-    w.store_u64(
-        sctl!(shard, active),
-        format::active_word(1, 0),
-        Ordering::Release,
-    )?;
-    w.store_u64(gctl!(next_gen), 2, Ordering::Release)?;
+    for shard in 0..shards as usize {
+        let index_off = header_len + gen_len * shard as u64;
+        let log_off = index_off + index_region_len(plan.slots);
+        // Generation numbers are unique map-wide: shard i's first is i + 1.
+        let generation = shard as u64 + 1;
+        let mut desc = Desc {
+            generation,
+            index_off,
+            index_slots: plan.slots,
+            log_off,
+            log_cap: cap,
+            created_ms: now,
+            ..Desc::default()
+        };
+        desc.crc = desc.compute_crc();
+        arena::write_desc(w, shard, 0, desc)?;
+        arena::init_log(w, &desc, 0)?;
+        w.store_u32(sctl!(shard, depth), shard_bits, Ordering::Release)?;
+        w.store_u64(sctl!(shard, switched_ms), now, Ordering::Release)?;
+        w.store_u64(
+            sctl!(shard, active),
+            format::active_word(generation, 0),
+            Ordering::Release,
+        )?;
+    }
+    w.store_u64(gctl!(next_gen), u64::from(shards) + 1, Ordering::Release)?;
     w.store_u64(
         gctl!(max_size),
         opts.max_size.unwrap_or(DEFAULT_MAX_SIZE).max(size),

@@ -43,7 +43,7 @@ pub const SHARD_ENTRY_LEN: u64 = 512;
 pub const MAX_SHARD_BITS: u32 = 7;
 /// The shard counts this build creates and operates (`shard_bits` up to this): a file with
 /// more shards is refused with [`Error::UnsupportedShards`].
-pub const SUPPORTED_SHARD_BITS: u32 = 0;
+pub const SUPPORTED_SHARD_BITS: u32 = MAX_SHARD_BITS;
 /// Bytes of a record header.
 pub const RECORD_HEADER_LEN: u64 = 24;
 /// Bytes of the log region's header, before the ring.
@@ -348,10 +348,27 @@ pub fn hash(key: &[u8], seed: u64) -> u64 {
 
 /// The home slot of a key with hash `h` in an index of `slots` slots (a power of two): the
 /// hash's top bits, so that slot order is hash order at every index size (scans resume by hash).
+/// In a map of `2^b` shards pass `h << b` (the bits after the shard's).
 #[inline]
 pub fn home(h: u64, slots: u64) -> u64 {
     debug_assert!(slots.is_power_of_two() && slots >= 2);
     h >> (64 - slots.trailing_zeros())
+}
+
+/// The shard of a key with hash `h` in a map of `2^bits` shards: the hash's top bits.
+#[inline]
+pub fn shard_of(h: u64, bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        (h >> (64 - bits)) as usize
+    }
+}
+
+/// The hash bits a shard's index uses for home slots: those after the shard's.
+#[inline]
+pub fn in_shard(h: u64, bits: u32) -> u64 {
+    if bits == 0 { h } else { h << bits }
 }
 
 /// Rounds `n` up to a multiple of `to` (a power of two); `None` on overflow.
@@ -690,14 +707,24 @@ mod tests {
                 Err(Error::UnsupportedVersion { found, supported: 3 }) if found == old
             ));
         }
-        // More shards than this build operates: typed, never a panic.
-        let four = Superblock::new(42, 1000, 2);
+        // Every shard count up to 128 reads; a header length that does not go with it is
+        // damage.
+        for bits in 0..=MAX_SHARD_BITS {
+            let sb = Superblock::new(42, 1000, bits);
+            assert_eq!(
+                Superblock::decode(sb.as_bytes(), p)
+                    .unwrap()
+                    .shard_bits
+                    .get(),
+                bits
+            );
+        }
+        let mut wrong = Superblock::new(42, 1000, 6);
+        wrong.header_len = (HEADER_LEN as u32).into();
+        wrong.crc = crc32fast::hash(&wrong.as_bytes()[..124]).into();
         assert!(matches!(
-            Superblock::decode(four.as_bytes(), p),
-            Err(Error::UnsupportedShards {
-                found: 4,
-                supported: 1
-            })
+            Superblock::decode(wrong.as_bytes(), p),
+            Err(Error::Corrupt { .. })
         ));
         let mut absurd = Superblock::new(42, 1000, 0);
         absurd.shard_bits = 9.into();

@@ -1199,8 +1199,19 @@ impl Inspector {
                     ),
                 });
             }
+            if format::shard_of(h, g.bits) != g.shard {
+                problems.push(Problem {
+                    offset: slot_off(i),
+                    what: format!(
+                        "index slot {i} of shard {} holds the key {}, which belongs to shard {}",
+                        g.shard,
+                        show_key(&key),
+                        format::shard_of(h, g.bits)
+                    ),
+                });
+            }
             // Lookups probe from the key's home slot and stop at the first empty slot.
-            let mut k = format::home(h, g.slots());
+            let mut k = g.home(h);
             while k != i {
                 if g.load_slot(w, k)? == slot::EMPTY {
                     problems.push(Problem {

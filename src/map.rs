@@ -243,12 +243,18 @@ impl Shmap {
         Ok(self.read(key, &mut NoSink)?.is_some())
     }
 
-    fn writer(&self) -> Result<WriteGuard<'_>> {
+    /// The writer lock of shard `shard`.
+    fn writer_of(&self, shard: usize) -> Result<WriteGuard<'_>> {
         let sh = self.live()?;
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        WriteGuard::take(sh, 0)
+        WriteGuard::take(sh, shard)
+    }
+
+    /// The writer lock of the shard of a key with hash `h`.
+    fn writer(&self, h: u64) -> Result<WriteGuard<'_>> {
+        self.writer_of(self.sh.shard_of(h))
     }
 
     /// Stores `value` under `key` with the map's default time to live.
@@ -260,7 +266,7 @@ impl Shmap {
     pub fn set_with(&self, key: &[u8], value: &[u8], o: SetOptions) -> Result<u64> {
         let h = self.hash(key)?;
         check_flags(o.flags)?;
-        let mut g = self.writer()?;
+        let mut g = self.writer(h)?;
         let wr = g.writer()?;
         wr.put(key, h, value, o.flags, wr.expiry(o.ttl_ms)?, false)
             .map(|r| r.evicted)
@@ -270,7 +276,7 @@ impl Shmap {
     pub fn add(&self, key: &[u8], value: &[u8], o: SetOptions) -> Result<bool> {
         let h = self.hash(key)?;
         check_flags(o.flags)?;
-        let mut g = self.writer()?;
+        let mut g = self.writer(h)?;
         let wr = g.writer()?;
         wr.put(key, h, value, o.flags, wr.expiry(o.ttl_ms)?, true)
             .map(|r| r.stored)
@@ -279,7 +285,7 @@ impl Shmap {
     /// Removes `key`; true if it was present.
     pub fn remove(&self, key: &[u8]) -> Result<bool> {
         let h = self.hash(key)?;
-        let mut g = self.writer()?;
+        let mut g = self.writer(h)?;
         g.writer()?.remove(key, h)
     }
 
@@ -288,7 +294,7 @@ impl Shmap {
     /// entry's expiry. Fails with [`Error::NotAnInteger`] on a value not written by `incr`/`set_int`.
     pub fn incr(&self, key: &[u8], delta: i64, init: i64, ttl_ms: Option<u64>) -> Result<i64> {
         let h = self.hash(key)?;
-        let mut g = self.writer()?;
+        let mut g = self.writer(h)?;
         g.writer()?.incr(key, h, delta, init, ttl_ms)
     }
 
@@ -306,15 +312,24 @@ impl Shmap {
     }
 
     /// Removes every entry and shrinks the map to its initial size.
+    ///
+    /// Shard by shard, each under its own lock: each shard's clear is atomic, the whole is not
+    /// (an entry written before `clear` began is gone when it returns).
     pub fn clear(&self) -> Result<()> {
-        let mut g = self.writer()?;
-        g.writer()?.clear()
+        for s in 0..self.sh.shards() {
+            let mut g = self.writer_of(s)?;
+            g.writer()?.clear()?;
+        }
+        Ok(())
     }
 
     /// Rebuilds the map compactly now (normally this happens by itself).
     pub fn compact(&self) -> Result<()> {
-        let mut g = self.writer()?;
-        g.writer()?.compact()
+        for s in 0..self.sh.shards() {
+            let mut g = self.writer_of(s)?;
+            g.writer()?.compact()?;
+        }
+        Ok(())
     }
 
     /// Asks to load `key` once across all processes (see format.md, Leases): returns its value
@@ -323,7 +338,7 @@ impl Shmap {
     pub fn lease(&self, key: &[u8], lease_ms: u64) -> Result<LeaseState> {
         let h = self.hash(key)?;
         let token = next_token();
-        let mut g = self.writer()?;
+        let mut g = self.writer(h)?;
         g.writer()?.lease(key, h, lease_ms, token)
     }
 
@@ -365,7 +380,7 @@ impl Shmap {
     /// Drops the lease `token` on `key`, if it is still held (a loader that failed).
     pub fn release_lease(&self, key: &[u8], token: u64) -> Result<bool> {
         let h = self.hash(key)?;
-        let mut g = self.writer()?;
+        let mut g = self.writer(h)?;
         g.writer()?.release_lease(key, h, token)
     }
 
@@ -462,8 +477,10 @@ impl Shmap {
     pub fn flush(&self) -> Result<()> {
         let sh = self.live()?;
         if !self.read_only && sh.mem.writable() {
-            let mut g = WriteGuard::take(sh, 0)?;
-            g.writer()?.housekeep()?;
+            for s in 0..sh.shards() {
+                let mut g = WriteGuard::take(sh, s)?;
+                g.writer()?.housekeep()?;
+            }
         }
         sh.mem.sync(0, sh.mem.file_len())
     }
@@ -566,6 +583,12 @@ fn check_flags(flags: u32) -> Result<()> {
 }
 
 fn check_sizes(opts: &Options) -> Result<()> {
+    if opts.shards != 0 && (!opts.shards.is_power_of_two() || opts.shards > 128) {
+        return Err(Error::InvalidArgument(format!(
+            "shards must be a power of two from 1 to 128 (or 0: twice the cores), not {}",
+            opts.shards
+        )));
+    }
     if opts.initial_size < MIN_SIZE {
         return Err(Error::InvalidArgument(format!(
             "initial_size {} is below the minimum {MIN_SIZE}",
@@ -729,13 +752,32 @@ impl Shmap {
             self.hash(f)?;
         }
         check_flags(o.flags)?;
-        let mut g = self.writer()?;
-        let wr = g.writer()?;
+        let sh = self.live()?;
+        let mut hashes = vec![h, self.hash(c.version_key)?];
+        if let Some(f) = c.floor_key {
+            hashes.push(self.hash(f)?);
+        }
+        // The shards of all its keys, locked in ascending order (format.md, "Writer lock").
+        let mut shards: Vec<usize> = hashes.iter().map(|&x| sh.shard_of(x)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let mut guards = Vec::with_capacity(shards.len());
+        for &s in &shards {
+            guards.push(self.writer_of(s)?);
+        }
+        let mut ws = Vec::with_capacity(guards.len());
+        for g in guards.iter_mut() {
+            ws.push(g.writer()?);
+        }
+        let at = shards
+            .iter()
+            .position(|&s| s == sh.shard_of(h))
+            .ok_or(Error::Busy)?;
         let value = match value {
-            Some(v) => Some((v, o.flags, wr.expiry(o.ttl_ms)?)),
+            Some(v) => Some((v, o.flags, ws[at].expiry(o.ttl_ms)?)),
             None => None,
         };
-        wr.set_if(key, h, value, c)
+        Writer::set_if(&mut ws, key, h, value, c)
     }
 }
 
@@ -753,7 +795,7 @@ impl Shmap {
     /// expiry (records are immutable: see `Writer::retime`).
     pub fn expire(&self, key: &[u8], ttl_ms: u64) -> Result<bool> {
         let h = self.hash(key)?;
-        let mut g = self.writer()?;
+        let mut g = self.writer(h)?;
         g.writer()?.retime(key, h, ttl_ms)
     }
 
@@ -762,25 +804,34 @@ impl Shmap {
     /// the key is absent and `o.create` is false.
     pub fn incr_with(&self, key: &[u8], delta: i64, o: IncrOptions) -> Result<Option<Counter>> {
         let h = self.hash(key)?;
-        let mut g = self.writer()?;
+        let mut g = self.writer(h)?;
         g.writer()?.incr_with(key, h, delta, o)
     }
 
-    /// Removes each of `keys` under one hold of the writer lock (so the caller bounds the batch);
-    /// returns how many were present.
+    /// Removes each of `keys` under one hold of each of their shards' writer locks (so the
+    /// caller bounds the batch); returns how many were present.
     pub fn remove_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<u64> {
         let hashes = keys
             .iter()
             .map(|k| self.hash(k.as_ref()))
             .collect::<Result<Vec<u64>>>()?;
-        let mut g = self.writer()?;
-        let wr = g.writer()?;
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&i| self.sh.shard_of(hashes[i]));
         let mut n = 0;
-        for (i, (k, h)) in keys.iter().zip(hashes).enumerate() {
-            if i > 0 {
-                crate::failpoints::fp!("remove_many::between_removes");
+        let mut at = 0;
+        // One hold of each shard's lock for that shard's keys, shards in ascending order.
+        while at < order.len() {
+            let shard = self.sh.shard_of(hashes[order[at]]);
+            let mut g = self.writer_of(shard)?;
+            let wr = g.writer()?;
+            while at < order.len() && self.sh.shard_of(hashes[order[at]]) == shard {
+                if at > 0 {
+                    crate::failpoints::fp!("remove_many::between_removes");
+                }
+                let i = order[at];
+                n += u64::from(wr.remove(keys[i].as_ref(), hashes[i])?);
+                at += 1;
             }
-            n += u64::from(wr.remove(k.as_ref(), h)?);
         }
         Ok(n)
     }

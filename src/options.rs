@@ -48,6 +48,7 @@ pub struct Options {
     pub(crate) lock_timeout: Duration,
     pub(crate) mode: u32,
     pub(crate) trusted_owners: Vec<u32>,
+    pub(crate) shards: u32,
 }
 
 impl Default for Options {
@@ -67,6 +68,7 @@ impl Default for Options {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             mode: DEFAULT_MODE,
             trusted_owners: Vec::new(),
+            shards: 1,
         }
     }
 }
@@ -126,6 +128,15 @@ impl Options {
     /// map when given.
     pub fn evict(mut self, evict: bool) -> Self {
         self.evict = Some(evict);
+        self
+    }
+    /// How many shards a new map gets (format.md, "Shard count"): a power of two from 1 to 128,
+    /// each with its own writer lock, so writers of different shards do not wait for each
+    /// other; or 0 for twice the cores (rounded up to a power of two, at most 128). Either is
+    /// lowered until every shard's first generation fits `initial_size`. Default 1. An existing
+    /// map keeps the count it was created with (`reset` re-creates it with this one).
+    pub fn shards(mut self, shards: u32) -> Self {
+        self.shards = shards;
         self
     }
     /// Whether to create the file if it is missing (default true).

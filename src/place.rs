@@ -62,19 +62,8 @@ pub(crate) fn shard_count(
     Ok(s)
 }
 
-/// The shard of hash `h` in a map of `2^bits` shards: the hash's top bits.
-pub(crate) fn shard_of(h: u64, bits: u32) -> usize {
-    if bits == 0 {
-        0
-    } else {
-        (h >> (64 - bits)) as usize
-    }
-}
-
-/// The hash bits a shard's index uses for home slots: the bits after the shard's.
-pub(crate) fn in_shard(h: u64, bits: u32) -> u64 {
-    if bits == 0 { h } else { h << bits }
-}
+#[allow(unused_imports)]
+pub(crate) use crate::format::{in_shard, shard_of};
 
 /// The first hash of shard `i` (scans: shard `i` covers `[start(i), start(i + 1))`).
 pub(crate) fn shard_start(i: u64, bits: u32) -> u64 {

@@ -41,6 +41,8 @@ pub(crate) struct Mem {
     verified_gen: AtomicU64,
     /// The map's header length (from its superblock; regions start at or after it).
     header_len: AtomicU64,
+    /// `log2` of the map's shard count (from its superblock).
+    shard_bits: std::sync::atomic::AtomicU32,
 }
 
 /// Virtual address space reserved per mapping beyond what the file needs: growth within it
@@ -62,6 +64,7 @@ impl Mem {
             known_len: AtomicU64::new(len),
             verified_gen: AtomicU64::new(0),
             header_len: AtomicU64::new(crate::format::HEADER_LEN),
+            shard_bits: std::sync::atomic::AtomicU32::new(0),
         };
         mem.remap(min_window.max(len))?;
         Ok(mem)
@@ -105,6 +108,18 @@ impl Mem {
     /// Records the header length the superblock states.
     pub fn set_header_len(&self, len: u64) {
         self.header_len.store(len, Ordering::Relaxed);
+    }
+
+    /// `log2` of the map's shard count.
+    #[inline]
+    pub fn shard_bits(&self) -> u32 {
+        self.shard_bits.load(Ordering::Relaxed)
+    }
+
+    /// Records the superblock's shard bits (and the header length that goes with them).
+    pub fn set_shard_bits(&self, bits: u32) {
+        self.shard_bits.store(bits, Ordering::Relaxed);
+        self.set_header_len(crate::format::header_len(bits));
     }
 
     /// File length as last observed (the file never shrinks while mapped).

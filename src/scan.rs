@@ -132,8 +132,8 @@ fn chunk_validated(sh: &Shared, c: u64, o: &ScanOptions) -> Result<(Vec<Found>, 
     let now = (sh.clock)();
     let mut failures = Failures::default();
     for attempt in 0..CHUNK_TRIES {
-        // This release's maps have one shard (format.md, "Shard count").
-        let g = Gen::load(&sh.mem, 0)?;
+        // Shard after shard: the cursor's top bits name the shard it is in.
+        let g = Gen::load(&sh.mem, sh.shard_of(c))?;
         if let Some(r) = chunk(sh, &g, c, o, now)? {
             return Ok(r);
         }
@@ -160,10 +160,24 @@ fn chunk(
     let w = sh.mem.w();
     let slots = g.slots();
     let shift = 64 - slots.trailing_zeros();
-    let a = format::home(c, slots);
+    let a = g.home(c);
     let b = (a + CHUNK).min(slots);
-    // Hashes of this chunk: [c, end); `None` = to the end of the hash space.
-    let end = (b < slots).then(|| b << shift);
+    // Hashes of this chunk: [c, end); `None` = to the end of the hash space. Within shard `s`
+    // of `2^bits`, home slots order the hash bits after the shard's; the chunk's last one ends
+    // the shard, and the next chunk begins the next shard.
+    let bits = g.bits;
+    let base = if bits == 0 {
+        0
+    } else {
+        (g.shard as u64) << (64 - bits)
+    };
+    let end = if b < slots {
+        Some(base | ((b << shift) >> bits))
+    } else if g.shard + 1 < sh.shards() {
+        Some(((g.shard + 1) as u64) << (64 - bits))
+    } else {
+        None
+    };
     let mut found = Vec::new();
     let mut oldest = u64::MAX;
     let mut key = Vec::new();

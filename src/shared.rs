@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     /// Serialises this process's writers before they touch a shard's writer lock (one per
     /// shard).
     pub local: Vec<Mutex<()>>,
+    /// Serialises this process's threads before they touch `place_lock`.
+    place_local: Mutex<()>,
     /// The longest wait for another process.
     pub lock_timeout: Duration,
     /// The fork epoch when the attachment was made (see [`Shared::forked`]).
@@ -67,7 +69,7 @@ impl Shared {
     ) -> Result<Shared> {
         let on_tmpfs = mem.is_tmpfs();
         let shard_bits = sb.shard_bits.get();
-        mem.set_header_len(format::header_len(shard_bits));
+        mem.set_shard_bits(shard_bits);
         Ok(Shared {
             mem,
             me,
@@ -81,6 +83,7 @@ impl Shared {
             created_ms: sb.created_ms.get(),
             shard_bits,
             local: (0..1usize << shard_bits).map(|_| Mutex::new(())).collect(),
+            place_local: Mutex::new(()),
             lock_timeout: opts.lock_timeout,
             epoch: {
                 crate::raw::ensure_fork_handler();
@@ -102,6 +105,41 @@ impl Shared {
     #[inline]
     pub fn shards(&self) -> usize {
         1 << self.shard_bits
+    }
+
+    /// Takes the placement lock (after the caller's shard lock; format.md, "Placement lock"),
+    /// waiting at most the lock timeout. Its state is re-derived from the shard table by every
+    /// holder, so a dead holder leaves nothing to repair: the duty is cleared at once. Release
+    /// with [`Shared::unlock_place`] before dropping the returned guard.
+    pub fn lock_place(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        let me = self.me.ok_or(Error::ReadOnly)?;
+        let start = std::time::Instant::now();
+        let local = loop {
+            match self.place_local.try_lock() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            if start.elapsed() >= self.lock_timeout {
+                return Err(Error::LockTimeout {
+                    waited_ms: start.elapsed().as_millis() as u64,
+                    holder_pid: Some(std::process::id()),
+                    held_ms: None,
+                });
+            }
+            std::thread::yield_now();
+        };
+        if lock::lock_writer(&self.mem, &lock::PLACE, me, self.lock_timeout)?
+            == lock::Acquired::Recover
+        {
+            lock::recovered(&self.mem, &lock::PLACE)?;
+        }
+        Ok(local)
+    }
+
+    /// Releases the placement lock.
+    pub fn unlock_place(&self) {
+        lock::unlock_writer(&self.mem, &lock::PLACE);
     }
 
     /// The shard of a key with hash `h`.

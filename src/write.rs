@@ -34,6 +34,9 @@ pub(crate) struct Writer<'a> {
     buf: Vec<u8>,
     /// Growth failed for lack of file-system space during this critical section.
     no_space: bool,
+    /// An index rebuild was refused by the placement step during this critical section (the
+    /// other shards hold the budget): inserts go on while the index has empty slots.
+    index_held: bool,
     /// What is left of the time this critical section may wait for readers' quiet requests.
     quiet_left: std::time::Duration,
 }
@@ -73,6 +76,7 @@ impl<'a> Writer<'a> {
             keybuf: Vec::new(),
             buf: Vec::new(),
             no_space: false,
+            index_held: false,
             quiet_left: lock::QUIET_BUDGET,
         })
     }
@@ -120,13 +124,35 @@ impl<'a> Writer<'a> {
     }
 
     /// What the plans read: the active generation and the control block's counters.
+    ///
+    /// With several shards the plans see this shard alone: `max_size` less the header and what
+    /// the other shards' active generations hold (read lock-free: the placement step, not this
+    /// figure, keeps the hard cap), and the shard's part of the initial size.
     fn sizing(&self) -> Result<Sizing> {
+        let mut max_size = self.ctl(gctl!(max_size))?;
+        let mut min_pages = self.w().load_u32(gctl!(min_pages), Ordering::Acquire)? as u64;
+        let shards = self.sh.shards() as u64;
+        if shards > 1 {
+            let header = self.sh.mem.header_len();
+            let mut others = 0u64;
+            for j in (0..self.sh.shards()).filter(|&j| j != self.shard) {
+                let d = Gen::load(&self.sh.mem, j)?.desc;
+                others = others.saturating_add(d.index_len().saturating_add(d.log_len()));
+            }
+            max_size = format::HEADER_LEN
+                .saturating_add(max_size.saturating_sub(header.saturating_add(others)));
+            let part = min_pages
+                .saturating_mul(format::PAGE)
+                .saturating_sub(header)
+                / shards;
+            min_pages = format::HEADER_LEN.saturating_add(part) / format::PAGE;
+        }
         Ok(Sizing {
             desc: self.g.desc,
             entries: self.ctl(sctl!(self.shard, entries))?,
             live_bytes: self.ctl(sctl!(self.shard, live_bytes))?,
-            max_size: self.ctl(gctl!(max_size))?,
-            min_pages: self.w().load_u32(gctl!(min_pages), Ordering::Acquire)? as u64,
+            max_size,
+            min_pages,
         })
     }
 
@@ -229,7 +255,7 @@ impl<'a> Writer<'a> {
                 // `probe` repairs damage before it returns.
                 Probe::Suspect { offset, what, .. } => return Err(Error::corrupt(offset, what)),
             };
-            if old.is_none() && self.index_needs_room()? {
+            if old.is_none() && !self.index_held && self.index_needs_room()? {
                 self.make_index_room()?;
                 continue;
             }
@@ -601,6 +627,7 @@ impl<'a> Writer<'a> {
         if let Some(plan) = self.sizing()?.shrink() {
             match self.switch(plan, Fill::Keep) {
                 Err(Error::NoSpace { .. }) => {}
+                Err(Error::Full { .. }) if self.sh.shards() > 1 => {}
                 r => r?,
             }
         }
@@ -618,6 +645,8 @@ impl<'a> Writer<'a> {
         };
         match self.switch(plan, Fill::Keep) {
             Ok(()) => Ok(true),
+            // The placement step found no room under max_size (other shards hold it).
+            Err(Error::Full { .. }) if self.sh.shards() > 1 => Ok(false),
             Err(Error::NoSpace { .. }) => {
                 self.no_space = true;
                 self.sh
@@ -639,6 +668,20 @@ impl<'a> Writer<'a> {
             Err(Error::NoSpace { .. }) if slots > self.g.slots() => {
                 self.no_space = true;
                 Ok(false)
+            }
+            // The other shards hold the budget: a larger index is not to be had, and a rebuild
+            // at the same size is skipped while the index still has an empty slot (probes end
+            // there; tombstones are reused).
+            Err(Error::Full { .. }) if self.sh.shards() > 1 => {
+                let used = self.ctl(sctl!(self.shard, used_slots))?;
+                if slots > self.g.slots() {
+                    Ok(false)
+                } else if used.saturating_add(2) < self.g.slots() {
+                    self.index_held = true;
+                    Ok(false)
+                } else {
+                    Err(self.full_error(RECORD_HEADER_LEN))
+                }
             }
             Err(e) => Err(e),
         }
@@ -718,7 +761,7 @@ pub(crate) enum Target {
     Entries(u64),
 }
 /// Versioned writes (see [`Condition`]): one check and one write under the lock.
-impl Writer<'_> {
+impl<'a> Writer<'a> {
     /// The integer at `key` if it holds a live one; `NotAnInteger` if it holds anything else.
     fn live_int(&mut self, key: &[u8]) -> Result<Option<i64>> {
         let h = format::hash(key, self.sh.seed);
@@ -735,21 +778,34 @@ impl Writer<'_> {
         }
     }
 
-    /// Stores (`Some`) or removes (`None`) `key` if `c` holds; see [`crate::Shmap::set_if`].
+    /// The writer of `shards` (as taken) whose shard holds hash `h`.
+    fn of<'w>(ws: &'w mut [&mut Writer<'a>], h: u64) -> Result<&'w mut Writer<'a>> {
+        let at = ws
+            .iter()
+            .position(|w| w.shard == format::shard_of(h, w.sh.shard_bits))
+            .ok_or(Error::Busy)?;
+        Ok(&mut *ws[at])
+    }
+
+    /// `set_if` (see `Shmap::set_if`) with the writers of every shard its keys are in, their
+    /// locks taken in ascending shard order by the caller.
     pub fn set_if(
-        &mut self,
+        ws: &mut [&mut Writer<'a>],
         key: &[u8],
         h: u64,
         value: Option<(&[u8], u32, u64)>,
         c: &Condition<'_>,
     ) -> Result<bool> {
-        let mut current = self.live_int(c.version_key)?;
+        let seed = ws.first().ok_or(Error::Busy)?.sh.seed;
+        let vh = format::hash(c.version_key, seed);
+        let fh = c.floor_key.map(|f| format::hash(f, seed));
+        let mut current = Self::of(ws, vh)?.live_int(c.version_key)?;
         if current.is_none()
             && c.compare != Compare::Eq
-            && let Some(floor) = c.floor_key
+            && let (Some(floor), Some(fh)) = (c.floor_key, fh)
         {
             // A floor that is gone (evicted) holds nothing back: refuse.
-            let Some(f) = self.live_int(floor)? else {
+            let Some(f) = Self::of(ws, fh)?.live_int(floor)? else {
                 return Ok(false);
             };
             current = Some(f);
@@ -765,24 +821,24 @@ impl Writer<'_> {
         }
         match value {
             Some((v, flags, expires)) => {
-                self.put(key, h, v, flags, expires, false)?;
+                Self::of(ws, h)?.put(key, h, v, flags, expires, false)?;
             }
             None => {
-                self.remove(key, h)?;
+                Self::of(ws, h)?.remove(key, h)?;
             }
         }
         if let Some(ttl) = c.stamp {
             fp!("set_if::between_value_and_stamp");
-            let expires = self.expiry(ttl)?;
+            let vw = Self::of(ws, vh)?;
+            let expires = vw.expiry(ttl)?;
             let bytes = c.version.to_le_bytes();
-            let vh = format::hash(c.version_key, self.sh.seed);
-            self.put(c.version_key, vh, &bytes, FLAG_INT, expires, false)?;
+            vw.put(c.version_key, vh, &bytes, FLAG_INT, expires, false)?;
             fp!("set_if::between_stamp_and_floor");
-            if let Some(floor) = c.floor_key
-                && self.live_int(floor)?.is_none_or(|f| f < c.version)
-            {
-                let fh = format::hash(floor, self.sh.seed);
-                self.put(floor, fh, &bytes, FLAG_INT, 0, false)?;
+            if let (Some(floor), Some(fh)) = (c.floor_key, fh) {
+                let fw = Self::of(ws, fh)?;
+                if fw.live_int(floor)?.is_none_or(|f| f < c.version) {
+                    fw.put(floor, fh, &bytes, FLAG_INT, 0, false)?;
+                }
             }
         }
         Ok(true)

@@ -33,8 +33,12 @@ const NEED_DEAD_WRITER: &[&str] = &[
 /// The point a first child dies at to leave a dead writer (lock held, counters stale).
 const DEAD_WRITER_AT: &str = "put::between_publish_and_counters";
 
+/// Shards of the maps the parent creates (children open the parent's map and keep its count).
+static SHARDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
 fn opts() -> Options {
     Options::new()
+        .shards(SHARDS.load(Ordering::Relaxed))
         .initial_size(64 << 10)
         .max_size(64 << 20)
         .retire_grace(Duration::from_millis(20))
@@ -140,6 +144,13 @@ fn check_after_crash(map: &Shmap, path: &str, point: &str) {
         map.get(b"after-crash").unwrap().as_deref(),
         Some(point.as_bytes())
     );
+    // Each shard recovers at its own next write: touch every shard (64 keys spread over the
+    // shards by their hashes) before comparing counters.
+    for i in 0..64 {
+        let k = format!("touch-{i}");
+        map.set(k.as_bytes(), b"t").unwrap();
+        map.remove(k.as_bytes()).unwrap();
+    }
     // Counters agree with the index once a writer has recovered.
     let n = map.keys().unwrap().len() as u64;
     let s = map.stats().unwrap();
@@ -467,12 +478,22 @@ fn main() {
     }
     let started = Instant::now();
     let mut n = 0;
-    for point in shmap::failpoints::ALL {
-        let t = Instant::now();
-        crash_at(point);
-        n += 1;
-        println!("failpoint {point}: ok ({:.1}s)", t.elapsed().as_secs_f64());
+    // Every point in a map of one shard, then in a map of two (whose switches go through the
+    // placement step; a 64 KiB map has room for two shards).
+    for shards in [1, 2] {
+        SHARDS.store(shards, Ordering::Relaxed);
+        for point in shmap::failpoints::ALL {
+            let t = Instant::now();
+            crash_at(point);
+            n += 1;
+            println!(
+                "failpoint {point} ({shards} shard{}): ok ({:.1}s)",
+                if shards == 1 { "" } else { "s" },
+                t.elapsed().as_secs_f64()
+            );
+        }
     }
+    SHARDS.store(1, Ordering::Relaxed);
     failed_recovery_is_retried();
     n += 1;
     println!("failed recovery is retried: ok");

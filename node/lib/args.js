@@ -81,6 +81,15 @@ function modeArg(v, name) {
   return v;
 }
 
+// A shard count: a power of two from 1 to 128, or 0 for twice the cores.
+function shardsArg(v, name) {
+  if (typeof v !== 'number') throw argType(name, 'of type number', v);
+  if (!Number.isInteger(v) || v < 0 || v > 128 || (v & (v - 1)) !== 0) {
+    throw outOfRange(name, 'a power of two from 1 to 128, or 0 (twice the cores)', v);
+  }
+  return v;
+}
+
 // A list of uids.
 function uidsArg(v, name) {
   if (!Array.isArray(v)) throw argType(name, 'an array of numbers', v);
@@ -97,4 +106,4 @@ function isThenable(v) {
     typeof v.then === 'function';
 }
 
-module.exports = { writeKey, writePrefix, ttlArg, sizeArg, boolArg, modeArg, uidsArg, isThenable };
+module.exports = { writeKey, writePrefix, ttlArg, sizeArg, boolArg, modeArg, uidsArg, shardsArg, isThenable };

@@ -6,7 +6,7 @@
 
 const { native, fast, keyBuf, verBuf, ver, handles, MISS, UNCHANGED } = require('./native');
 const { argType, argValue, outOfRange } = require('./errors');
-const { writeKey, writePrefix, ttlArg, sizeArg, boolArg, modeArg, uidsArg } = require('./args');
+const { writeKey, writePrefix, ttlArg, sizeArg, boolArg, modeArg, uidsArg, shardsArg } = require('./args');
 const {
   T_BYTES, T_ASCII, T_JSON, T_F64, T_TRUE, T_FALSE, T_NULL, T_INT, T_U8, TWO_32,
   isPlainObject, decode, decodeEntryValue, encodeValue,
@@ -45,7 +45,7 @@ class Shmap {
     const o = {};
     const {
       maxSize, initialSize, maxAge, reset, lock, evict, leaseMs, decodeCache, lockTimeout, mode,
-      trustedOwners,
+      trustedOwners, shards,
     } = options;
     if (maxSize !== undefined) o.maxSize = sizeArg(maxSize, 'options.maxSize');
     if (initialSize !== undefined) o.initialSize = sizeArg(initialSize, 'options.initialSize');
@@ -56,6 +56,7 @@ class Shmap {
     if (lockTimeout !== undefined) o.lockTimeout = sizeArg(lockTimeout, 'options.lockTimeout');
     if (mode !== undefined) o.mode = modeArg(mode, 'options.mode');
     if (trustedOwners !== undefined) o.trustedOwners = uidsArg(trustedOwners, 'options.trustedOwners');
+    if (shards !== undefined) o.shards = shardsArg(shards, 'options.shards');
     this.#leaseMs = leaseMs === undefined ? DEFAULT_LEASE_MS : sizeArg(leaseMs, 'options.leaseMs');
     this.#dc = new DecodeCache(
       decodeCache === undefined ? undefined : sizeArg(decodeCache, 'options.decodeCache'));

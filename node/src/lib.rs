@@ -150,6 +150,8 @@ pub struct OpenOptions {
     pub mode: Option<u32>,
     /// Owners trusted besides this process's effective uid and root.
     pub trusted_owners: Option<Vec<u32>>,
+    /// Shards of a new map (a power of two 1 ..= 128, or 0 for twice the cores).
+    pub shards: Option<u32>,
 }
 
 /// What `lease` found: `state` 0 = a value (`code` as from `get`), 1 = acquired (`token`),
@@ -256,6 +258,9 @@ pub fn open(
         }
         if let Some(uids) = o.trusted_owners {
             opts = opts.trusted_owners(uids);
+        }
+        if let Some(n) = o.shards {
+            opts = opts.shards(n);
         }
         if ver.len() < 24 {
             return Err(invalid("the version buffer is shorter than 24 bytes"));

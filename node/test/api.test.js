@@ -3,6 +3,7 @@
 // getOrSet, stats, and the CommonJS/ESM entries.
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('fs');
 const { Shmap, NodeShareCache } = require('..');
 const { uniqueName, sleep } = require('./helpers');
 
@@ -288,6 +289,30 @@ test('the ESM entry exports the same classes', async () => {
   assert.equal(esm.Shmap, Shmap);
   assert.equal(esm.NodeShareCache, NodeShareCache);
   assert.equal(esm.default.Shmap, Shmap);
+});
+
+test('shards: a map of several shards serves every operation; the option is checked', (t) => {
+  const name = uniqueName(t);
+  const m = new Shmap(name, { reset: true, shards: 8, initialSize: 256 << 10 });
+  t.after(() => m.close());
+  const file = fs.readFileSync(m.path);
+  assert.equal(file.readUInt32LE(88), 3, 'shard_bits of 8 shards');
+  for (let i = 0; i < 3000; i++) m.set(`k${i}`, { i, pad: 'x'.repeat(i % 100) });
+  for (let i = 0; i < 3000; i += 5) m.delete(`k${i}`);
+  assert.equal(m.size, 2400);
+  for (let i = 1; i < 3000; i += 5) assert.deepEqual(m.get(`k${i}`), { i, pad: 'x'.repeat(i % 100) });
+  const keys = [...m.keys()];
+  assert.equal(keys.length, 2400);
+  assert.equal(new Set(keys).size, 2400, 'each key once across the shards');
+  assert.equal(m.incr('n', 2), 2);
+  // An existing map keeps its count; reset re-creates it with the new one.
+  const again = new Shmap(name, { shards: 2 });
+  assert.equal(fs.readFileSync(m.path).readUInt32LE(88), 3);
+  again.close();
+  for (const bad of [3, 129, -1, 1.5]) {
+    assert.throws(() => new Shmap(name, { shards: bad }), { code: 'ERR_OUT_OF_RANGE' }, String(bad));
+  }
+  assert.throws(() => new Shmap(name, { shards: '4' }), { code: 'ERR_INVALID_ARG_TYPE' });
 });
 
 test('NodeShareCache API (seed compatibility)', async (t) => {

@@ -12,6 +12,7 @@ use crate::failpoints::fp;
 use crate::format::{
     self, Desc, FLAG_LEASE, PAGE, gctl, index_region_len, log_region_len, round_up, sctl, slot,
 };
+use crate::place;
 use crate::plan::{Plan, slots_for_entries};
 
 /// Generation numbers stay below this (the `active` word holds `generation << 1`; 2^62
@@ -63,14 +64,20 @@ impl Writer<'_> {
         plan.slots = plan.slots.max(slots_for_entries(carry.len() as u64));
 
         let mem = &self.sh.mem;
-        let (index_off, log_off) = self.place(&plan);
         let idx_len = index_region_len(plan.slots);
-        let lo = index_off.min(log_off.unwrap_or(u64::MAX));
-        let hi = (index_off + idx_len)
-            .max(log_off.map_or(0, |o| o + log_region_len(plan.log_cap.unwrap_or(0))));
-        self.ctl_set(sctl!(self.shard, building_off), lo)?;
-        fp!("switch::between_building_off_and_len");
-        self.ctl_set(sctl!(self.shard, building_len), hi - lo)?;
+        let (index_off, log_off, g) = if self.sh.shards() == 1 {
+            let (index_off, log_off) = self.place(&plan);
+            let lo = index_off.min(log_off.unwrap_or(u64::MAX));
+            let hi = (index_off + idx_len)
+                .max(log_off.map_or(0, |o| o + log_region_len(plan.log_cap.unwrap_or(0))));
+            self.record_building(lo, hi - lo)?;
+            (index_off, log_off, None)
+        } else {
+            let (at, g) = self.place_shared(idx_len, plan.log_cap.map(log_region_len))?;
+            let log_off = plan.log_cap.map(|_| at);
+            let index_off = at + plan.log_cap.map_or(0, log_region_len);
+            (index_off, log_off, Some(g))
+        };
         let reserved = self.reserve_regions(
             index_off,
             idx_len,
@@ -81,7 +88,10 @@ impl Writer<'_> {
             self.recover_space()?;
             return Err(e);
         }
-        let g = self.next_generation()?;
+        let g = match g {
+            Some(g) => g,
+            None => self.next_generation()?,
+        };
         let desc_slot = 1 - self.g.slot;
         let mut desc = Desc {
             generation: g,
@@ -131,7 +141,7 @@ impl Writer<'_> {
             } else {
                 c.slot
             };
-            let mut i = format::home(c.hash, plan.slots);
+            let mut i = format::home(format::in_shard(c.hash, self.g.bits), plan.slots);
             while new.load_slot(w, i)? != slot::EMPTY {
                 i = (i + 1) & mask;
             }
@@ -220,6 +230,65 @@ impl Writer<'_> {
         }
     }
 
+    /// The placement step of a map of several shards (format.md, "Placement lock"): under
+    /// `place_lock`, reads every shard's counted extents, reserves one extent for the new log
+    /// (if any) followed by the new index as this shard's `building`, and takes a generation
+    /// number. `Full` when the counted bytes would pass `max_size`.
+    fn place_shared(&mut self, idx_len: u64, log_len: Option<u64>) -> Result<(u64, u64)> {
+        let want = idx_len.saturating_add(log_len.unwrap_or(0));
+        let _local = self.sh.lock_place()?;
+        let r = (|| {
+            let space = self.space()?;
+            let ext = space
+                .place(want)
+                .map_err(|n| Error::Full { needed: n.want })?;
+            self.record_building(ext.off, ext.len)?;
+            Ok((ext.off, self.next_generation()?))
+        })();
+        self.sh.unlock_place();
+        r
+    }
+
+    /// Records the shard's building reservation: offset, then length (a reservation killed in
+    /// between is no reservation).
+    fn record_building(&self, off: u64, len: u64) -> Result<()> {
+        self.ctl_set(sctl!(self.shard, building_off), off)?;
+        fp!("switch::between_building_off_and_len");
+        self.ctl_set(sctl!(self.shard, building_len), len)
+    }
+
+    /// Every counted extent of the map (format.md, "Placement lock"): each shard's building
+    /// extent, active regions and retired extents, read in that order so that a switch
+    /// publishing meanwhile is seen counted one way or the other. Called under `place_lock`.
+    fn space(&self) -> Result<place::Space> {
+        let w = self.w();
+        let mut used = Vec::new();
+        for j in 0..self.sh.shards() {
+            let ext = |off: u64, len: u64| place::Extent { off, len };
+            used.push(ext(
+                w.load_u64(sctl!(j, building_off), Ordering::Acquire)?,
+                w.load_u64(sctl!(j, building_len), Ordering::Acquire)?,
+            ));
+            let d = Gen::load(&self.sh.mem, j)?.desc;
+            used.push(ext(d.index_off, d.index_len()));
+            used.push(ext(d.log_off, d.log_len()));
+            used.push(ext(
+                w.load_u64(sctl!(j, retired_index_off), Ordering::Acquire)?,
+                w.load_u64(sctl!(j, retired_index_len), Ordering::Acquire)?,
+            ));
+            used.push(ext(
+                w.load_u64(sctl!(j, retired_log_off), Ordering::Acquire)?,
+                w.load_u64(sctl!(j, retired_log_len), Ordering::Acquire)?,
+            ));
+        }
+        used.retain(|e| e.len > 0);
+        Ok(place::Space {
+            header_len: self.sh.mem.header_len(),
+            max_size: w.load_u64(gctl!(max_size), Ordering::Acquire)?,
+            used,
+        })
+    }
+
     /// Live records of the active generation (expired ones are reclaimed here).
     fn collect(&mut self, fill: Fill) -> Result<Vec<Carry>> {
         let w = self.w();
@@ -293,14 +362,27 @@ impl Writer<'_> {
         self.ctl_add(sctl!(self.shard, evictions), evicted)
     }
 
-    /// The byte ranges in use: the header and the active generation's regions.
+    /// The byte ranges in use: the header and the active generation's regions (every shard's,
+    /// in a map of several).
     fn in_use(&self) -> Vec<(u64, u64)> {
         let d = &self.g.desc;
-        vec![
+        let mut v = vec![
             (0, self.sh.mem.header_len()),
             (d.index_off, d.index_off + d.index_len()),
             (d.log_off, d.log_off + d.log_len()),
-        ]
+        ];
+        for j in (0..self.sh.shards()).filter(|&j| j != self.shard) {
+            // A shard whose descriptor cannot be read keeps everything: nothing is punched.
+            match Gen::load(&self.sh.mem, j) {
+                Ok(o) => {
+                    let d = o.desc;
+                    v.push((d.index_off, d.index_off + d.index_len()));
+                    v.push((d.log_off, d.log_off + d.log_len()));
+                }
+                Err(_) => v.push((0, u64::MAX)),
+            }
+        }
+        v
     }
 
     /// First-fit placement after the header, away from the active regions.
@@ -342,7 +424,8 @@ impl Writer<'_> {
             Ok(())
         };
         match try_all() {
-            Err(Error::NoSpace { .. }) => {
+            // In a map of several shards free space is not this shard's to punch.
+            Err(Error::NoSpace { .. }) if self.sh.shards() == 1 => {
                 self.punch_free(&[(index_off, index_off + idx_len)])?;
                 try_all().map_err(|e| match e {
                     Error::NoSpace { .. } => Error::NoSpace {
@@ -473,8 +556,7 @@ impl Writer<'_> {
         ] {
             self.ctl_set(f, 0)?;
         }
-        let d = &self.g.desc;
-        let end = (d.index_off + d.index_len()).max(d.log_off + d.log_len());
+        let end = self.in_use().iter().map(|r| r.1).max().unwrap_or(u64::MAX);
         if self.sh.mem.refresh_len()? > end {
             self.sh
                 .mem
@@ -488,7 +570,24 @@ impl Writer<'_> {
     /// Empties the map and returns it to its initial size.
     pub fn clear(&mut self) -> Result<()> {
         let plan = self.sizing()?.clear();
-        self.switch(plan, Fill::Empty)
+        match self.switch(plan, Fill::Empty) {
+            // The other shards hold the budget: empty this one in place.
+            Err(Error::Full { .. }) if self.sh.shards() > 1 => self.clear_in_place(),
+            r => r,
+        }
+    }
+
+    /// Empties the shard without a switch: every live slot becomes a tombstone (the records it
+    /// pointed to are dead bytes the ring reclaims as it wraps).
+    fn clear_in_place(&mut self) -> Result<()> {
+        let w = self.w();
+        for i in 0..self.g.slots() {
+            if slot::is_live(self.g.load_slot(w, i)?) {
+                self.g.store_slot(w, i, slot::TOMBSTONE)?;
+            }
+        }
+        self.ctl_set(sctl!(self.shard, entries), 0)?;
+        self.ctl_set(sctl!(self.shard, live_bytes), 0)
     }
 
     /// Rebuilds compactly: a ring about twice the live data (not below the initial size).
@@ -496,7 +595,11 @@ impl Writer<'_> {
         // A second generation that would not fit under max_size is not built: the ring
         // reclaims dead space by itself as it wraps.
         if let Some(plan) = self.sizing()?.compact() {
-            self.switch(plan, Fill::Keep)?;
+            match self.switch(plan, Fill::Keep) {
+                // The placement step found the budget held by other shards: as above.
+                Err(Error::Full { .. }) if self.sh.shards() > 1 => {}
+                r => r?,
+            }
         }
         self.maintain()
     }

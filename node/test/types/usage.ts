@@ -2,7 +2,7 @@
 // accept every documented use and reject the misuses marked @ts-expect-error.
 import shmap, { Shmap, NodeShareCache, type ShmapOptions, type ShmapStats, type ShmapError, type Value, type Counter } from 'shmap';
 
-const options: ShmapOptions = { maxSize: 64 << 20, initialSize: 1 << 20, maxAge: 0, reset: true, lock: true, evict: true, leaseMs: 5000, decodeCache: 1 << 20 };
+const options: ShmapOptions = { maxSize: 64 << 20, initialSize: 1 << 20, maxAge: 0, reset: true, lock: true, evict: true, leaseMs: 5000, decodeCache: 1 << 20, shards: 4 };
 const m = new Shmap('types-demo', options);
 const same: typeof Shmap = shmap.Shmap;
 
