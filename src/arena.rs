@@ -191,7 +191,7 @@ impl Gen {
             // While `g` stays active its descriptor slot is never rewritten, so a generation
             // this process has validated and mapped once needs no second look (generation
             // numbers are unique map-wide). Generation 0 is never a map's: the cache's "none".
-            if g != 0 && mem.verified_gen() == g && desc.generation == g {
+            if g != 0 && mem.verified_gen(shard) == g && desc.generation == g {
                 return Ok(Gen {
                     desc,
                     shard,
@@ -200,7 +200,7 @@ impl Gen {
                 });
             }
             let fresh = Gen::from_desc(mem, desc, shard, slot, g)?;
-            mem.set_verified_gen(g);
+            mem.set_verified_gen(shard, g);
             return Ok(fresh);
         }
         Err(Error::Busy)

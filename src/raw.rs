@@ -37,8 +37,9 @@ pub(crate) struct Mem {
     #[allow(clippy::vec_box)]
     windows: Mutex<Vec<Box<Window>>>,
     known_len: AtomicU64,
-    /// The generation whose descriptor this process has validated and mapped (0: none).
-    verified_gen: AtomicU64,
+    /// Per shard, the generation whose descriptor this process has validated and mapped (0:
+    /// none).
+    verified_gen: [AtomicU64; 128],
     /// The map's header length (from its superblock; regions start at or after it).
     header_len: AtomicU64,
     /// `log2` of the map's shard count (from its superblock).
@@ -62,7 +63,7 @@ impl Mem {
             current: AtomicPtr::new(std::ptr::null_mut()),
             windows: Mutex::new(Vec::new()),
             known_len: AtomicU64::new(len),
-            verified_gen: AtomicU64::new(0),
+            verified_gen: [const { AtomicU64::new(0) }; 128],
             header_len: AtomicU64::new(crate::format::HEADER_LEN),
             shard_bits: std::sync::atomic::AtomicU32::new(0),
         };
@@ -88,15 +89,19 @@ impl Mem {
         unsafe { &*self.current.load(Ordering::Acquire) }
     }
 
-    /// The generation last validated and mapped by this process.
+    /// The generation of shard `shard` last validated and mapped by this process.
     #[inline]
-    pub fn verified_gen(&self) -> u64 {
-        self.verified_gen.load(Ordering::Acquire)
+    pub fn verified_gen(&self, shard: usize) -> u64 {
+        self.verified_gen
+            .get(shard)
+            .map_or(0, |v| v.load(Ordering::Acquire))
     }
 
-    /// Records that generation `g`'s descriptor is valid and its regions mapped.
-    pub fn set_verified_gen(&self, g: u64) {
-        self.verified_gen.store(g, Ordering::Release);
+    /// Records that generation `g` of shard `shard` has a valid descriptor and mapped regions.
+    pub fn set_verified_gen(&self, shard: usize, g: u64) {
+        if let Some(v) = self.verified_gen.get(shard) {
+            v.store(g, Ordering::Release);
+        }
     }
 
     /// The map's header length.

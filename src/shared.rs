@@ -37,6 +37,9 @@ pub(crate) struct Shared {
     pub local: Vec<Mutex<()>>,
     /// Serialises this process's threads before they touch `place_lock`.
     place_local: Mutex<()>,
+    /// Per shard of a map of several: the `max_size` this process last checked the shard's
+    /// generation against (empty with one shard, which checks at every write).
+    pub cap_checked: Vec<AtomicU64>,
     /// The longest wait for another process.
     pub lock_timeout: Duration,
     /// The fork epoch when the attachment was made (see [`Shared::forked`]).
@@ -84,6 +87,13 @@ impl Shared {
             shard_bits,
             local: (0..1usize << shard_bits).map(|_| Mutex::new(())).collect(),
             place_local: Mutex::new(()),
+            cap_checked: if shard_bits == 0 {
+                Vec::new()
+            } else {
+                (0..1usize << shard_bits)
+                    .map(|_| AtomicU64::new(0))
+                    .collect()
+            },
             lock_timeout: opts.lock_timeout,
             epoch: {
                 crate::raw::ensure_fork_handler();

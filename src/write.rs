@@ -129,6 +129,13 @@ impl<'a> Writer<'a> {
     /// the other shards' active generations hold (read lock-free: the placement step, not this
     /// figure, keeps the hard cap), and the shard's part of the initial size.
     fn sizing(&self) -> Result<Sizing> {
+        self.sizing_with(true)
+    }
+
+    /// [`Writer::sizing`]; `slack`: whether the other shards' room for an index rebuild counts
+    /// as theirs (for plans that take room; not for the test against a lowered `max_size`,
+    /// which only the shards' regions themselves must fit).
+    fn sizing_with(&self, slack: bool) -> Result<Sizing> {
         let mut max_size = self.ctl(gctl!(max_size))?;
         let mut min_pages = self.w().load_u32(gctl!(min_pages), Ordering::Acquire)? as u64;
         let shards = self.sh.shards() as u64;
@@ -136,8 +143,15 @@ impl<'a> Writer<'a> {
             let header = self.sh.mem.header_len();
             let mut others = 0u64;
             for j in (0..self.sh.shards()).filter(|&j| j != self.shard) {
+                // What the other shard holds, and the room its own plans keep for one index
+                // rebuild (two index copies and a page, as `Sizing::largest_cap`), so that no
+                // shard's growth takes another's.
                 let d = Gen::load(&self.sh.mem, j)?.desc;
+                let room = d.index_len().saturating_mul(2).saturating_add(format::PAGE);
                 others = others.saturating_add(d.index_len().saturating_add(d.log_len()));
+                if slack {
+                    others = others.saturating_add(room);
+                }
             }
             max_size = format::HEADER_LEN
                 .saturating_add(max_size.saturating_sub(header.saturating_add(others)));
@@ -228,9 +242,19 @@ impl<'a> Writer<'a> {
         }
         let size = record_size(key.len(), value.len());
         let evictions_before = self.ctl(sctl!(self.shard, evictions))?;
-        // Another process may have lowered max_size below what the map holds.
-        if let Some(plan) = self.sizing()?.over_cap() {
-            self.switch(plan, Fill::Keep)?;
+        // Another process may have lowered max_size below what the map holds. With several
+        // shards that needs a look only when max_size changed (the placement step keeps the
+        // shards' generations within it otherwise), which spares every set the other shards'
+        // descriptors.
+        let max = self.ctl(gctl!(max_size))?;
+        let checked = self.sh.cap_checked.get(self.shard);
+        if checked.is_none_or(|c| c.load(Ordering::Relaxed) != max) {
+            if let Some(plan) = self.sizing_with(false)?.over_cap() {
+                self.switch(plan, Fill::Keep)?;
+            }
+            if let Some(c) = checked {
+                c.store(max, Ordering::Relaxed);
+            }
         }
         for _ in 0..64 {
             let (idx, old) = match self.probe(key, h, false)? {
@@ -622,6 +646,11 @@ impl<'a> Writer<'a> {
             .now
             .saturating_sub(self.ctl(sctl!(self.shard, switched_ms))?);
         if since < self.sh.grace.as_millis() as u64 {
+            return Ok(());
+        }
+        // The cheap test first (the plan repeats it): this runs at the end of every write.
+        let live = self.ctl(sctl!(self.shard, live_bytes))?;
+        if live.saturating_mul(8) >= self.g.cap() {
             return Ok(());
         }
         if let Some(plan) = self.sizing()?.shrink() {

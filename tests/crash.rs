@@ -64,9 +64,13 @@ fn decode(key: &[u8], v: &[u8]) -> Result<u64, String> {
     }
 }
 
+/// Shards of the map the parent creates (the children open it and keep its count).
+static SHARDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
 fn opts() -> Options {
     // Small initial size: the writers grow, clean, compact and shrink constantly.
     Options::new()
+        .shards(SHARDS.load(std::sync::atomic::Ordering::Relaxed))
         .initial_size(64 << 10)
         .max_size(256 << 20)
         .evict(false)
@@ -351,6 +355,16 @@ fn main() {
         .unwrap();
     println!("sigkill loop in /dev/shm:");
     run(shm.path(), 60, seed);
+    // The same with two shards: the writers' keys spread over both, whose switches go through
+    // the placement step.
+    SHARDS.store(2, std::sync::atomic::Ordering::Relaxed);
+    let shm2 = tempfile::Builder::new()
+        .prefix("shmap-crash")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    println!("sigkill loop in /dev/shm, two shards:");
+    run(shm2.path(), 30, seed ^ 0x5EED);
+    SHARDS.store(1, std::sync::atomic::Ordering::Relaxed);
     let disk = tempfile::Builder::new()
         .prefix("shmap-crash")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))

@@ -286,6 +286,60 @@ fn sharded_run(trace: &[u64], max: u64, shards: u64) -> (f64, usize) {
     (hits as f64 / trace.len() as f64, (held / samples) as usize)
 }
 
+/// One map of `shards` shards with `max` bytes (its shards as the separate maps above, in one
+/// file): (hit ratio, the entries it held on average over the second half).
+fn one_map_run(trace: &[u64], max: u64, shards: u32) -> (f64, usize) {
+    let dir = shm_dir();
+    let map = Shmap::open(
+        map_path(dir.path(), "sharded"),
+        &Options::new()
+            .initial_size(max)
+            .max_size(max)
+            .shards(shards)
+            .retire_grace(std::time::Duration::ZERO),
+    )
+    .unwrap();
+    let value = [0xA5u8; 150];
+    let (mut hits, mut held, mut samples) = (0usize, 0u64, 0u64);
+    let mut buf = Vec::new();
+    for (t, &k) in trace.iter().enumerate() {
+        let key = format!("key:{k:012}");
+        if map.get_into(key.as_bytes(), &mut buf).unwrap().is_some() {
+            hits += 1;
+        } else {
+            map.set(key.as_bytes(), &value).unwrap();
+        }
+        if t > trace.len() / 2 && t % 64 == 0 {
+            held += map.len().unwrap();
+            samples += 1;
+        }
+    }
+    assert!(map.stats().unwrap().evictions > 0);
+    (hits as f64 / trace.len() as f64, (held / samples) as usize)
+}
+
+/// The same bar for shards inside one map (`shards: 4` and `16`).
+#[test]
+fn one_sharded_map_keeps_097_of_lru() {
+    let zipf = zipf_trace(40_000, 0.9, 100_000, 7);
+    let scan = hot_scan_trace(12_000, 100_000, 11);
+    for shards in [4u32, 16] {
+        for (name, trace) in [("zipf(0.9)", &zipf), ("hot+scan", &scan)] {
+            let (hit, cap) = one_map_run(trace, 4 << 20, shards);
+            let l = lru(trace, cap);
+            println!(
+                "one map, {name}, {shards} shards: capacity {cap} entries; hit ratio {hit:.3}, \
+                 exact LRU {l:.3}; ratio {:.3}",
+                hit / l
+            );
+            assert!(
+                hit >= 0.97 * l,
+                "one map, {name}, {shards} shards: {hit:.3} < 0.97 x LRU {l:.3}"
+            );
+        }
+    }
+}
+
 /// Per-shard CLOCK keeps at least 0.97 of exact LRU's hit ratio at the same capacity, on the
 /// Zipf and hot+scan traces, with 4 and 16 shards (issue 9's bar for sharding).
 #[test]

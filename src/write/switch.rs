@@ -13,7 +13,7 @@ use crate::format::{
     self, Desc, FLAG_LEASE, PAGE, gctl, index_region_len, log_region_len, round_up, sctl, slot,
 };
 use crate::place;
-use crate::plan::{Plan, slots_for_entries};
+use crate::plan::{Plan, plan_len, slots_for_entries};
 
 /// Generation numbers stay below this (the `active` word holds `generation << 1`; 2^62
 /// switches are never made).
@@ -46,6 +46,16 @@ impl Writer<'_> {
         // line has room for one switch's regions).
         self.maintain()?;
         self.punch_retired()?;
+        // With several shards, a switch the budget cannot hold is refused before any work
+        // proportional to the shard (the placement step decides; this reading is its hint).
+        if self.sh.shards() > 1 {
+            let space = self.space()?;
+            if space.counted().saturating_add(plan_len(&plan)) > space.max_size {
+                return Err(Error::Full {
+                    needed: plan_len(&plan),
+                });
+            }
+        }
         let mut carry = if fill == Fill::Empty {
             Vec::new()
         } else {
