@@ -945,7 +945,58 @@ impl Inspector {
                 }
             });
         }
-        all.ok_or(Unreadable::Racing)
+        let mut v = all.ok_or(Unreadable::Racing)?;
+        if sh.shards() > 1 {
+            v.problems.extend(self.shard_overlaps()?);
+            v.problems.sort();
+            v.problems.dedup();
+        }
+        Ok(v)
+    }
+
+    /// In a map of several shards: no two shards' active regions overlap (the placement step's
+    /// invariant). A pair is reported only if neither shard switched while it was read.
+    fn shard_overlaps(&self) -> Result<Vec<Problem>> {
+        let sh = self.sh()?;
+        for _ in 0..PASSES {
+            let mut gens = Vec::new();
+            for s in 0..sh.shards() {
+                if let Ok(g) = load_gen(sh, s)? {
+                    gens.push(g);
+                }
+            }
+            let mut problems = Vec::new();
+            for (i, a) in gens.iter().enumerate() {
+                for b in &gens[i + 1..] {
+                    let (da, db) = (a.desc, b.desc);
+                    let ra = [(da.index_off, da.index_len()), (da.log_off, da.log_len())];
+                    let rb = [(db.index_off, db.index_len()), (db.log_off, db.log_len())];
+                    for (ao, al) in ra {
+                        for (bo, bl) in rb {
+                            if ao < bo.saturating_add(bl) && bo < ao.saturating_add(al) {
+                                problems.push(Problem {
+                                    offset: format::desc_off(b.shard, b.slot),
+                                    what: format!(
+                                        "shard {}'s region [{bo}, +{bl}) overlaps shard {}'s \
+                                         [{ao}, +{al})",
+                                        b.shard, a.shard
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            let w = sh.mem.w();
+            let mut still = true;
+            for g in &gens {
+                still &= unchanged(g, w)?;
+            }
+            if still {
+                return Ok(problems);
+            }
+        }
+        Err(Unreadable::Racing)
     }
 
     /// The verification walk of one shard (its generation, index and ring).

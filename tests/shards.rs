@@ -218,3 +218,43 @@ fn writers_of_several_threads_and_shards_at_once_inside_max_size() {
         verify_problems(&path)
     );
 }
+
+/// The verification walk checks the placement invariant: a shard whose descriptor names
+/// another shard's region is reported, at its descriptor.
+#[test]
+fn verify_reports_shards_that_overlap() {
+    use std::os::unix::fs::FileExt;
+    use zerocopy::{FromBytes, IntoBytes};
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "overlap");
+    let m = open(&path, 2);
+    m.set(b"a", b"1").unwrap();
+    drop(m);
+    assert!(verify_problems(&path).is_empty());
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let desc = |shard: usize| {
+        let mut a = [0u8; 8];
+        f.read_exact_at(&mut a, shmap::format::shard_off(shard))
+            .unwrap();
+        let at = shmap::format::desc_off(shard, u64::from_le_bytes(a) & 1);
+        let mut d = [0u8; 64];
+        f.read_exact_at(&mut d, at).unwrap();
+        (at, shmap::format::Desc::read_from_bytes(&d).unwrap())
+    };
+    let (_, d0) = desc(0);
+    let (at1, mut d1) = desc(1);
+    d1.log_off = d0.log_off;
+    d1.crc = d1.compute_crc();
+    f.write_all_at(d1.as_bytes(), at1).unwrap();
+    let problems = verify_problems(&path);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.offset == at1 && p.what.contains("overlaps shard 0")),
+        "{problems:?}"
+    );
+}
