@@ -26,7 +26,10 @@ export interface ShmapOptions {
    * Shards of a new map: a power of two from 1 to 128, each with its own writer lock, so that
    * processes writing keys of different shards do not wait for each other; 0 = twice the
    * cores. Lowered until every shard's first generation fits `initialSize`. Default 1. An
-   * existing map keeps the count it was created with (`reset: true` re-creates it).
+   * existing map keeps the count it was created with (`reset: true` re-creates it). In this
+   * release a value must fit one shard's ring (the largest value is smaller than with one
+   * shard) and at `maxSize` a shard evicts only its own entries (a `set` can then fail with
+   * ERR_SHMAP_FULL): see the README.
    */
   shards?: number;
   /** Default time to live in ms of entries set without one, for every process (stored in the map). 0 = never expire. */
