@@ -131,6 +131,10 @@ export interface ShmapStats {
   expired: number;
   /** Generation switches so far. */
   switches: number;
+  /** Incremental builds of a grown generation started so far (their publications count as switches). */
+  builds: number;
+  /** Builds a write had to finish at once because the active ring filled first. */
+  buildsForced: number;
   /** Bytes of the record ring. */
   logCapacity: number;
   /** Slots of the hash index. */

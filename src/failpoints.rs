@@ -49,6 +49,13 @@ pub const ALL: &[&str] = &[
     "recover::between_building_and_recount",
     "set_if::between_value_and_stamp",
     "set_if::between_stamp_and_floor",
+    // build
+    "build::started",
+    "build::allocated_step",
+    "build::between_mirror_and_unlock",
+    "build::between_copy_and_cursor",
+    "build::before_publish",
+    "build::between_retired_step_and_length",
     // compact
     "switch::between_building_off_and_len",
     "switch::after_reserve",

@@ -18,7 +18,7 @@ compile_error!(
 );
 
 /// Format version written by and readable by this build.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// File magic: `"SHMAP\0\r\n"` (the CR/LF catch text-mode mangling).
 pub const MAGIC: [u8; 8] = *b"SHMAP\0\r\n";
 /// Alignment of every region offset and length.
@@ -166,9 +166,18 @@ pub struct ShardEntry {
     pub bytes_written: u64,
     pub bytes_copied: u64,
     pub switches: u64,
-    pub reserved2: [u64; 3],
-    // Line 3, reserved for the incremental build.
-    pub reserved3: [u64; 8],
+    pub builds: u64,
+    pub builds_forced: u64,
+    pub reserved2: u64,
+    // Line 3, the incremental build (format.md, "Incremental build").
+    pub build_gen: u64,
+    pub build_cursor: u64,
+    pub active_alloc: u64,
+    pub build_started_ms: u64,
+    pub build_alloc: u64,
+    pub build_entries: u64,
+    pub build_live: u64,
+    pub build_used: u64,
     // Lines 4 and 5.
     pub desc: [Desc; 2],
     // Line 6, space (placement-owned).
@@ -269,7 +278,16 @@ const _: () = {
     assert!(offset_of!(ShardEntry, used_slots) == 112);
     assert!(offset_of!(ShardEntry, evictions) == 128);
     assert!(offset_of!(ShardEntry, switches) == 160);
-    assert!(offset_of!(ShardEntry, reserved3) == 192);
+    assert!(offset_of!(ShardEntry, builds) == 168);
+    assert!(offset_of!(ShardEntry, builds_forced) == 176);
+    assert!(offset_of!(ShardEntry, build_gen) == 192);
+    assert!(offset_of!(ShardEntry, build_cursor) == 200);
+    assert!(offset_of!(ShardEntry, active_alloc) == 208);
+    assert!(offset_of!(ShardEntry, build_started_ms) == 216);
+    assert!(offset_of!(ShardEntry, build_alloc) == 224);
+    assert!(offset_of!(ShardEntry, build_entries) == 232);
+    assert!(offset_of!(ShardEntry, build_live) == 240);
+    assert!(offset_of!(ShardEntry, build_used) == 248);
     assert!(offset_of!(ShardEntry, desc) as u64 == DESC_OFF);
     assert!(offset_of!(ShardEntry, building_off) == 384);
     assert!(offset_of!(ShardEntry, retired_index_off) == 400);
@@ -698,13 +716,13 @@ mod tests {
             Err(Error::NotAMap { .. })
         ));
 
-        for old in [1, 2] {
+        for old in [1, 2, 3] {
             let mut v = Superblock::new(42, 1000, 0);
             v.version = old.into();
             v.crc = crc32fast::hash(&v.as_bytes()[..124]).into();
             assert!(matches!(
                 Superblock::decode(v.as_bytes(), p),
-                Err(Error::UnsupportedVersion { found, supported: 3 }) if found == old
+                Err(Error::UnsupportedVersion { found, supported: 4 }) if found == old
             ));
         }
         // Every shard count up to 128 reads; a header length that does not go with it is

@@ -58,6 +58,8 @@ struct Ctl {
     min_pages: u32,
     building_off: u64,
     building_len: u64,
+    build_gen: u64,
+    build_cursor: u64,
     retired_len: u64,
     bytes_written: u64,
     bytes_copied: u64,
@@ -84,6 +86,8 @@ fn read_ctl(sh: &Shared, shard: usize) -> Result<Ctl> {
         min_pages: c.min_pages,
         building_off: e.building_off,
         building_len: e.building_len,
+        build_gen: e.build_gen,
+        build_cursor: e.build_cursor,
         retired_len: e.retired_index_len.saturating_add(e.retired_log_len),
         bytes_written: e.bytes_written,
         bytes_copied: e.bytes_copied,
@@ -1083,7 +1087,17 @@ impl Inspector {
                 ),
             });
         }
-        if c.building_off != 0 || c.building_len != 0 {
+        if c.build_gen != 0 {
+            notes.push(Note {
+                offset: Some(sctl!(shard, build_gen)),
+                what: format!(
+                    "generation {} is being built incrementally behind the writes (cursor at \
+                     slot {}); it is invisible until published, and a recovery abandons it \
+                     ([{}, +{}) reserved)",
+                    c.build_gen, c.build_cursor, c.building_off, c.building_len
+                ),
+            });
+        } else if c.building_off != 0 || c.building_len != 0 {
             let state = if matches!(lock, LockState::Held { alive: true, .. }) {
                 "a generation switch is in progress"
             } else {

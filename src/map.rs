@@ -466,6 +466,9 @@ impl Shmap {
             st.evictions += e.evictions;
             st.expirations += e.expirations;
             st.switches += e.switches;
+            st.builds += e.builds;
+            st.builds_forced += e.builds_forced;
+            st.building += u64::from(e.build_gen != 0);
             st.bytes_written += e.bytes_written;
             st.bytes_copied += e.bytes_copied;
         }
@@ -683,7 +686,7 @@ fn lock_local(sh: &Shared, shard: usize) -> Result<MutexGuard<'_, ()>> {
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
         if let Some(wr) = self.wr.as_mut() {
-            let _ = wr.housekeep();
+            let _ = wr.housekeep_step();
         }
         lock::unlock_writer(&self.sh.mem, &lock::shard(self.shard));
     }

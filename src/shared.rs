@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     /// Per shard of a map of several: the `max_size` this process last checked the shard's
     /// generation against (empty with one shard, which checks at every write).
     pub cap_checked: Vec<AtomicU64>,
+    /// Per shard, the ring capacity at which starting a build was refused (no plan, or no
+    /// room): not tried again until the ring changes.
+    pub no_build_at: Vec<AtomicU64>,
     /// The longest wait for another process.
     pub lock_timeout: Duration,
     /// The fork epoch when the attachment was made (see [`Shared::forked`]).
@@ -87,6 +90,9 @@ impl Shared {
             shard_bits,
             local: (0..1usize << shard_bits).map(|_| Mutex::new(())).collect(),
             place_local: Mutex::new(()),
+            no_build_at: (0..1usize << shard_bits)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             cap_checked: if shard_bits == 0 {
                 Vec::new()
             } else {

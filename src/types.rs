@@ -103,6 +103,13 @@ pub struct Stats {
     pub expirations: u64,
     /// Generation switches so far (growth, shrink, rebuilds, clears).
     pub switches: u64,
+    /// Incremental builds of a grown generation started so far (format.md, "Incremental
+    /// build"); their publications count as switches.
+    pub builds: u64,
+    /// Builds a write had to finish at once (the active ring or index filled first).
+    pub builds_forced: u64,
+    /// Shards with a build in flight now.
+    pub building: u64,
     /// Record bytes written by writes.
     pub bytes_written: u64,
     /// Record bytes copied by cleaning and switches.

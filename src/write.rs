@@ -3,10 +3,12 @@
 //! size, a [`crate::plan`] chooses the shape and the child module [`switch`] builds the next
 //! generation and switches to it. `Writer`'s state is private to this module and `switch`.
 
+mod build;
 mod switch;
 
 use std::sync::atomic::Ordering;
 
+use self::build::Build;
 use self::switch::Fill;
 use crate::arena::{Gen, NoSink, Probe};
 use crate::error::{Error, Result};
@@ -20,6 +22,9 @@ use crate::plan::{self, Sizing};
 use crate::raw::Window;
 use crate::shared::Shared;
 use crate::types::{Compare, Condition, Counter, Entry, IncrOptions, LeaseState};
+
+/// Retired bytes the end of one write punches at most (after the grace period).
+const RETIRE_STEP: u64 = 8 << 20;
 
 /// The state of one critical section under a shard's writer lock.
 pub(crate) struct Writer<'a> {
@@ -39,6 +44,10 @@ pub(crate) struct Writer<'a> {
     index_held: bool,
     /// What is left of the time this critical section may wait for readers' quiet requests.
     quiet_left: std::time::Duration,
+    /// The shard's build in flight (format.md, "Incremental build"), as loaded.
+    build: Option<Build>,
+    /// Line 3 names a build that is not there: abandoned by the next write.
+    build_stale: bool,
 }
 
 /// Outcome of a put.
@@ -68,7 +77,7 @@ pub(crate) fn parse_lease(v: &[u8]) -> Option<(u32, u32, u64)> {
 impl<'a> Writer<'a> {
     /// The writer of shard `shard`, whose lock the caller holds.
     pub fn new(sh: &'a Shared, shard: usize) -> Result<Writer<'a>> {
-        Ok(Writer {
+        let mut wr = Writer {
             sh,
             shard,
             g: Gen::load(&sh.mem, shard)?,
@@ -78,34 +87,41 @@ impl<'a> Writer<'a> {
             no_space: false,
             index_held: false,
             quiet_left: lock::QUIET_BUDGET,
-        })
+            build: None,
+            build_stale: false,
+        };
+        match wr.load_build()? {
+            Ok(b) => wr.build = b,
+            Err(()) => wr.build_stale = true,
+        }
+        Ok(wr)
     }
 
     #[inline]
-    fn w(&self) -> &'a Window {
+    pub(super) fn w(&self) -> &'a Window {
         self.sh.mem.w()
     }
 
-    fn ctl(&self, off: u64) -> Result<u64> {
+    pub(super) fn ctl(&self, off: u64) -> Result<u64> {
         self.w().load_u64(off, Ordering::Acquire)
     }
 
-    fn ctl_set(&self, off: u64, v: u64) -> Result<()> {
+    pub(super) fn ctl_set(&self, off: u64, v: u64) -> Result<()> {
         self.w().store_u64(off, v, Ordering::Release)
     }
 
-    fn ctl_add(&self, off: u64, v: u64) -> Result<()> {
+    pub(super) fn ctl_add(&self, off: u64, v: u64) -> Result<()> {
         self.w().add_u64(off, v).map(|_| ())
     }
 
-    fn ctl_sub(&self, off: u64, v: u64) -> Result<()> {
+    pub(super) fn ctl_sub(&self, off: u64, v: u64) -> Result<()> {
         self.w().sub_u64(off, v).map(|_| ())
     }
 
     /// Before a store that invalidates lock-free readers (the ring's tail, `active_gen`):
     /// waits while a reader asks for quiet, for at most [`lock::QUIET_BUDGET`] per critical
     /// section, so a reader can delay a writer by that much and no more.
-    fn honour_quiet(&mut self) -> Result<()> {
+    pub(super) fn honour_quiet(&mut self) -> Result<()> {
         if self.quiet_left.is_zero() {
             return Ok(());
         }
@@ -128,7 +144,7 @@ impl<'a> Writer<'a> {
     /// With several shards the plans see this shard alone: `max_size` less the header and what
     /// the other shards' active generations hold (read lock-free: the placement step, not this
     /// figure, keeps the hard cap), and the shard's part of the initial size.
-    fn sizing(&self) -> Result<Sizing> {
+    pub(super) fn sizing(&self) -> Result<Sizing> {
         self.sizing_with(true)
     }
 
@@ -214,6 +230,7 @@ impl<'a> Writer<'a> {
 
     /// Tombstones a slot whose record is damaged, and recounts.
     fn drop_damaged(&mut self, idx: u64) -> Result<()> {
+        self.abandon_build()?;
         self.g.store_slot(self.w(), idx, slot::TOMBSTONE)?;
         self.recount()
     }
@@ -288,11 +305,13 @@ impl<'a> Writer<'a> {
                 continue;
             }
             let hdr = RecordHeader::new(key.len(), value.len(), flags, expires_ms).seal(key, value);
+            self.alloc_active(size)?;
             let w = self.w();
             let pos = self.g.append(w, &hdr, key, value)?;
             fp!("put::between_append_and_publish");
             let prev = self.g.load_slot(w, idx)?;
             self.g.store_slot(w, idx, slot::live(pos, h))?;
+            self.mirror(idx, key, h)?;
             fp!("put::between_publish_and_counters");
             // Counters follow the publication; a crash here leaves them for recovery.
             match old {
@@ -311,6 +330,7 @@ impl<'a> Writer<'a> {
                 }
             }
             self.ctl_add(sctl!(self.shard, bytes_written), size)?;
+            self.after_write(size)?;
             let evicted = self
                 .ctl(sctl!(self.shard, evictions))?
                 .saturating_sub(evictions_before);
@@ -328,10 +348,12 @@ impl<'a> Writer<'a> {
             return Ok(false);
         };
         self.g.store_slot(self.w(), hit.idx, slot::TOMBSTONE)?;
+        self.mirror(hit.idx, key, h)?;
         fp!("remove::between_tombstone_and_counters");
         self.ctl_sub(sctl!(self.shard, entries), 1)?;
         self.ctl_sub(sctl!(self.shard, live_bytes), hit.hdr.size())?;
         let present = !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0;
+        self.after_write(0)?;
         self.maybe_shrink()?;
         Ok(present)
     }
@@ -405,6 +427,10 @@ impl<'a> Writer<'a> {
     /// Makes the index able to take one more key: rebuild it without tombstones, larger if the
     /// live entries need it, evicting first when the map is at its cap.
     fn make_index_room(&mut self) -> Result<()> {
+        // A build in flight is finished first: the next generation's index has the room.
+        if self.building() {
+            return self.finish_build();
+        }
         let entries = self.ctl(sctl!(self.shard, entries))?;
         let want = plan::slots_for_entries(entries.saturating_add(1));
         if want > self.g.slots() && !self.switch_index(want)? {
@@ -431,6 +457,10 @@ impl<'a> Writer<'a> {
     /// Makes room in the ring for a record of `size` bytes (plus the reserve): grow if live
     /// data is dense and the cap allows, else clean in place, evicting at the cap.
     fn make_room(&mut self, size: u64) -> Result<()> {
+        // The active ring filled before the build in flight completed: it is finished now.
+        if self.building() {
+            return self.finish_build();
+        }
         let cap = self.g.cap();
         let live = self.ctl(sctl!(self.shard, live_bytes))?;
         let too_big = size.saturating_mul(16) > cap;
@@ -516,16 +546,16 @@ impl<'a> Writer<'a> {
             };
             let referenced = hit.slot & slot::REF != 0;
             if hdr.expired(self.now) {
-                self.reclaim(hit.idx, size, sctl!(self.shard, expirations))?;
+                self.reclaim(hit.idx, h, size, sctl!(self.shard, expirations))?;
             } else if evict && (!referenced || second_chances.saturating_mul(4) > cap) {
-                self.reclaim(hit.idx, size, sctl!(self.shard, evictions))?;
+                self.reclaim(hit.idx, h, size, sctl!(self.shard, evictions))?;
             } else {
                 let head = g.head(w)?;
                 if g.footprint(head, size) > g.free(head, tail) {
                     if !evict {
                         return Err(Error::Full { needed: size });
                     }
-                    self.reclaim(hit.idx, size, sctl!(self.shard, evictions))?;
+                    self.reclaim(hit.idx, h, size, sctl!(self.shard, evictions))?;
                 } else {
                     if evict {
                         second_chances = second_chances.saturating_add(size);
@@ -539,8 +569,13 @@ impl<'a> Writer<'a> {
     }
 
     /// Tombstones a live slot and counts the reclaimed record under `counter`.
-    fn reclaim(&mut self, idx: u64, size: u64, counter: u64) -> Result<()> {
+    /// The key is the one in `keybuf` (hash `h`), mirrored into a build in flight.
+    fn reclaim(&mut self, idx: u64, h: u64, size: u64, counter: u64) -> Result<()> {
         self.g.store_slot(self.w(), idx, slot::TOMBSTONE)?;
+        let key = std::mem::take(&mut self.keybuf);
+        let r = self.mirror(idx, &key, h);
+        self.keybuf = key;
+        r?;
         fp!("reclaim::between_tombstone_and_counters");
         self.ctl_sub(sctl!(self.shard, entries), 1)?;
         self.ctl_sub(sctl!(self.shard, live_bytes), size)?;
@@ -563,6 +598,10 @@ impl<'a> Writer<'a> {
         if hdr.checksum(&self.keybuf, &value) != hdr.crc.get() {
             self.buf = value;
             return self.drop_damaged(idx);
+        }
+        if let Err(e) = self.alloc_active(hdr.size()) {
+            self.buf = value;
+            return Err(e);
         }
         let new = self.g.append(w, hdr, &self.keybuf, &value)?;
         fp!("move::between_append_and_repoint");
@@ -617,6 +656,8 @@ impl<'a> Writer<'a> {
         )));
         let w = self.w();
         let (head, tail) = (self.g.head(w)?, self.g.tail(w)?);
+        // A build in flight is abandoned (nothing of it is visible).
+        self.abandon_build()?;
         self.recover_space()?;
         let sane = tail <= head
             && head - tail <= self.g.cap()
@@ -637,8 +678,18 @@ impl<'a> Writer<'a> {
         self.maybe_shrink()
     }
 
+    /// [`Writer::housekeep`] at the end of a write: retired regions are punched at most
+    /// [`RETIRE_STEP`] bytes a write, so no write pays for a whole retired generation.
+    pub fn housekeep_step(&mut self) -> Result<()> {
+        self.maintain_by(RETIRE_STEP)?;
+        self.maybe_shrink()
+    }
+
     /// Shrinks when live data has fallen far below the ring (and above the initial size).
     fn maybe_shrink(&mut self) -> Result<()> {
+        if self.building() {
+            return Ok(());
+        }
         // One shrink per grace period: while deletes continue, each earlier shrink's retired
         // regions still hold their pages, and stacking copies would raise memory before
         // lowering it.

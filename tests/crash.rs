@@ -259,6 +259,7 @@ fn run(dir: &Path, kills: usize, seed: u64) {
         .collect();
     let mut reader = spawn("reader", &path, writers, 0);
     let (mut during_compaction, mut slowest) = (0, Duration::ZERO);
+    let mut mid_build = 0;
 
     for round in 0..kills {
         let victim = rng.below(writers) as usize;
@@ -282,6 +283,10 @@ fn run(dir: &Path, kills: usize, seed: u64) {
         }
         w.acks.lock().unwrap().compacting = false;
 
+        // Kills that left a build in flight (the probe below finds it and abandons it).
+        if map.stats().unwrap().building > 0 {
+            mid_build += 1;
+        }
         // The map stays usable: a new write completes (a stuck lock would hang here; the
         // watchdog in main turns that into a failure) and acknowledged values are intact.
         let t = Instant::now();
@@ -310,9 +315,9 @@ fn run(dir: &Path, kills: usize, seed: u64) {
     }
     let stats = map.stats().unwrap();
     println!(
-        "  {kills} kills ({during_compaction} during compaction), slowest write after a kill {slowest:?}, \
-         {} switches, {} entries",
-        stats.switches, stats.entries
+        "  {kills} kills ({during_compaction} during compaction, {mid_build} with a build in flight), \
+         slowest write after a kill {slowest:?}, {} switches ({} builds, {} finished at once), {} entries",
+        stats.switches, stats.builds, stats.builds_forced, stats.entries
     );
     assert!(during_compaction > 0, "no kill landed during a compaction");
 }

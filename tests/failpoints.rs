@@ -95,6 +95,17 @@ fn workload(path: &str) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Incremental builds past their first 1 MiB step, with overwrites and removes of keys
+    // the cursor has passed mirrored into them.
+    for i in 0..BIG {
+        map.set(format!("big{i}").as_bytes(), &value(i, 9)).unwrap();
+        if i % 5 == 0 {
+            map.set(format!("k{}", i % 600).as_bytes(), &value(i, 4))
+                .unwrap();
+            map.remove(format!("k{}", (i + 300) % 600).as_bytes())
+                .unwrap();
+        }
+    }
     std::thread::sleep(Duration::from_millis(30));
     map.flush().unwrap();
     map.compact().unwrap();
@@ -115,6 +126,26 @@ fn workload(path: &str) {
         map.set(format!("e{i}").as_bytes(), &value(i, 7)).unwrap();
     }
     drop(map);
+}
+
+/// Keys of the workload's build phase.
+const BIG: u64 = 10_000;
+
+/// The build phase's acknowledged writes: its keys are present from 0 up to some last one (the
+/// child wrote them in order and never removes them; `clear` removes all), each with its value.
+fn check_big_keys(map: &Shmap, point: &str) {
+    let mut last = None;
+    for i in 0..BIG {
+        if let Some(v) = map.get(format!("big{i}").as_bytes()).unwrap() {
+            assert_eq!(v, value(i, 9), "{point}: big{i} holds a wrong value");
+            assert_eq!(
+                last.map_or(0, |l: u64| l + 1),
+                i,
+                "{point}: big{i} present after a missing one"
+            );
+            last = Some(i);
+        }
+    }
 }
 
 fn child(path: &str, point: &str) -> std::process::ExitStatus {
@@ -164,6 +195,7 @@ fn check_after_crash(map: &Shmap, path: &str, point: &str) {
         problems.is_empty(),
         "{point}: verification found {problems:?}"
     );
+    check_big_keys(map, point);
 }
 
 fn crash_at(point: &str) {

@@ -125,3 +125,44 @@ fn mass_deletion_does_not_pile_up_copies() {
     println!("allocated {} KiB at the end", end >> 10);
     assert!(end < start / 5, "{end} of {start} still allocated");
 }
+
+/// A growth is built behind the writes (format.md, "Incremental build"): while it is in flight
+/// every key reads back, a process that detaches and reopens the map alone (which punches free
+/// space) loses nothing, and the builds complete without finishing at once in a plain fill.
+#[test]
+fn growth_builds_behind_the_writes() {
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "incr");
+    let opts = Options::new().initial_size(64 << 10);
+    let value = |i: u32| vec![(i % 251) as u8; 100 + (i % 300) as usize];
+    let mut map = Shmap::open(&path, &opts).unwrap();
+    let (mut reopened, mut i) = (0, 0u32);
+    while i < 40_000 {
+        map.set(format!("k{i}").as_bytes(), &value(i)).unwrap();
+        i += 1;
+        if reopened < 3 && map.stats().unwrap().building > 0 && i % 7 == 0 {
+            // Every key so far reads back mid-build (readers see only the active generation).
+            for j in (0..i).step_by(97) {
+                assert_eq!(map.get(format!("k{j}").as_bytes()).unwrap(), Some(value(j)));
+            }
+            drop(map);
+            map = Shmap::open(&path, &opts).unwrap();
+            reopened += 1;
+        }
+    }
+    assert_eq!(reopened, 3, "no build was seen in flight");
+    for j in 0..i {
+        assert_eq!(
+            map.get(format!("k{j}").as_bytes()).unwrap(),
+            Some(value(j)),
+            "k{j}"
+        );
+    }
+    let s = map.stats().unwrap();
+    assert!(s.builds >= 5, "{s:?}");
+    assert_eq!(
+        s.builds_forced, 0,
+        "a plain fill never outruns its build: {s:?}"
+    );
+    assert!(common::verify_problems(&path).is_empty());
+}

@@ -201,6 +201,10 @@ pub struct StatsOut {
     pub expired: f64,
     /// Generation switches so far.
     pub switches: f64,
+    /// Incremental builds of a grown generation started so far.
+    pub builds: f64,
+    /// Builds a write had to finish at once (the ring filled first).
+    pub builds_forced: f64,
     /// Bytes of the ring.
     pub log_capacity: f64,
     /// Slots of the index.
@@ -572,6 +576,8 @@ pub fn stats(id: u32) -> Result<StatsOut> {
                 evictions: s.evictions as f64,
                 expired: s.expirations as f64,
                 switches: s.switches as f64,
+                builds: s.builds as f64,
+                builds_forced: s.builds_forced as f64,
                 log_capacity: s.log_capacity as f64,
                 index_slots: s.index_slots as f64,
                 used_slots: s.used_slots as f64,

@@ -112,29 +112,31 @@ test('ERR_SHMAP_VERSION: a file of another format version', (t) => {
   });
 });
 
-test('ERR_SHMAP_VERSION: a version-2 map (the committed fixture) is refused; reset: true re-creates it as version 3', (t) => {
-  const fixture = path.join(PKG, '..', 'tests', 'fixtures', 'v2.shmap');
-  const file = path.join(tempDir(t), 'old.shmap');
-  fs.copyFileSync(fixture, file);
-  fs.chmodSync(file, 0o600);
-  const before = fs.readFileSync(file);
-  assert.throws(() => new Shmap(file), (e) => {
-    assert.equal(e.code, 'ERR_SHMAP_VERSION');
-    assert.match(e.message, /version 2/);
-    assert.match(e.message, /version 3/);
-    assert.match(e.message, /reset: true/);
-    return true;
+for (const old of [2, 3]) {
+  test(`ERR_SHMAP_VERSION: a version-${old} map (the committed fixture) is refused; reset: true re-creates it as version 4`, (t) => {
+    const fixture = path.join(PKG, '..', 'tests', 'fixtures', `v${old}.shmap`);
+    const file = path.join(tempDir(t), 'old.shmap');
+    fs.copyFileSync(fixture, file);
+    fs.chmodSync(file, 0o600);
+    const before = fs.readFileSync(file);
+    assert.throws(() => new Shmap(file), (e) => {
+      assert.equal(e.code, 'ERR_SHMAP_VERSION');
+      assert.match(e.message, new RegExp(`version ${old}`));
+      assert.match(e.message, /version 4/);
+      assert.match(e.message, /reset: true/);
+      return true;
+    });
+    assert.deepEqual(fs.readFileSync(file), before, 'the refusal wrote nothing');
+    const m = new Shmap(file, { reset: true });
+    assert.equal(m.get('alpha'), undefined);
+    m.set('alpha', 'new');
+    m.close();
+    assert.equal(fs.readFileSync(file).readUInt32LE(8), 4, 'the file is version 4 now');
+    const again = new Shmap(file);
+    assert.equal(again.get('alpha'), 'new');
+    again.close();
   });
-  assert.deepEqual(fs.readFileSync(file), before, 'the refusal wrote nothing');
-  const m = new Shmap(file, { reset: true });
-  assert.equal(m.get('alpha'), undefined);
-  m.set('alpha', 'new');
-  m.close();
-  assert.equal(fs.readFileSync(file).readUInt32LE(8), 3, 'the file is version 3 now');
-  const again = new Shmap(file);
-  assert.equal(again.get('alpha'), 'new');
-  again.close();
-});
+}
 
 test('ERR_SHMAP_NOT_A_MAP: refuses a file that is not a map', (t) => {
   const dir = tempDir(t);

@@ -41,6 +41,8 @@ struct Carry {
 impl Writer<'_> {
     /// Builds a new generation per `plan` and switches to it with one store.
     pub fn switch(&mut self, mut plan: Plan, fill: Fill) -> Result<()> {
+        // Any other switch replaces a build in flight.
+        self.abandon_build()?;
         // Return what earlier switches retired (if their grace passed) before taking more; a
         // shard that switches again within the grace period returns them now (its retired
         // line has room for one switch's regions).
@@ -88,11 +90,25 @@ impl Writer<'_> {
             let index_off = at + plan.log_cap.map_or(0, log_region_len);
             (index_off, log_off, Some(g))
         };
-        let reserved = self.reserve_regions(
-            index_off,
-            idx_len,
-            log_off.map(|o| (o, log_region_len(plan.log_cap.unwrap_or(0)))),
-        );
+        // A new ring is reserved for what is carried into it and one step more; the rest in
+        // steps as its head reaches it (`active_alloc`), and its last page now, so that the
+        // file covers it.
+        let log_len = log_region_len(plan.log_cap.unwrap_or(0));
+        let carried = carry.iter().fold(0u64, |t, c| t.saturating_add(c.size));
+        let log_alloc = round_up(
+            format::LOG_HEADER_LEN
+                .saturating_add(carried)
+                .saturating_add(super::build::ALLOC_STEP),
+            super::build::ALLOC_STEP,
+        )
+        .unwrap_or(u64::MAX)
+        .min(log_len);
+        let reserved = self
+            .reserve_regions(index_off, idx_len, log_off.map(|o| (o, log_alloc)))
+            .and_then(|()| match log_off {
+                Some(o) if log_alloc < log_len => mem.allocate(o + log_len - PAGE, PAGE),
+                _ => Ok(()),
+            });
         if let Err(e) = reserved {
             // Part of it may be allocated: give it back before forgetting the reservation.
             self.recover_space()?;
@@ -202,6 +218,10 @@ impl Writer<'_> {
         self.ctl_set(sctl!(self.shard, entries), count)?;
         self.ctl_set(sctl!(self.shard, live_bytes), live)?;
         self.ctl_set(sctl!(self.shard, used_slots), count)?;
+        if log_off.is_some() {
+            let rest = if log_alloc >= log_len { 0 } else { log_alloc };
+            self.ctl_set(sctl!(self.shard, active_alloc), rest)?;
+        }
         self.ctl_set(sctl!(self.shard, building_off), 0)?;
         fp!("switch::between_building_clears");
         self.ctl_set(sctl!(self.shard, building_len), 0)?;
@@ -214,7 +234,7 @@ impl Writer<'_> {
     /// Takes the next generation number from the global `next_gen`: unique map-wide, and above
     /// this shard's active one even if the word was damaged. A number taken by a switch that
     /// then fails is skipped, which is harmless.
-    fn next_generation(&self) -> Result<u64> {
+    pub(super) fn next_generation(&self) -> Result<u64> {
         let w = self.w();
         let floor = self.g.number().saturating_add(1);
         if floor >= MAX_GENERATION {
@@ -244,7 +264,11 @@ impl Writer<'_> {
     /// `place_lock`, reads every shard's counted extents, reserves one extent for the new log
     /// (if any) followed by the new index as this shard's `building`, and takes a generation
     /// number. `Full` when the counted bytes would pass `max_size`.
-    fn place_shared(&mut self, idx_len: u64, log_len: Option<u64>) -> Result<(u64, u64)> {
+    pub(super) fn place_shared(
+        &mut self,
+        idx_len: u64,
+        log_len: Option<u64>,
+    ) -> Result<(u64, u64)> {
         let want = idx_len.saturating_add(log_len.unwrap_or(0));
         let _local = self.sh.lock_place()?;
         let r = (|| {
@@ -261,7 +285,7 @@ impl Writer<'_> {
 
     /// Records the shard's building reservation: offset, then length (a reservation killed in
     /// between is no reservation).
-    fn record_building(&self, off: u64, len: u64) -> Result<()> {
+    pub(super) fn record_building(&self, off: u64, len: u64) -> Result<()> {
         self.ctl_set(sctl!(self.shard, building_off), off)?;
         fp!("switch::between_building_off_and_len");
         self.ctl_set(sctl!(self.shard, building_len), len)
@@ -270,7 +294,7 @@ impl Writer<'_> {
     /// Every counted extent of the map (format.md, "Placement lock"): each shard's building
     /// extent, active regions and retired extents, read in that order so that a switch
     /// publishing meanwhile is seen counted one way or the other. Called under `place_lock`.
-    fn space(&self) -> Result<place::Space> {
+    pub(super) fn space(&self) -> Result<place::Space> {
         let w = self.w();
         let mut used = Vec::new();
         for j in 0..self.sh.shards() {
@@ -396,8 +420,21 @@ impl Writer<'_> {
     }
 
     /// First-fit placement after the header, away from the active regions.
-    fn place(&self, plan: &Plan) -> (u64, Option<u64>) {
+    pub(super) fn place(&self, plan: &Plan) -> (u64, Option<u64>) {
         let mut used = self.in_use();
+        // And away from what the shard retired and has not punched yet (a build starts with
+        // them recorded, and punches them before its publication).
+        let s = self.shard;
+        for (off, len) in [
+            (sctl!(s, retired_index_off), sctl!(s, retired_index_len)),
+            (sctl!(s, retired_log_off), sctl!(s, retired_log_len)),
+        ] {
+            if let (Ok(o), Ok(l)) = (self.ctl(off), self.ctl(len))
+                && l != 0
+            {
+                used.push((o, o.saturating_add(l)));
+            }
+        }
         let alloc = |len: u64, used: &mut Vec<(u64, u64)>| {
             used.sort_unstable();
             let mut at = self.sh.mem.header_len();
@@ -419,7 +456,7 @@ impl Writer<'_> {
 
     /// Reserves the new regions with `fallocate`. When the file system is full, returns
     /// retired space early (skipping the grace period) and tries once more.
-    fn reserve_regions(
+    pub(super) fn reserve_regions(
         &mut self,
         index_off: u64,
         idx_len: u64,
@@ -493,7 +530,7 @@ impl Writer<'_> {
 
     /// Punches the shard's retired extents, then forgets them (lengths first). Idempotent: a
     /// writer killed in between leaves them recorded, and the next one punches them again.
-    fn punch_retired(&mut self) -> Result<()> {
+    pub(super) fn punch_retired(&mut self) -> Result<()> {
         let s = self.shard;
         let index = (
             self.ctl(sctl!(s, retired_index_off))?,
@@ -519,6 +556,39 @@ impl Writer<'_> {
         self.ctl_set(sctl!(s, retired_ms), 0)
     }
 
+    /// Punches at most `max` bytes (a multiple of the page size) of the shard's retired
+    /// extents, from the end of the log's, then the index's, and shortens the extent with one
+    /// store (a writer killed before it punches the same bytes again). True once nothing is
+    /// retired (the offsets and `retired_ms` are then cleared).
+    pub(super) fn punch_retired_step(&mut self, max: u64) -> Result<bool> {
+        let s = self.shard;
+        for (off_f, len_f) in [
+            (sctl!(s, retired_log_off), sctl!(s, retired_log_len)),
+            (sctl!(s, retired_index_off), sctl!(s, retired_index_len)),
+        ] {
+            let len = self.ctl(len_f)?;
+            if len == 0 {
+                continue;
+            }
+            let off = self.ctl(off_f)?;
+            let n = len.min(max);
+            self.punch_outside_active(off.saturating_add(len - n), n)?;
+            fp!("build::between_retired_step_and_length");
+            self.ctl_set(len_f, len - n)?;
+            if len > n
+                || self.ctl(sctl!(s, retired_log_len))? != 0
+                || self.ctl(sctl!(s, retired_index_len))? != 0
+            {
+                return Ok(false);
+            }
+            break;
+        }
+        self.ctl_set(sctl!(s, retired_index_off), 0)?;
+        self.ctl_set(sctl!(s, retired_log_off), 0)?;
+        self.ctl_set(sctl!(s, retired_ms), 0)?;
+        Ok(true)
+    }
+
     /// What a writer killed mid-switch left in the shard's space line: a building reservation
     /// (its pages are punched, outside the active regions, then it is forgotten) and retired
     /// extents (kept for the grace period; a retired extent that is the active one is never
@@ -538,6 +608,12 @@ impl Writer<'_> {
 
     /// Returns retired regions to the OS once the grace period since they were retired passed.
     pub fn maintain(&mut self) -> Result<()> {
+        self.maintain_by(u64::MAX)
+    }
+
+    /// [`Writer::maintain`], punching at most `max` bytes (a multiple of the page size) now:
+    /// the end of a write punches a large retired region over several writes.
+    pub fn maintain_by(&mut self, max: u64) -> Result<()> {
         let s = self.shard;
         if self.ctl(sctl!(s, retired_index_len))? == 0 && self.ctl(sctl!(s, retired_log_len))? == 0
         {
@@ -550,11 +626,16 @@ impl Writer<'_> {
         if since < self.sh.grace.as_millis() as u64 {
             return Ok(());
         }
-        self.punch_retired()
+        if max == u64::MAX {
+            return self.punch_retired();
+        }
+        self.punch_retired_step(max).map(|_| ())
     }
 
     /// For a process alone with the file: punch all free space and truncate the unused tail.
     pub fn trim_alone(&mut self) -> Result<()> {
+        // A build left in flight by a clean detach would lose its pages below: abandoned.
+        self.abandon_build()?;
         self.punch_free(&[])?;
         let s = self.shard;
         for f in [
@@ -590,6 +671,7 @@ impl Writer<'_> {
     /// Empties the shard without a switch: every live slot becomes a tombstone (the records it
     /// pointed to are dead bytes the ring reclaims as it wraps).
     fn clear_in_place(&mut self) -> Result<()> {
+        self.abandon_build()?;
         let w = self.w();
         for i in 0..self.g.slots() {
             if slot::is_live(self.g.load_slot(w, i)?) {

@@ -155,10 +155,10 @@ pub fn foreign(dir: &Path) -> PathBuf {
 }
 
 /// The healthy map with its version field set to 4, a future version (and the superblock checksum fixed up).
-pub fn version_4(dir: &Path) -> PathBuf {
-    let path = healthy_named(dir, "version-4");
+pub fn version_5(dir: &Path) -> PathBuf {
+    let path = healthy_named(dir, "version-5");
     let mut sb = std::fs::read(&path).unwrap()[..128].to_vec();
-    sb[8..12].copy_from_slice(&4u32.to_le_bytes());
+    sb[8..12].copy_from_slice(&5u32.to_le_bytes());
     let crc = crc32(&sb[..124]);
     sb[124..128].copy_from_slice(&crc.to_le_bytes());
     poke(&path, 0, &sb);

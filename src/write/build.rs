@@ -1,0 +1,719 @@
+//! The incremental build, a child of `write` (design: `docs/incremental-build.md`; normative
+//! text: format.md, "Incremental build"). A shard's growth builds its next generation `N`
+//! behind a cursor over the active generation's index slots, a bounded batch on each write,
+//! with every write to a key whose slot is below the cursor mirrored into `N`, and publishes it
+//! with the switch's one store when the cursor reaches the end. Readers never look at `N`.
+
+use std::sync::atomic::{Ordering, fence};
+
+use super::Writer;
+use crate::arena::{self, Gen, NoSink, Probe};
+use crate::error::{Error, Result};
+use crate::failpoints::fp;
+use crate::format::{
+    self, Desc, LOG_HEADER_LEN, PAGE, RecordHeader, index_region_len, log_region_len, round_up,
+    sctl, slot,
+};
+use crate::plan::{Plan, plan_len};
+
+/// `N`'s log region is reserved (`fallocate`d) ahead of use in steps of this many bytes.
+pub(crate) const ALLOC_STEP: u64 = 1 << 20;
+/// A batch copies at least this many bytes...
+const BATCH_FLOOR: u64 = 64 << 10;
+/// ... and visits at most this many slots.
+const BATCH_SLOTS: u64 = 512;
+/// Retired bytes the last advances punch per write before the publication.
+const RETIRED_STEP: u64 = 8 << 20;
+
+/// A build in flight, as this critical section loaded it from the shard's line 3.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Build {
+    /// The next generation (its descriptor is in the slot `active` does not name).
+    pub n: Gen,
+    /// Slots of the active generation below this are mirrored.
+    pub cursor: u64,
+}
+
+impl Writer<'_> {
+    /// Loads the shard's build in flight, if any. `Err(())`: line 3 names a build whose
+    /// descriptor is not there (a build killed after its publication, or damage); it is
+    /// abandoned by the next write.
+    pub(super) fn load_build(&self) -> Result<std::result::Result<Option<Build>, ()>> {
+        let s = self.shard;
+        let g = self.ctl(sctl!(s, build_gen))?;
+        if g == 0 {
+            return Ok(Ok(None));
+        }
+        let slot = 1 - self.g.slot;
+        let desc = arena::read_desc(self.w(), s, slot)?;
+        let Ok(n) = Gen::from_desc(&self.sh.mem, desc, s, slot, g) else {
+            return Ok(Err(()));
+        };
+        let cursor = self.ctl(sctl!(s, build_cursor))?;
+        if cursor > self.g.slots() || n.number() == self.g.number() {
+            return Ok(Err(()));
+        }
+        Ok(Ok(Some(Build { n, cursor })))
+    }
+
+    /// Gives up the shard's build in flight, if line 3 names one: clears it (the generation
+    /// number first, so no later write mirrors), then releases its reservation (pages punched
+    /// outside the active regions). The next due write starts a new one.
+    pub(super) fn abandon_build(&mut self) -> Result<()> {
+        self.build = None;
+        self.build_stale = false;
+        let s = self.shard;
+        if self.ctl(sctl!(s, build_gen))? == 0 {
+            return Ok(());
+        }
+        self.ctl_set(sctl!(s, build_gen), 0)?;
+        for f in [
+            sctl!(s, build_cursor),
+            sctl!(s, build_alloc),
+            sctl!(s, build_started_ms),
+            sctl!(s, build_entries),
+            sctl!(s, build_live),
+            sctl!(s, build_used),
+        ] {
+            self.ctl_set(f, 0)?;
+        }
+        self.recover_space()
+    }
+
+    /// Whether a build is in flight for this critical section.
+    pub(super) fn building(&self) -> bool {
+        self.build.is_some()
+    }
+
+    /// After a write of `wrote` bytes: advances a build in flight by one batch, or starts one
+    /// when a growth is due (live data over half the ring). Never fails the write: a build
+    /// that cannot go on is abandoned.
+    pub(super) fn after_write(&mut self, wrote: u64) -> Result<()> {
+        if self.build_stale {
+            self.abandon_build()?;
+        }
+        if self.building() {
+            let r = self.advance(wrote, false);
+            return self.or_abandon(r);
+        }
+        let cap = self.g.cap();
+        let live = self.ctl(sctl!(self.shard, live_bytes))?;
+        if live.saturating_mul(2) <= cap || self.now < self.sh.no_grow_until.load(Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        // A shard at its cap is dense all the time: the plan (whose sizing reads every
+        // shard's descriptor) is asked once per ring size.
+        if let Some(c) = self.sh.no_build_at.get(self.shard)
+            && c.load(Ordering::Relaxed) == cap
+        {
+            return Ok(());
+        }
+        let plan = self.sizing()?.grow(0).filter(|p| {
+            // Room in `N` for the live data, for what the build mirrors and the writes it
+            // copies meanwhile (half the live data again), and the ring's reserve.
+            let c = p.log_cap.unwrap_or(0);
+            c - c / 8 >= live.saturating_add(live / 2)
+        });
+        let Some(plan) = plan else {
+            if let Some(c) = self.sh.no_build_at.get(self.shard) {
+                c.store(cap, Ordering::Relaxed);
+            }
+            return Ok(());
+        };
+        match self.start_build(plan) {
+            Ok(()) => Ok(()),
+            Err(Error::Full { .. }) | Err(Error::NoSpace { .. }) => {
+                if let Some(c) = self.sh.no_build_at.get(self.shard) {
+                    c.store(cap, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Abandons the build if `r` failed; `Full` and `NoSpace` (no room in `N`, or in the file
+    /// system for its next step) are not the write's errors.
+    fn or_abandon(&mut self, r: Result<()>) -> Result<()> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(Error::Full { .. }) | Err(Error::NoSpace { .. }) => self.abandon_build(),
+            Err(e) => {
+                let _ = self.abandon_build();
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts building a generation per `plan` (a growth): reserves its extents, writes its
+    /// descriptor and ring header, then line 3 (`build_gen` last). O(its index) for zeroing the
+    /// index; the ring is reserved in [`ALLOC_STEP`] steps as it fills.
+    fn start_build(&mut self, plan: Plan) -> Result<()> {
+        let Some(cap) = plan.log_cap else {
+            return Err(Error::Full { needed: 0 });
+        };
+        // What earlier switches retired is returned once its grace passed; otherwise the
+        // last advance punches it in steps before the publication (which records the active
+        // regions as retired: the line must be free).
+        self.maintain()?;
+        if self.sh.shards() > 1 {
+            let space = self.space()?;
+            if space.counted().saturating_add(plan_len(&plan)) > space.max_size {
+                return Err(Error::Full {
+                    needed: plan_len(&plan),
+                });
+            }
+        }
+        let mem = &self.sh.mem;
+        let idx_len = index_region_len(plan.slots);
+        let log_len = log_region_len(cap);
+        let (index_off, log_off, g) = if self.sh.shards() == 1 {
+            let (index_off, log_off) = self.place(&plan);
+            let log_off = log_off.unwrap_or(0);
+            let lo = index_off.min(log_off);
+            let hi = (index_off + idx_len).max(log_off + log_len);
+            self.record_building(lo, hi - lo)?;
+            (index_off, log_off, None)
+        } else {
+            let (at, g) = self.place_shared(idx_len, Some(log_len))?;
+            (at + log_len, at, Some(g))
+        };
+        let first = log_len.min(ALLOC_STEP);
+        // The index, the ring's first step, and its last page (so that the file covers `N`
+        // wherever the placement put the index).
+        let reserved = self
+            .reserve_regions(index_off, idx_len, None)
+            .and_then(|()| mem.allocate(log_off, first))
+            .and_then(|()| mem.allocate(log_off + log_len - PAGE, PAGE));
+        if let Err(e) = reserved {
+            self.recover_space()?;
+            return Err(e);
+        }
+        let g = match g {
+            Some(g) => g,
+            None => self.next_generation()?,
+        };
+        let desc_slot = 1 - self.g.slot;
+        let mut desc = Desc {
+            generation: g,
+            index_off,
+            index_slots: plan.slots,
+            log_off,
+            log_cap: cap,
+            created_ms: self.now,
+            ..Desc::default()
+        };
+        desc.crc = desc.compute_crc();
+        let n = Gen::from_desc(mem, desc, self.shard, desc_slot, g)?;
+        let w = mem.w();
+        fence(Ordering::Release);
+        let zeros = vec![0u8; 1 << 16];
+        let mut off = index_off;
+        while off < index_off + idx_len {
+            let len = (index_off + idx_len - off).min(zeros.len() as u64);
+            w.write(off, &zeros[..len as usize])?;
+            off += len;
+        }
+        arena::init_log(w, &desc, 0)?;
+        arena::write_desc(w, self.shard, desc_slot, desc)?;
+        let s = self.shard;
+        self.ctl_set(sctl!(s, build_cursor), 0)?;
+        self.ctl_set(sctl!(s, build_alloc), first)?;
+        self.ctl_set(sctl!(s, build_started_ms), self.now)?;
+        self.ctl_set(sctl!(s, build_entries), 0)?;
+        self.ctl_set(sctl!(s, build_live), 0)?;
+        self.ctl_set(sctl!(s, build_used), 0)?;
+        self.ctl_set(sctl!(s, build_gen), g)?;
+        fp!("build::started");
+        self.ctl_add(sctl!(s, builds), 1)?;
+        self.build = Some(Build { n, cursor: 0 });
+        Ok(())
+    }
+
+    /// Reserves `N`'s ring through byte `end` (ring offset) in [`ALLOC_STEP`] steps.
+    fn alloc_through(&mut self, n: &Gen, end: u64) -> Result<()> {
+        let s = self.shard;
+        let done = self.ctl(sctl!(s, build_alloc))?;
+        let want = LOG_HEADER_LEN.saturating_add(end);
+        if want <= done {
+            return Ok(());
+        }
+        let len = n.desc.log_len();
+        let to = round_up(want, ALLOC_STEP).unwrap_or(u64::MAX).min(len);
+        self.sh.mem.allocate(n.desc.log_off + done, to - done)?;
+        fp!("build::allocated_step");
+        self.ctl_set(sctl!(s, build_alloc), to)
+    }
+
+    /// Appends a record to `N`'s ring (never wraps during the build: `N` keeps its reserve
+    /// free, else `Full` and the build is abandoned).
+    fn append_n(&mut self, n: &Gen, hdr: &RecordHeader, key: &[u8], value: &[u8]) -> Result<u64> {
+        let w = self.w();
+        let head = n.head(w)?;
+        let size = hdr.size();
+        if head.saturating_add(size).saturating_add(n.cap() / 8) > n.cap() {
+            return Err(Error::Full { needed: size });
+        }
+        self.alloc_through(n, head + size)?;
+        n.append(w, hdr, key, value)
+    }
+
+    /// Rule 1 (mirror): after a write to `key` (hash `h`) at slot `idx` of the active
+    /// generation, applies the same change to `N` if `idx` is below the cursor: `N` then holds
+    /// the key as the active generation's slot `idx` does now (its record, or nothing).
+    pub(super) fn mirror(&mut self, idx: u64, key: &[u8], h: u64) -> Result<()> {
+        let Some(b) = self.build else {
+            return Ok(());
+        };
+        if idx >= b.cursor {
+            return Ok(());
+        }
+        let r = self.mirror_into(b.n, idx, key, h);
+        fp!("build::between_mirror_and_unlock");
+        self.or_abandon(r)
+    }
+
+    fn mirror_into(&mut self, n: Gen, idx: u64, key: &[u8], h: u64) -> Result<()> {
+        let w = self.w();
+        let s = self.shard;
+        let a = self.g.load_slot(w, idx)?;
+        let found = match n.lookup(w, key, h, &mut NoSink)? {
+            Probe::Suspect { offset, what, .. } => return Err(Error::corrupt(offset, what)),
+            p => p,
+        };
+        if !(slot::is_live(a) && slot::is_valid(a)) {
+            if let Probe::Hit(hit) = found {
+                n.store_slot(w, hit.idx, slot::TOMBSTONE)?;
+                self.ctl_sub(sctl!(s, build_entries), 1)?;
+                self.ctl_sub(sctl!(s, build_live), hit.hdr.size())?;
+            }
+            return Ok(());
+        }
+        let pos = slot::pos(a);
+        let hdr = match self.g.header_at(w, pos)? {
+            Ok((hdr, _)) => hdr,
+            Err(what) => return Err(Error::corrupt(pos, what)),
+        };
+        let mut value = std::mem::take(&mut self.buf);
+        arena::size_buf(&mut value, hdr.value_len.get() as usize, pos)?;
+        self.g.read_value(w, pos, &hdr, &mut value)?;
+        let appended = self.append_n(&n, &hdr, key, &value);
+        self.buf = value;
+        let at = appended?;
+        let size = hdr.size();
+        match found {
+            Probe::Hit(hit) => {
+                n.store_slot(w, hit.idx, slot::moved(a, at, a & slot::REF != 0))?;
+                self.ctl_add(sctl!(s, build_live), size)?;
+                self.ctl_sub(sctl!(s, build_live), hit.hdr.size())?;
+            }
+            Probe::Miss { free: Some(i), .. } => {
+                let used = self.ctl(sctl!(s, build_used))?;
+                let prev = n.load_slot(w, i)?;
+                if prev == slot::EMPTY && used.saturating_add(1).saturating_mul(4) > n.slots() * 3 {
+                    return Err(Error::Full { needed: 0 });
+                }
+                n.store_slot(w, i, slot::moved(a, at, a & slot::REF != 0))?;
+                self.ctl_add(sctl!(s, build_entries), 1)?;
+                self.ctl_add(sctl!(s, build_live), size)?;
+                if prev == slot::EMPTY {
+                    self.ctl_add(sctl!(s, build_used), 1)?;
+                }
+            }
+            _ => return Err(Error::Full { needed: 0 }),
+        }
+        self.ctl_add(sctl!(s, bytes_copied), size)
+    }
+
+    /// Rule 2 (advance): copies the next batch from the cursor on (`max(4 x wrote, 64 KiB)`
+    /// bytes or 512 slots; with `all`, to the end), stores the cursor, and publishes `N` when
+    /// the cursor reaches the end.
+    pub(super) fn advance(&mut self, wrote: u64, all: bool) -> Result<()> {
+        let Some(mut b) = self.build else {
+            return Ok(());
+        };
+        let w = self.w();
+        let s = self.shard;
+        let a = self.g;
+        let n = b.n;
+        let (head, tail) = (a.head(w)?, a.tail(w)?);
+        let budget = wrote.saturating_mul(4).max(BATCH_FLOOR);
+        let (mut copied, mut visited) = (0u64, 0u64);
+        let (mut entries, mut live, mut used) = (0u64, 0u64, 0u64);
+        let mut key = std::mem::take(&mut self.keybuf);
+        let mut value = std::mem::take(&mut self.buf);
+        let mask = n.slots() - 1;
+        let r = (|| -> Result<()> {
+            while b.cursor < a.slots() && (all || (copied < budget && visited < BATCH_SLOTS)) {
+                let i = b.cursor;
+                visited += 1;
+                let sl = a.load_slot(w, i)?;
+                // The cursor moves past the slot only once it is copied (or has nothing to
+                // copy): a failure below leaves it unvisited.
+                if slot::is_live(sl) && slot::is_valid(sl) {
+                    let pos = slot::pos(sl);
+                    if tail <= pos
+                        && pos < head
+                        && let Ok((hdr, size)) = a.header_at(w, pos)?
+                        && !hdr.expired(self.now)
+                    {
+                        a.read_key(w, pos, &hdr, &mut key)?;
+                        arena::size_buf(&mut value, hdr.value_len.get() as usize, pos)?;
+                        a.read_value(w, pos, &hdr, &mut value)?;
+                        if hdr.checksum(&key, &value) == hdr.crc.get() {
+                            let h = format::hash(&key, self.sh.seed);
+                            let at = self.append_n(&n, &hdr, &key, &value)?;
+                            let mut j = n.home(h);
+                            let mut probes = 0;
+                            loop {
+                                let t = n.load_slot(w, j)?;
+                                if t == slot::EMPTY || t == slot::TOMBSTONE {
+                                    if t == slot::EMPTY {
+                                        used += 1;
+                                    }
+                                    break;
+                                }
+                                probes += 1;
+                                if probes >= n.slots() {
+                                    return Err(Error::Full { needed: 0 });
+                                }
+                                j = (j + 1) & mask;
+                            }
+                            n.store_slot(w, j, slot::moved(sl, at, sl & slot::REF != 0))?;
+                            copied += size;
+                            entries += 1;
+                            live += size;
+                        }
+                    }
+                }
+                b.cursor += 1;
+            }
+            Ok(())
+        })();
+        self.keybuf = key;
+        self.buf = value;
+        // Counters of what was copied, then the cursor (a batch killed before the cursor
+        // store is abandoned with the rest of the build).
+        self.ctl_add(sctl!(s, build_entries), entries)?;
+        self.ctl_add(sctl!(s, build_live), live)?;
+        self.ctl_add(sctl!(s, build_used), used)?;
+        self.ctl_add(sctl!(s, bytes_copied), copied)?;
+        r?;
+        fp!("build::between_copy_and_cursor");
+        self.ctl_set(sctl!(s, build_cursor), b.cursor)?;
+        self.build = Some(b);
+        if b.cursor >= a.slots() {
+            // The retired line must be free for the publication: what an earlier switch
+            // retired is punched in steps, one per write (all at once when forced).
+            if all {
+                self.punch_retired()?;
+            } else if !self.punch_retired_step(RETIRED_STEP)? {
+                return Ok(());
+            }
+            self.publish_build()?;
+        }
+        Ok(())
+    }
+
+    /// The fallback: the active ring (or its index) is full before the build completes, so
+    /// this write finishes it now (today's cost of a switch), and counts that.
+    pub(super) fn finish_build(&mut self) -> Result<()> {
+        if !self.building() {
+            return Ok(());
+        }
+        self.ctl_add(sctl!(self.shard, builds_forced), 1)?;
+        let r = self.advance(0, true);
+        self.or_abandon(r)
+    }
+
+    /// The publication (the version-3 switch's): the active regions recorded as retired, one
+    /// store of `active`, the counters from line 3, then line 3 and the reservation cleared.
+    fn publish_build(&mut self) -> Result<()> {
+        let Some(b) = self.build else {
+            return Ok(());
+        };
+        let mem = &self.sh.mem;
+        let w = mem.w();
+        let s = self.shard;
+        let n = b.n;
+        fp!("build::before_publish");
+        if self.sh.durable() {
+            mem.sync(n.desc.index_off, n.desc.index_len())?;
+            mem.sync(n.desc.log_off, n.desc.log_len())?;
+        }
+        let old = self.g.desc;
+        self.ctl_set(sctl!(s, retired_ms), self.now)?;
+        self.ctl_set(sctl!(s, retired_index_off), old.index_off)?;
+        self.ctl_set(sctl!(s, retired_log_off), old.log_off)?;
+        self.ctl_set(sctl!(s, retired_index_len), old.index_len())?;
+        self.ctl_set(sctl!(s, retired_log_len), old.log_len())?;
+        if self.sh.durable() {
+            mem.sync(0, mem.header_len())?;
+        }
+        self.honour_quiet()?;
+        w.store_u64(sctl!(s, active), n.active_word(), Ordering::Release)?;
+        fence(Ordering::Release);
+        if self.sh.durable() {
+            mem.sync(0, mem.header_len())?;
+        }
+        self.g = n;
+        self.build = None;
+        let alloc = self.ctl(sctl!(s, build_alloc))?;
+        self.ctl_set(sctl!(s, entries), self.ctl(sctl!(s, build_entries))?)?;
+        self.ctl_set(sctl!(s, live_bytes), self.ctl(sctl!(s, build_live))?)?;
+        self.ctl_set(sctl!(s, used_slots), self.ctl(sctl!(s, build_used))?)?;
+        // The rest of the ring is reserved in steps as the active generation's head reaches
+        // it (`active_alloc`; 0 once all of it is).
+        let rest = if alloc >= n.desc.log_len() { 0 } else { alloc };
+        self.ctl_set(sctl!(s, active_alloc), rest)?;
+        self.ctl_set(sctl!(s, build_gen), 0)?;
+        self.ctl_set(sctl!(s, build_cursor), 0)?;
+        self.ctl_set(sctl!(s, build_alloc), 0)?;
+        self.ctl_set(sctl!(s, build_started_ms), 0)?;
+        self.ctl_set(sctl!(s, building_off), 0)?;
+        self.ctl_set(sctl!(s, building_len), 0)?;
+        self.ctl_set(sctl!(s, switched_ms), self.now)?;
+        self.ctl_add(sctl!(s, switches), 1)
+    }
+
+    /// Before an append of `size` bytes at the active ring's head: reserves the next steps of
+    /// a ring published with only part of it reserved (`active_alloc`).
+    pub(super) fn alloc_active(&mut self, size: u64) -> Result<()> {
+        let s = self.shard;
+        let done = self.ctl(sctl!(s, active_alloc))?;
+        if done == 0 {
+            return Ok(());
+        }
+        let w = self.w();
+        let g = self.g;
+        let head = g.head(w)?;
+        let room = g.cap() - g.phys(head);
+        // Wrapping writes at the start of the ring, reserved first: the pad then the record
+        // past it need all of the first lap.
+        let end = if room < size {
+            g.cap()
+        } else {
+            g.phys(head) + size
+        };
+        let want = LOG_HEADER_LEN.saturating_add(end);
+        if want <= done {
+            return Ok(());
+        }
+        let len = g.desc.log_len();
+        let to = round_up(want, ALLOC_STEP)
+            .unwrap_or(u64::MAX)
+            .min(len)
+            .max(want.min(len));
+        self.sh.mem.allocate(g.desc.log_off + done, to - done)?;
+        self.ctl_set(sctl!(s, active_alloc), if to >= len { 0 } else { to })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::format::RecordHeader;
+    use crate::shared::Shared;
+    use crate::{Options, SetOptions, Shmap};
+
+    /// A record's contents: value, flags, expiry.
+    type Rec = (Vec<u8>, u32, u64);
+
+    /// The unexpired, intact records slots `range` of generation `g` point to, by key.
+    fn records(
+        sh: &Shared,
+        g: &Gen,
+        range: std::ops::Range<u64>,
+        now: u64,
+    ) -> BTreeMap<Vec<u8>, Rec> {
+        let w = sh.mem.w();
+        let (head, tail) = (g.head(w).unwrap(), g.tail(w).unwrap());
+        let mut out = BTreeMap::new();
+        for i in range {
+            let s = g.load_slot(w, i).unwrap();
+            if !slot::is_live(s) || !slot::is_valid(s) {
+                continue;
+            }
+            let pos = slot::pos(s);
+            assert!(
+                tail <= pos && pos < head,
+                "slot {i} points outside the ring"
+            );
+            let (hdr, _): (RecordHeader, u64) = g.header_at(w, pos).unwrap().unwrap();
+            if hdr.expired(now) {
+                continue;
+            }
+            let mut key = Vec::new();
+            g.read_key(w, pos, &hdr, &mut key).unwrap();
+            let mut value = vec![0u8; hdr.value_len.get() as usize];
+            g.read_value(w, pos, &hdr, &mut value).unwrap();
+            assert_eq!(hdr.checksum(&key, &value), hdr.crc.get());
+            let prev = out.insert(key, (value, hdr.flags.get(), hdr.expires_ms.get()));
+            assert!(prev.is_none(), "a key twice in one index");
+        }
+        out
+    }
+
+    /// The cursor invariant: with a build in flight, `N` holds exactly the records of the
+    /// active generation's slots below the cursor. Returns whether a build was in flight.
+    fn check_invariant(sh: &Shared, now: u64) -> bool {
+        let wr = Writer::new(sh, 0).unwrap();
+        assert!(!wr.build_stale, "line 3 names a build that is not there");
+        let Some(b) = wr.build else {
+            return false;
+        };
+        let below = records(sh, &wr.g, 0..b.cursor, now);
+        let in_n = records(sh, &b.n, 0..b.n.slots(), now);
+        assert_eq!(below, in_n, "cursor {} of {}", b.cursor, wr.g.slots());
+        let w = sh.mem.w();
+        let s = 0;
+        // N's counters cover every live slot of N (expired ones included).
+        let mut entries = 0;
+        for i in 0..b.n.slots() {
+            if slot::is_live(b.n.load_slot(w, i).unwrap()) {
+                entries += 1;
+            }
+        }
+        assert_eq!(
+            w.load_u64(sctl!(s, build_entries), Ordering::Acquire)
+                .unwrap(),
+            entries
+        );
+        true
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u16, u16),
+        SetTtl(u16, u16, u8),
+        Remove(u16),
+        Incr(u16),
+        Expire(u16, u8),
+        Tick(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0u16..3000, 0u16..400).prop_map(|(k, l)| Op::Set(k, l)),
+            1 => (0u16..3000, 0u16..400, 1u8..50).prop_map(|(k, l, t)| Op::SetTtl(k, l, t)),
+            3 => (0u16..3000).prop_map(Op::Remove),
+            1 => (3000u16..3010).prop_map(Op::Incr),
+            1 => (0u16..3000, 1u8..50).prop_map(|(k, t)| Op::Expire(k, t)),
+            1 => (1u8..20).prop_map(Op::Tick),
+        ]
+    }
+
+    /// Random operations on a small map (64 KiB to start: it grows through several builds)
+    /// against a model; after every write the cursor invariant holds, and the map's contents
+    /// equal the model's.
+    fn run(ops: &[Op]) -> (u64, u64) {
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+        let c = clock.clone();
+        let opts = Options::new()
+            .initial_size(64 << 10)
+            .evict(false)
+            .retire_grace(std::time::Duration::ZERO)
+            .clock(Arc::new(move || c.load(Ordering::Relaxed)));
+        let map = Shmap::open(dir.path().join("m").to_str().unwrap(), &opts).unwrap();
+        let sh = map.shared().unwrap();
+        let mut model: BTreeMap<Vec<u8>, (Vec<u8>, u64)> = BTreeMap::new();
+        let (mut checked, mut in_flight) = (0u64, 0u64);
+        for op in ops {
+            let now = clock.load(Ordering::Relaxed);
+            let key = |k: u16| format!("key-{k}").into_bytes();
+            let val = |k: u16, l: u16| vec![(k % 251) as u8; l as usize];
+            match *op {
+                Op::Set(k, l) => {
+                    map.set(&key(k), &val(k, l)).unwrap();
+                    model.insert(key(k), (val(k, l), 0));
+                }
+                Op::SetTtl(k, l, t) => {
+                    let o = SetOptions {
+                        ttl_ms: Some(t as u64),
+                        flags: 0,
+                    };
+                    map.set_with(&key(k), &val(k, l), o).unwrap();
+                    model.insert(key(k), (val(k, l), now + t as u64));
+                }
+                Op::Remove(k) => {
+                    map.remove(&key(k)).unwrap();
+                    model.remove(&key(k));
+                }
+                Op::Incr(k) => {
+                    let v = map.incr(&key(k), 1, 0, None).unwrap();
+                    let e = model.get(&key(k)).map_or(0, |e| e.1);
+                    model.insert(key(k), (v.to_le_bytes().to_vec(), e));
+                }
+                Op::Expire(k, t) => {
+                    let live = model.get(&key(k)).is_some_and(|e| e.1 == 0 || e.1 > now);
+                    assert_eq!(map.expire(&key(k), t as u64).unwrap(), live, "{op:?}");
+                    if live {
+                        model.get_mut(&key(k)).unwrap().1 = now + t as u64;
+                    }
+                }
+                Op::Tick(t) => {
+                    clock.fetch_add(t as u64, Ordering::Relaxed);
+                }
+            }
+            let now = clock.load(Ordering::Relaxed);
+            model.retain(|_, e| e.1 == 0 || e.1 > now);
+            if check_invariant(sh, now) {
+                in_flight += 1;
+            }
+            checked += 1;
+        }
+        for (k, (v, _)) in &model {
+            assert_eq!(
+                map.get(k).unwrap().as_ref(),
+                Some(v),
+                "{}",
+                String::from_utf8_lossy(k)
+            );
+        }
+        assert_eq!(map.keys().unwrap().len(), model.len());
+        let st = map.stats().unwrap();
+        assert!(checked > 0);
+        (in_flight, st.builds)
+    }
+
+    #[test]
+    fn the_cursor_invariant_holds_with_builds_in_flight() {
+        // Deterministic: a fill with overwrites and removes, then random operations.
+        let mut ops = Vec::new();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..6000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = (x % 3000) as u16;
+            ops.push(match i % 10 {
+                0..=6 => Op::Set(k, (x >> 20) as u16 % 400),
+                7 => Op::Remove(k),
+                8 => Op::SetTtl(k, 50, (x >> 30) as u8 % 40 + 1),
+                _ => Op::Tick((x >> 40) as u8 % 5 + 1),
+            });
+        }
+        let (in_flight, builds) = run(&ops);
+        assert!(builds >= 3, "only {builds} builds");
+        assert!(
+            in_flight >= 10,
+            "the invariant was checked mid-build only {in_flight} times"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+        #[test]
+        fn the_cursor_invariant_holds_under_random_operations(ops in prop::collection::vec(op(), 500..3000)) {
+            run(&ops);
+        }
+    }
+}
