@@ -312,7 +312,8 @@ function markdown(data, rendered) {
     if (rendered['growth-stall.svg']) o.push('![growth stall](growth-stall.svg)', '');
     o.push(`**How.** One process sets distinct keys with ${f(G.valueBytes)} B values, timing every set, until the map's file reaches each size — growing from ` +
       'the default size (1 MiB; `maxSize` 4× the target) — then the same number of sets into a fresh map created at that size (presized). The longest single ' +
-      'set is the one a growth switch waited on; every other writer waits as long.', '');
+      'set is what a writer of the map waits at worst (a growth is built in bounded batches over the writes that follow it, then published by one store); ' +
+      'the file\'s apparent size, where the fill stops, counts the holes that retired generations leave.', '');
     o.push('| fill to | map | sets | fill time | longest set | longest / fill | p99 set | switches |', '|---:|---|---:|---:|---:|---:|---:|---:|');
     for (const r of G.runs) {
       o.push(`| ${(r.until / MiB).toFixed(0)} MiB | ${r.presized ? 'presized' : 'growing from 1 MiB'} | ${f(r.sets)} | ${(r.fillMs / 1e3).toFixed(2)} s | ` +
