@@ -186,14 +186,7 @@ impl Writer<'_> {
             .reserve_regions(index_off, idx_len, None)
             .and_then(|()| mem.allocate(log_off, first))
             .and_then(|()| mem.allocate(log_off + log_len - PAGE, PAGE));
-        if let Err(e) = reserved {
-            self.recover_space()?;
-            return Err(e);
-        }
-        let g = match g {
-            Some(g) => g,
-            None => self.next_generation()?,
-        };
+        let g = self.reserved_generation(reserved, g)?;
         let desc_slot = 1 - self.g.slot;
         let mut desc = Desc {
             generation: g,

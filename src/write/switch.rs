@@ -109,15 +109,7 @@ impl Writer<'_> {
                 Some(o) if log_alloc < log_len => mem.allocate(o + log_len - PAGE, PAGE),
                 _ => Ok(()),
             });
-        if let Err(e) = reserved {
-            // Part of it may be allocated: give it back before forgetting the reservation.
-            self.recover_space()?;
-            return Err(e);
-        }
-        let g = match g {
-            Some(g) => g,
-            None => self.next_generation()?,
-        };
+        let g = self.reserved_generation(reserved, g)?;
         let desc_slot = 1 - self.g.slot;
         let mut desc = Desc {
             generation: g,
@@ -234,6 +226,24 @@ impl Writer<'_> {
     /// Takes the next generation number from the global `next_gen`: unique map-wide, and above
     /// this shard's active one even if the word was damaged. A number taken by a switch that
     /// then fails is skipped, which is harmless.
+    /// After reserving a new generation's regions (`reserved`): on failure gives back what
+    /// part of it was allocated and forgets the reservation; else the generation's number
+    /// (`g`, or the next one).
+    pub(super) fn reserved_generation(
+        &mut self,
+        reserved: Result<()>,
+        g: Option<u64>,
+    ) -> Result<u64> {
+        if let Err(e) = reserved {
+            self.recover_space()?;
+            return Err(e);
+        }
+        match g {
+            Some(g) => Ok(g),
+            None => self.next_generation(),
+        }
+    }
+
     pub(super) fn next_generation(&self) -> Result<u64> {
         let w = self.w();
         let floor = self.g.number().saturating_add(1);
