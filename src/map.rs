@@ -451,26 +451,29 @@ impl Shmap {
             misses: self.misses.load(Ordering::Relaxed),
             ..Stats::default()
         };
-        // Sums over the shards (not one instant's snapshot while writers run).
+        // Sums over the shards (not one instant's snapshot while writers run); saturating, as the
+        // words come from the file.
         for s in 0..sh.shards() {
             let g = Gen::load(&sh.mem, s)?;
             let e = read_shard(&sh.mem, s)?;
             let (head, tail) = (g.head(w)?, g.tail(w)?);
-            st.entries += e.entries;
-            st.live_bytes += e.live_bytes;
-            st.dead_bytes += head.saturating_sub(tail).saturating_sub(e.live_bytes);
-            st.log_capacity += g.cap();
-            st.index_slots += g.slots();
-            st.used_slots += e.used_slots;
+            st.entries = st.entries.saturating_add(e.entries);
+            st.live_bytes = st.live_bytes.saturating_add(e.live_bytes);
+            st.dead_bytes = st
+                .dead_bytes
+                .saturating_add(head.saturating_sub(tail).saturating_sub(e.live_bytes));
+            st.log_capacity = st.log_capacity.saturating_add(g.cap());
+            st.index_slots = st.index_slots.saturating_add(g.slots());
+            st.used_slots = st.used_slots.saturating_add(e.used_slots);
             st.generation = st.generation.max(g.number());
-            st.evictions += e.evictions;
-            st.expirations += e.expirations;
-            st.switches += e.switches;
-            st.builds += e.builds;
-            st.builds_forced += e.builds_forced;
-            st.building += u64::from(e.build_gen != 0);
-            st.bytes_written += e.bytes_written;
-            st.bytes_copied += e.bytes_copied;
+            st.evictions = st.evictions.saturating_add(e.evictions);
+            st.expirations = st.expirations.saturating_add(e.expirations);
+            st.switches = st.switches.saturating_add(e.switches);
+            st.builds = st.builds.saturating_add(e.builds);
+            st.builds_forced = st.builds_forced.saturating_add(e.builds_forced);
+            st.building = st.building.saturating_add(u64::from(e.build_gen != 0));
+            st.bytes_written = st.bytes_written.saturating_add(e.bytes_written);
+            st.bytes_copied = st.bytes_copied.saturating_add(e.bytes_copied);
         }
         Ok(st)
     }

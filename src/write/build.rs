@@ -226,17 +226,32 @@ impl Writer<'_> {
 
     /// Reserves `N`'s ring through byte `end` (ring offset) in [`ALLOC_STEP`] steps.
     fn alloc_through(&mut self, n: &Gen, end: u64) -> Result<()> {
-        let s = self.shard;
-        let done = self.ctl(sctl!(s, build_alloc))?;
+        let word = sctl!(self.shard, build_alloc);
+        let done = self.ctl(word)?;
         let want = LOG_HEADER_LEN.saturating_add(end);
-        if want <= done {
+        let to = self.alloc_ring(word, &n.desc, done, want)?;
+        if to == done {
             return Ok(());
         }
-        let len = n.desc.log_len();
-        let to = round_up(want, ALLOC_STEP).unwrap_or(u64::MAX).min(len);
-        self.sh.mem.allocate(n.desc.log_off + done, to - done)?;
         fp!("build::allocated_step");
-        self.ctl_set(sctl!(s, build_alloc), to)
+        self.ctl_set(word, to)
+    }
+
+    /// Reserves the log region of `desc` from `done` (its bytes reserved so far, read from the
+    /// shard word `word`) through `want`, rounded up to an [`ALLOC_STEP`] and at most the
+    /// region; returns the new watermark (`done` when nothing was needed). A watermark past
+    /// the region is damage.
+    fn alloc_ring(&self, word: u64, desc: &Desc, done: u64, want: u64) -> Result<u64> {
+        let len = desc.log_len();
+        if done > len {
+            return Err(Error::corrupt(word, "ring reservation past the log region"));
+        }
+        if want <= done || done == len {
+            return Ok(done);
+        }
+        let to = round_up(want, ALLOC_STEP).unwrap_or(u64::MAX).min(len);
+        self.sh.mem.allocate(desc.log_off + done, to - done)?;
+        Ok(to)
     }
 
     /// Appends a record to `N`'s ring (never wraps during the build: `N` keeps its reserve
@@ -473,8 +488,8 @@ impl Writer<'_> {
     /// Before an append of `size` bytes at the active ring's head: reserves the next steps of
     /// a ring published with only part of it reserved (`active_alloc`).
     pub(super) fn alloc_active(&mut self, size: u64) -> Result<()> {
-        let s = self.shard;
-        let done = self.ctl(sctl!(s, active_alloc))?;
+        let word = sctl!(self.shard, active_alloc);
+        let done = self.ctl(word)?;
         if done == 0 {
             return Ok(());
         }
@@ -490,16 +505,11 @@ impl Writer<'_> {
             g.phys(head) + size
         };
         let want = LOG_HEADER_LEN.saturating_add(end);
-        if want <= done {
+        let to = self.alloc_ring(word, &g.desc, done, want)?;
+        if to == done {
             return Ok(());
         }
-        let len = g.desc.log_len();
-        let to = round_up(want, ALLOC_STEP)
-            .unwrap_or(u64::MAX)
-            .min(len)
-            .max(want.min(len));
-        self.sh.mem.allocate(g.desc.log_off + done, to - done)?;
-        self.ctl_set(sctl!(s, active_alloc), if to >= len { 0 } else { to })
+        self.ctl_set(word, if to >= g.desc.log_len() { 0 } else { to })
     }
 }
 
