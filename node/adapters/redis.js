@@ -33,11 +33,9 @@ const DEFAULTS = {
 const MARK_TTL = 2000; // getOrSet's per-host marker
 // A process reads the epoch entry at most once per EPOCH_CHECK_MS (an L1 hit is then one map
 // read). It tells the time by the clock its map's gets report (the kernel's coarse clock, at
-// most CLOCK_LAG_MS behind: the core's COARSE_SLACK_MS), so a check may come that much late;
-// epochs are published EPOCH_MARGIN_MS short of their validity, so the bound still holds.
+// most its `lagMs` behind), so a check may come that much late; epochs are published
+// EPOCH_CHECK_MS + lagMs short of their validity (#margin), so the bound still holds.
 const EPOCH_CHECK_MS = 2;
-const CLOCK_LAG_MS = 50;
-const EPOCH_MARGIN_MS = EPOCH_CHECK_MS + CLOCK_LAG_MS;
 const KEY_CACHE = 10_000; // L1 key strings kept per tier handle
 const DROP_BACK = 2; // epochs back whose copy of a key a fill or write deletes (see #dropOld)
 
@@ -155,6 +153,7 @@ class RedisTier {
   #keys = new Map(); // key -> its L1 key in epoch #e
   #e = undefined; #dp = ''; #checkAt = 0; // the epoch last seen, its data-key prefix, when to look again
   #clock; // the coarse wall clock of this thread's last get of #map (Shmap[kStampClock])
+  #margin; // how long before its validity ends an epoch is published to end
   #lastEpoch; #lastValid = 0; // for staleIfError
   #stats = { l1Hits: 0, l2Hits: 0, misses: 0, invalidationsApplied: 0, flushes: 0, gaps: 0, subscriber: false };
   #closed = false;
@@ -191,7 +190,9 @@ class RedisTier {
     // fill's Redis read and its L1 write (the stale-fill race made deterministic).
     this.#hooks = opts[HOOKS] || {};
     this.#map = map;
-    this.#clock = map[kStampClock]();
+    const clock = map[kStampClock]();
+    this.#clock = clock.now;
+    this.#margin = EPOCH_CHECK_MS + clock.lagMs;
     this.#redis = redis;
     this.#prefix = prefix;
     this.#channel = channel || `shmap:${prefix}`;
@@ -555,7 +556,7 @@ class RedisTier {
     const prev = this.#epoch || map.get(this.#kEpoch);
     const e = map.incr(this.#kEpochs);
     map.set(this.#fk(e), s, 0);
-    const ttl = Math.max(1, validUntil - EPOCH_MARGIN_MS - Date.now());
+    const ttl = Math.max(1, validUntil - this.#margin - Date.now());
     map.set(this.#kEpoch, e, ttl);
     this.#checkAt = 0;
     if (prev !== undefined && prev !== e) this.#tryL1(() => map.delete(this.#fk(prev)));
@@ -620,7 +621,7 @@ class RedisTier {
       this.#newEpoch(s, t0 + this.#o.maxStale, 'gap');
       return;
     }
-    const ttl = until - EPOCH_MARGIN_MS - Date.now();
+    const ttl = until - this.#margin - Date.now();
     const e = this.#epoch;
     const renewed = ttl > 0 && this.#map.get(this.#fk(e)) !== undefined &&
       this.#map.setIfVersion(this.#kEpoch, e, ttl, { versionKey: this.#kEpoch, version: e, compare: '===' });

@@ -284,11 +284,11 @@ class Shmap {
   }
 
   // For shmap/redis: from now on every get of this handle also reports the kernel's coarse wall
-  // clock (ms; never ahead of Date.now(), at most COARSE_SLACK_MS behind), which the function
-  // returned reads: an L1 hit's clock for ~2 ns instead of a Date.now() of ~40.
+  // clock (ms; never ahead of Date.now(), at most `lagMs` behind), which `now()` reads: an L1
+  // hit's clock for ~2 ns instead of a Date.now() of ~40.
   [kStampClock]() {
     native.stampClock(this.#id, true);
-    return coarseClock;
+    return { now: coarseClock, lagMs: native.COARSE_SLACK_MS };
   }
 
   [Symbol.iterator]() {

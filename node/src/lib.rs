@@ -642,6 +642,11 @@ pub fn set_read_only(id: u32, read_only: bool) -> Result<()> {
     })
 }
 
+/// How far the coarse clock a stamping handle reports may lag the exact wall clock, in ms
+/// ([`shmap::COARSE_SLACK_MS`]).
+#[napi]
+pub const COARSE_SLACK_MS: u32 = shmap::COARSE_SLACK_MS as u32;
+
 /// From now on (`on`) every get of the handle also reports the coarse wall clock in `ver[2]`
 /// (see [`registry::Handle::stamp`]).
 #[napi]
