@@ -23,8 +23,10 @@ use crate::raw::Window;
 use crate::shared::Shared;
 use crate::types::{Compare, Condition, Counter, Entry, IncrOptions, LeaseState};
 
-/// Retired bytes the end of one write punches at most (after the grace period).
-const RETIRE_STEP: u64 = 8 << 20;
+/// Retired bytes one write punches at most: at the end of a write after the grace period, and
+/// in the last advances of a build (punching a hole costs per page on tmpfs, about 0.25 ms a
+/// MiB here, so a step bounds what one `set` pays however large the retired generation).
+pub(crate) const RETIRE_STEP: u64 = 2 << 20;
 
 /// The state of one critical section under a shard's writer lock.
 pub(crate) struct Writer<'a> {
@@ -675,7 +677,11 @@ impl<'a> Writer<'a> {
     /// that was due but deferred (one shrink per grace period).
     pub fn housekeep(&mut self) -> Result<()> {
         self.maintain()?;
-        self.maybe_shrink()
+        self.maybe_shrink()?;
+        // `flush` writes the whole map back anyway: a build in flight (a shrink it just
+        // started, say) is completed, and what it retired returned once its grace passed.
+        self.complete_build()?;
+        self.maintain()
     }
 
     /// [`Writer::housekeep`] at the end of a write: retired regions are punched at most
@@ -705,7 +711,14 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         if let Some(plan) = self.sizing()?.shrink() {
-            match self.switch(plan, Fill::Keep) {
+            // Built in bounded steps behind the writes, as a growth is, when the smaller ring
+            // has the build's room (it has: a shrink keeps four times the live data).
+            let r = match self.start_shrink(plan) {
+                Ok(true) => Ok(()),
+                Ok(false) => self.switch(plan, Fill::Keep),
+                Err(e) => Err(e),
+            };
+            match r {
                 Err(Error::NoSpace { .. }) => {}
                 Err(Error::Full { .. }) if self.sh.shards() > 1 => {}
                 r => r?,

@@ -166,3 +166,49 @@ fn growth_builds_behind_the_writes() {
     );
     assert!(common::verify_problems(&path).is_empty());
 }
+
+/// A shrink is built behind the writes as a growth is (format.md, "Incremental build"): the
+/// deletes that leave the ring mostly empty start a build, the following writes complete it,
+/// nothing is finished at once, and every remaining key reads back throughout.
+#[test]
+fn shrinks_build_behind_the_writes() {
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "shrink");
+    let opts = Options::new()
+        .initial_size(64 << 10)
+        .retire_grace(Duration::ZERO);
+    let map = Shmap::open(&path, &opts).unwrap();
+    let value = |i: u32| vec![(i % 251) as u8; 500];
+    for i in 0..20_000u32 {
+        map.set(format!("k{i}").as_bytes(), &value(i)).unwrap();
+    }
+    let big = map.stats().unwrap();
+    let mut seen_in_flight = false;
+    for i in 0..19_500u32 {
+        map.remove(format!("k{i}").as_bytes()).unwrap();
+        if map.stats().unwrap().building > 0 {
+            seen_in_flight = true;
+            if i % 50 == 0 {
+                for j in (19_500..20_000u32).step_by(37) {
+                    assert_eq!(map.get(format!("k{j}").as_bytes()).unwrap(), Some(value(j)));
+                }
+            }
+        }
+    }
+    // Writes after the deletes complete what is in flight (one more shrink may follow).
+    for i in 0..2_000u32 {
+        map.set(b"churn", &value(i)).unwrap();
+    }
+    let small = map.stats().unwrap();
+    assert!(seen_in_flight, "no shrink was seen building: {small:?}");
+    assert!(small.builds > big.builds, "{big:?} {small:?}");
+    assert_eq!(small.builds_forced, big.builds_forced, "{small:?}");
+    assert!(
+        small.log_capacity <= big.log_capacity / 8,
+        "{big:?} {small:?}"
+    );
+    for j in 19_500..20_000u32 {
+        assert_eq!(map.get(format!("k{j}").as_bytes()).unwrap(), Some(value(j)));
+    }
+    assert!(common::verify_problems(&path).is_empty());
+}

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{Ordering, fence};
 
-use super::Writer;
+use super::{RETIRE_STEP, Writer};
 use crate::arena::{self, Gen, NoSink, Probe};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
@@ -22,8 +22,13 @@ pub(crate) const ALLOC_STEP: u64 = 1 << 20;
 const BATCH_FLOOR: u64 = 64 << 10;
 /// ... and visits at most this many slots.
 const BATCH_SLOTS: u64 = 512;
-/// Retired bytes the last advances punch per write before the publication.
-const RETIRED_STEP: u64 = 8 << 20;
+/// `build_cursor` with this bit set: the build is preparing `N`'s index (reserving and zeroing
+/// it one [`ALLOC_STEP`] a write); the low bits are the index bytes prepared. A version-4
+/// writer that predates it reads a cursor past the index and abandons the build.
+const PREPARING: u64 = 1 << 63;
+/// Index bytes a write prepares (a page in unit tests, so that their small maps prepare over
+/// several writes).
+const INDEX_STEP: u64 = if cfg!(test) { PAGE } else { ALLOC_STEP };
 
 /// A build in flight, as this critical section loaded it from the shard's line 3.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +37,16 @@ pub(crate) struct Build {
     pub n: Gen,
     /// Slots of the active generation below this are mirrored.
     pub cursor: u64,
+    /// While `N`'s index is being prepared: the bytes of it reserved and zeroed so far (the
+    /// copy, and so the cursor, starts once all are).
+    pub zeroed: Option<u64>,
+}
+
+/// Whether `plan`'s ring has room for `live` bytes, for what the build mirrors and the writes
+/// it copies meanwhile (half the live data again), and the ring's reserve.
+fn holds(plan: &Plan, live: u64) -> bool {
+    let c = plan.log_cap.unwrap_or(0);
+    c - c / 8 >= live.saturating_add(live / 2)
 }
 
 impl Writer<'_> {
@@ -49,11 +64,19 @@ impl Writer<'_> {
         let Ok(n) = Gen::from_desc(&self.sh.mem, desc, s, slot, g) else {
             return Ok(Err(()));
         };
-        let cursor = self.ctl(sctl!(s, build_cursor))?;
-        if cursor > self.g.slots() || n.number() == self.g.number() {
+        let word = self.ctl(sctl!(s, build_cursor))?;
+        let (cursor, zeroed) = if word & PREPARING != 0 {
+            (0, Some(word & !PREPARING))
+        } else {
+            (word, None)
+        };
+        if cursor > self.g.slots()
+            || zeroed.is_some_and(|z| z > n.desc.index_len())
+            || n.number() == self.g.number()
+        {
             return Ok(Err(()));
         }
-        Ok(Ok(Some(Build { n, cursor })))
+        Ok(Ok(Some(Build { n, cursor, zeroed })))
     }
 
     /// Gives up the shard's build in flight, if line 3 names one: clears it (the generation
@@ -109,12 +132,7 @@ impl Writer<'_> {
         {
             return Ok(());
         }
-        let plan = self.sizing()?.grow(0).filter(|p| {
-            // Room in `N` for the live data, for what the build mirrors and the writes it
-            // copies meanwhile (half the live data again), and the ring's reserve.
-            let c = p.log_cap.unwrap_or(0);
-            c - c / 8 >= live.saturating_add(live / 2)
-        });
+        let plan = self.sizing()?.grow(0).filter(|p| holds(p, live));
         let Some(plan) = plan else {
             if let Some(c) = self.sh.no_build_at.get(self.shard) {
                 c.store(cap, Ordering::Relaxed);
@@ -133,6 +151,16 @@ impl Writer<'_> {
         }
     }
 
+    /// Starts building the shrink `plan` when its ring holds the live data with the build's
+    /// room (see [`holds`]); false when it does not (the caller switches in one step).
+    pub(super) fn start_shrink(&mut self, plan: Plan) -> Result<bool> {
+        let live = self.ctl(sctl!(self.shard, live_bytes))?;
+        if !holds(&plan, live) {
+            return Ok(false);
+        }
+        self.start_build(plan).map(|()| true)
+    }
+
     /// Abandons the build if `r` failed; `Full` and `NoSpace` (no room in `N`, or in the file
     /// system for its next step) are not the write's errors.
     fn or_abandon(&mut self, r: Result<()>) -> Result<()> {
@@ -146,17 +174,18 @@ impl Writer<'_> {
         }
     }
 
-    /// Starts building a generation per `plan` (a growth): reserves its extents, writes its
-    /// descriptor and ring header, then line 3 (`build_gen` last). O(its index) for zeroing the
-    /// index; the ring is reserved in [`ALLOC_STEP`] steps as it fills.
+    /// Starts building a generation per `plan` (a growth or a shrink): reserves its extents, writes its
+    /// descriptor and ring header, then line 3 (`build_gen` last). O(1): the index is reserved
+    /// and zeroed by the next writes, the ring in [`ALLOC_STEP`] steps as it fills.
     fn start_build(&mut self, plan: Plan) -> Result<()> {
         let Some(cap) = plan.log_cap else {
             return Err(Error::Full { needed: 0 });
         };
-        // What earlier switches retired is returned once its grace passed; otherwise the
-        // last advance punches it in steps before the publication (which records the active
-        // regions as retired: the line must be free).
-        self.maintain()?;
+        // What earlier switches retired is returned in steps: one here if its grace passed,
+        // the rest by the ends of writes, or by the last advances before the publication
+        // (which records the active regions as retired: the line must be free). The
+        // placement avoids what is still recorded.
+        self.maintain_by(RETIRE_STEP)?;
         if self.sh.shards() > 1 {
             let space = self.space()?;
             if space.counted().saturating_add(plan_len(&plan)) > space.max_size {
@@ -180,11 +209,11 @@ impl Writer<'_> {
             (at + log_len, at, Some(g))
         };
         let first = log_len.min(ALLOC_STEP);
-        // The index, the ring's first step, and its last page (so that the file covers `N`
-        // wherever the placement put the index).
+        // The ring's first step, and the last page of the index and of the ring (so that the
+        // file covers `N` wherever the placement put it); the rest of the index is reserved
+        // by the preparing steps.
         let reserved = self
-            .reserve_regions(index_off, idx_len, None)
-            .and_then(|()| mem.allocate(log_off, first))
+            .reserve_regions(index_off + idx_len - PAGE, PAGE, Some((log_off, first)))
             .and_then(|()| mem.allocate(log_off + log_len - PAGE, PAGE));
         let g = self.reserved_generation(reserved, g)?;
         let desc_slot = 1 - self.g.slot;
@@ -201,17 +230,10 @@ impl Writer<'_> {
         let n = Gen::from_desc(mem, desc, self.shard, desc_slot, g)?;
         let w = mem.w();
         fence(Ordering::Release);
-        let zeros = vec![0u8; 1 << 16];
-        let mut off = index_off;
-        while off < index_off + idx_len {
-            let len = (index_off + idx_len - off).min(zeros.len() as u64);
-            w.write(off, &zeros[..len as usize])?;
-            off += len;
-        }
         arena::init_log(w, &desc, 0)?;
         arena::write_desc(w, self.shard, desc_slot, desc)?;
         let s = self.shard;
-        self.ctl_set(sctl!(s, build_cursor), 0)?;
+        self.ctl_set(sctl!(s, build_cursor), PREPARING)?;
         self.ctl_set(sctl!(s, build_alloc), first)?;
         self.ctl_set(sctl!(s, build_started_ms), self.now)?;
         self.ctl_set(sctl!(s, build_entries), 0)?;
@@ -220,7 +242,41 @@ impl Writer<'_> {
         self.ctl_set(sctl!(s, build_gen), g)?;
         fp!("build::started");
         self.ctl_add(sctl!(s, builds), 1)?;
-        self.build = Some(Build { n, cursor: 0 });
+        self.build = Some(Build {
+            n,
+            cursor: 0,
+            zeroed: Some(0),
+        });
+        Ok(())
+    }
+
+    /// Prepares `N`'s index: reserves and zeroes its next [`INDEX_STEP`] (with `all`, the
+    /// rest), then stores how far it got, or the cursor 0 once it is all prepared (the index
+    /// may hold an older generation's bytes: nothing reads it before this is done).
+    fn prepare_index(&mut self, b: &mut Build, all: bool) -> Result<()> {
+        let Some(done) = b.zeroed else {
+            return Ok(());
+        };
+        let (off, len) = (b.n.desc.index_off, b.n.desc.index_len());
+        let to = if all {
+            len
+        } else {
+            done.saturating_add(INDEX_STEP).min(len)
+        };
+        self.sh.mem.allocate(off + done, to - done)?;
+        let w = self.w();
+        let zeros = [0u8; 1 << 12];
+        let mut at = done;
+        while at < to {
+            let n = (to - at).min(zeros.len() as u64);
+            w.write(off + at, &zeros[..n as usize])?;
+            at += n;
+        }
+        fp!("build::between_zero_and_cursor");
+        let word = if to == len { 0 } else { PREPARING | to };
+        self.ctl_set(sctl!(self.shard, build_cursor), word)?;
+        b.zeroed = (to < len).then_some(to);
+        self.build = Some(*b);
         Ok(())
     }
 
@@ -274,7 +330,7 @@ impl Writer<'_> {
         let Some(b) = self.build else {
             return Ok(());
         };
-        if idx >= b.cursor {
+        if idx >= b.cursor || b.zeroed.is_some() {
             return Ok(());
         }
         let r = self.mirror_into(b.n, idx, key, h);
@@ -341,6 +397,13 @@ impl Writer<'_> {
         let Some(mut b) = self.build else {
             return Ok(());
         };
+        if b.zeroed.is_some() {
+            // One write prepares one step of the index; the copy starts on the next.
+            self.prepare_index(&mut b, all)?;
+            if !all {
+                return Ok(());
+            }
+        }
         let w = self.w();
         let s = self.shard;
         let a = self.g;
@@ -416,7 +479,7 @@ impl Writer<'_> {
             // retired is punched in steps, one per write (all at once when forced).
             if all {
                 self.punch_retired()?;
-            } else if !self.punch_retired_step(RETIRED_STEP)? {
+            } else if !self.punch_retired_step(RETIRE_STEP)? {
                 return Ok(());
             }
             self.publish_build()?;
@@ -431,6 +494,16 @@ impl Writer<'_> {
             return Ok(());
         }
         self.ctl_add(sctl!(self.shard, builds_forced), 1)?;
+        let r = self.advance(0, true);
+        self.or_abandon(r)
+    }
+
+    /// Completes a build in flight now, for a caller whose work is already proportional to
+    /// the map (`flush`); not counted as forced.
+    pub(super) fn complete_build(&mut self) -> Result<()> {
+        if !self.building() {
+            return Ok(());
+        }
         let r = self.advance(0, true);
         self.or_abandon(r)
     }
@@ -565,18 +638,27 @@ mod tests {
     }
 
     /// The cursor invariant: with a build in flight, `N` holds exactly the records of the
-    /// active generation's slots below the cursor. Returns whether a build was in flight.
-    fn check_invariant(sh: &Shared, now: u64) -> bool {
+    /// active generation's slots below the cursor (none while `N`'s index is prepared).
+    /// Returns the build's phase, if one is in flight.
+    fn check_invariant(sh: &Shared, now: u64) -> Option<Phase> {
         let wr = Writer::new(sh, 0).unwrap();
         assert!(!wr.build_stale, "line 3 names a build that is not there");
-        let Some(b) = wr.build else {
-            return false;
-        };
+        let b = wr.build?;
+        let w = sh.mem.w();
+        let s = 0;
+        if b.zeroed.is_some() {
+            // Preparing N's index: nothing is copied or mirrored yet.
+            assert_eq!(b.cursor, 0);
+            assert_eq!(
+                w.load_u64(sctl!(s, build_entries), Ordering::Acquire)
+                    .unwrap(),
+                0
+            );
+            return Some(Phase::Preparing);
+        }
         let below = records(sh, &wr.g, 0..b.cursor, now);
         let in_n = records(sh, &b.n, 0..b.n.slots(), now);
         assert_eq!(below, in_n, "cursor {} of {}", b.cursor, wr.g.slots());
-        let w = sh.mem.w();
-        let s = 0;
         // N's counters cover every live slot of N (expired ones included).
         let mut entries = 0;
         for i in 0..b.n.slots() {
@@ -589,7 +671,13 @@ mod tests {
                 .unwrap(),
             entries
         );
-        true
+        Some(Phase::Copying)
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Phase {
+        Preparing,
+        Copying,
     }
 
     #[derive(Debug, Clone)]
@@ -616,7 +704,8 @@ mod tests {
     /// Random operations on a small map (64 KiB to start: it grows through several builds)
     /// against a model; after every write the cursor invariant holds, and the map's contents
     /// equal the model's.
-    fn run(ops: &[Op]) -> (u64, u64) {
+    /// Returns the writes checked mid-build, of them those preparing, and the builds.
+    fn run(ops: &[Op]) -> (u64, u64, u64) {
         let dir = tempfile::tempdir_in("/dev/shm").unwrap();
         let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
         let c = clock.clone();
@@ -628,7 +717,7 @@ mod tests {
         let map = Shmap::open(dir.path().join("m").to_str().unwrap(), &opts).unwrap();
         let sh = map.shared().unwrap();
         let mut model: BTreeMap<Vec<u8>, (Vec<u8>, u64)> = BTreeMap::new();
-        let (mut checked, mut in_flight) = (0u64, 0u64);
+        let (mut checked, mut in_flight, mut preparing) = (0u64, 0u64, 0u64);
         for op in ops {
             let now = clock.load(Ordering::Relaxed);
             let key = |k: u16| format!("key-{k}").into_bytes();
@@ -668,8 +757,13 @@ mod tests {
             }
             let now = clock.load(Ordering::Relaxed);
             model.retain(|_, e| e.1 == 0 || e.1 > now);
-            if check_invariant(sh, now) {
-                in_flight += 1;
+            match check_invariant(sh, now) {
+                Some(Phase::Preparing) => {
+                    in_flight += 1;
+                    preparing += 1;
+                }
+                Some(Phase::Copying) => in_flight += 1,
+                None => {}
             }
             checked += 1;
         }
@@ -684,7 +778,7 @@ mod tests {
         assert_eq!(map.keys().unwrap().len(), model.len());
         let st = map.stats().unwrap();
         assert!(checked > 0);
-        (in_flight, st.builds)
+        (in_flight, preparing, st.builds)
     }
 
     #[test]
@@ -704,8 +798,13 @@ mod tests {
                 _ => Op::Tick((x >> 40) as u8 % 5 + 1),
             });
         }
-        let (in_flight, builds) = run(&ops);
+        let (in_flight, preparing, builds) = run(&ops);
         assert!(builds >= 3, "only {builds} builds");
+        // Each build prepares its index over several writes (a page each here).
+        assert!(
+            preparing >= builds,
+            "only {preparing} writes saw an index being prepared"
+        );
         assert!(
             in_flight >= 10,
             "the invariant was checked mid-build only {in_flight} times"
