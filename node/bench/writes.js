@@ -92,10 +92,37 @@ function growthStallJob({ name, until, valueBytes, presized }, Hist) {
   }
   const fillNs = Number(clock() - t0);
   const s = map.stats();
+  // Growing runs go on to shrink: past the grace period, delete all but 3% of the keys timing
+  // each remove, then past it again 20,000 sets on 100 keys timing each (what completes the
+  // shrink's build).
+  let shrink;
+  if (!presized) {
+    const pause = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    pause(1100);
+    const before = map.stats();
+    const keep = Math.floor(n * 0.03);
+    const rm = new Hist(), after = new Hist();
+    const d0 = clock();
+    for (let i = keep; i < n; i++) {
+      const a = clock();
+      map.delete(`fill:${i}`);
+      rm.add(Number(clock() - a));
+    }
+    const deleteMs = Number(clock() - d0) / 1e6;
+    pause(1100); // one shrink per grace period: the one due now starts at the next write
+    for (let i = 0; i < 20000; i++) {
+      const a = clock();
+      map.set(`after:${i % 100}`, value);
+      after.add(Number(clock() - a));
+    }
+    const end = map.stats();
+    shrink = { removes: n - keep, deleteMs, remove: rm.toJSON(), setAfter: after.toJSON(), ringBefore: before.logCapacity,
+      ringAfter: end.logCapacity, builds: end.builds - before.builds, switches: end.switches - before.switches };
+  }
   map.close();
   fs.rmSync(map.path || `/dev/shm/${name}`, { force: true });
   return { until, valueBytes, presized: Boolean(presized), sets: n, fillMs: fillNs / 1e6, set: h.toJSON(), longestAt,
-    switches: s.switches - first.switches, fileBytes: s.fileBytes, liveBytes: s.liveBytes, evictions: s.evictions - first.evictions };
+    switches: s.switches - first.switches, fileBytes: s.fileBytes, liveBytes: s.liveBytes, evictions: s.evictions - first.evictions, shrink };
 }
 
 // ================================================================= primary side
@@ -221,6 +248,12 @@ async function growthStall(cfg, data, { log, workerFile }) {
         runs.push(r);
         log(`  to ${(until / MiB).toFixed(0)} MiB ${r.presized ? 'presized' : 'growing '}: ${r.sets.toLocaleString('en-US')} sets in ${(r.fillMs / 1e3).toFixed(2)} s, ` +
           `longest set ${ms(r.set.max)} ms (${(r.longestShare * 100).toFixed(1)}% of the fill, at set ${r.longestAt}), p99 ${ms(r.set.p99)} ms, ${r.switches} switches`);
+        const k = r.shrink;
+        if (k) {
+          log(`  then shrink     : ${k.removes.toLocaleString('en-US')} removes in ${(k.deleteMs / 1e3).toFixed(2)} s, longest remove ${ms(k.remove.max)} ms, ` +
+            `longest of 20,000 sets after ${ms(k.setAfter.max)} ms; ring ${(k.ringBefore / MiB).toFixed(1)} -> ${(k.ringAfter / MiB).toFixed(1)} MiB ` +
+            `(${k.builds} builds, ${k.switches} switches)`);
+        }
       }
     }
   } finally {
@@ -320,6 +353,18 @@ function markdown(data, rendered) {
         `${(r.set.max / 1e6).toFixed(2)} ms | ${(r.longestShare * 100).toFixed(1)}% | ${(r.set.p99 / 1e6).toFixed(3)} ms | ${r.switches} |`);
     }
     o.push('');
+    const shrinks = G.runs.filter((r) => r.shrink);
+    if (shrinks.length) {
+      o.push('Then each growing map shrinks: past the grace period (1 s) all but 3% of its keys are deleted, timing each remove, then past it again ' +
+        '20,000 sets on 100 keys (the writes that carry the shrink\'s build to its end) are timed too.', '');
+      o.push('| map | removes | longest remove | longest set after | ring before → after | builds | switches |', '|---:|---:|---:|---:|---|---:|---:|');
+      for (const r of shrinks) {
+        const k = r.shrink;
+        o.push(`| ${(r.until / MiB).toFixed(0)} MiB | ${f(k.removes)} | ${(k.remove.max / 1e6).toFixed(2)} ms | ${(k.setAfter.max / 1e6).toFixed(2)} ms | ` +
+          `${(k.ringBefore / MiB).toFixed(1)} → ${(k.ringAfter / MiB).toFixed(1)} MiB | ${k.builds} | ${k.switches} |`);
+      }
+      o.push('');
+    }
   }
   return o;
 }
