@@ -27,6 +27,9 @@ use crate::types::{Compare, Condition, Counter, Entry, IncrOptions, LeaseState};
 /// in the last advances of a build (punching a hole costs per page on tmpfs, about 0.25 ms a
 /// MiB here, so a step bounds what one `set` pays however large the retired generation).
 pub(crate) const RETIRE_STEP: u64 = 2 << 20;
+/// Bytes of referenced records one evicting clean moves to the head at least (a second chance),
+/// beside four times the bytes it makes room for.
+const SECOND_CHANCE_FLOOR: u64 = 64 << 10;
 
 /// The state of one critical section under a shard's writer lock.
 pub(crate) struct Writer<'a> {
@@ -507,7 +510,15 @@ impl<'a> Writer<'a> {
         let g = self.g;
         let cap = g.cap();
         let start = g.tail(w)?;
-        // Second chances are bounded per call so one set never walks the whole ring twice.
+        // Second chances are bounded per call by a fixed budget (past it, referenced records
+        // are evicted too): a ring whose tail is all recently read records would otherwise
+        // be moved in one set, O(ring).
+        let chance_budget = match target {
+            Target::Room(size) => size.saturating_mul(4).max(SECOND_CHANCE_FLOOR),
+            // Evicting down to a number of entries (an index full at the cap) is a rebuild's
+            // work already: a quarter of the ring, as before.
+            Target::Entries(_) => cap / 4,
+        };
         let mut second_chances = 0u64;
         loop {
             let done = match target {
@@ -549,7 +560,7 @@ impl<'a> Writer<'a> {
             let referenced = hit.slot & slot::REF != 0;
             if hdr.expired(self.now) {
                 self.reclaim(hit.idx, h, size, sctl!(self.shard, expirations))?;
-            } else if evict && (!referenced || second_chances.saturating_mul(4) > cap) {
+            } else if evict && (!referenced || second_chances >= chance_budget) {
                 self.reclaim(hit.idx, h, size, sctl!(self.shard, evictions))?;
             } else {
                 let head = g.head(w)?;

@@ -213,6 +213,42 @@ fn cap_is_honoured_and_copying_is_bounded() {
     );
 }
 
+/// One `set` at the cap moves a bounded amount of referenced records to the head (their second
+/// chance), however much of the ring's tail was read since: a fixed budget, not a share of the
+/// ring (which made one set copy a quarter of it).
+#[test]
+fn one_set_at_the_cap_moves_a_bounded_amount() {
+    let dir = shm_dir();
+    let max = 16 << 20;
+    let map = Shmap::open(
+        map_path(dir.path(), "chances"),
+        &Options::new().initial_size(max).max_size(max),
+    )
+    .unwrap();
+    let value = vec![3u8; 1000];
+    let mut n = 0u64;
+    while map.stats().unwrap().evictions == 0 {
+        for _ in 0..256 {
+            map.set(format!("k{n}").as_bytes(), &value).unwrap();
+            n += 1;
+        }
+    }
+    // Every key still there is read: the whole ring is referenced.
+    for i in 0..n {
+        map.get(format!("k{i}").as_bytes()).unwrap();
+    }
+    let before = map.stats().unwrap();
+    map.set(b"one more", &value).unwrap();
+    let after = map.stats().unwrap();
+    let moved = after.bytes_copied - before.bytes_copied;
+    println!(
+        "one set at the cap of a referenced {} MiB ring moved {} KiB",
+        after.log_capacity >> 20,
+        moved >> 10
+    );
+    assert!(moved <= 80 << 10, "one set moved {moved} bytes");
+}
+
 /// Lowering max_size at runtime (from any process) shrinks the map on the next write, evicting
 /// by CLOCK order, and the file's allocation follows.
 #[test]
