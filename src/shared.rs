@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     /// Per shard, the ring capacity at which starting a build was refused (no plan, or no
     /// room): not tried again until the ring changes.
     pub no_build_at: Vec<AtomicU64>,
+    /// Per shard: the used-slot count below which an index rebuild behind the writes, once
+    /// refused, is not asked for again.
+    pub no_index_build_at: Vec<AtomicU64>,
     /// The longest wait for another process.
     pub lock_timeout: Duration,
     /// The fork epoch when the attachment was made (see [`Shared::forked`]).
@@ -91,6 +94,9 @@ impl Shared {
             local: (0..1usize << shard_bits).map(|_| Mutex::new(())).collect(),
             place_local: Mutex::new(()),
             no_build_at: (0..1usize << shard_bits)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            no_index_build_at: (0..1usize << shard_bits)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             cap_checked: if shard_bits == 0 {

@@ -462,8 +462,9 @@ impl<'a> Writer<'a> {
     /// Makes room in the ring for a record of `size` bytes (plus the reserve): grow if live
     /// data is dense and the cap allows, else clean in place, evicting at the cap.
     fn make_room(&mut self, size: u64) -> Result<()> {
-        // The active ring filled before the build in flight completed: it is finished now.
-        if self.building() {
+        // The active ring filled before the build in flight completed: it is finished now;
+        // an index rebuild goes on through the cleaning (its moves and reclaims mirrored).
+        if self.building() && !self.building_index() {
             return self.finish_build();
         }
         let cap = self.g.cap();
@@ -573,7 +574,7 @@ impl<'a> Writer<'a> {
                     if evict {
                         second_chances = second_chances.saturating_add(size);
                     }
-                    self.move_record(hit.idx, hit.slot, tail, &hdr, referenced && !evict)?;
+                    self.move_record(hit.idx, h, hit.slot, tail, &hdr, referenced && !evict)?;
                 }
             }
             fp!("clean::before_tail_store");
@@ -595,10 +596,12 @@ impl<'a> Writer<'a> {
         self.ctl_add(counter, 1)
     }
 
-    /// Copies the record at `pos` to the head and re-points its slot with one store.
+    /// Copies the record at `pos` to the head and re-points its slot with one store (mirrored
+    /// into an index rebuild in flight, whose slot for the key points into this ring).
     fn move_record(
         &mut self,
         idx: u64,
+        h: u64,
         s: u64,
         pos: u64,
         hdr: &RecordHeader,
@@ -621,7 +624,10 @@ impl<'a> Writer<'a> {
         self.g.store_slot(w, idx, slot::moved(s, new, keep_ref))?;
         self.ctl_add(sctl!(self.shard, bytes_copied), hdr.size())?;
         self.buf = value;
-        Ok(())
+        let key = std::mem::take(&mut self.keybuf);
+        let r = self.mirror_move(idx, &key, h);
+        self.keybuf = key;
+        r
     }
 
     /// Recomputes `entries`, `live_bytes` and `used_slots` from the index, dropping slots that

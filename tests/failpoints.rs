@@ -128,6 +128,82 @@ fn workload(path: &str) {
     drop(map);
 }
 
+/// The map of the index-rebuild workload: created at its cap (no room for a second ring, so
+/// its only builds are index rebuilds over the active ring).
+fn index_opts() -> Options {
+    Options::new()
+        .initial_size(512 << 10)
+        .max_size(512 << 10)
+        .retire_grace(Duration::from_millis(20))
+        .lock_timeout(Duration::from_secs(5))
+}
+
+/// Long-lived keys of the index-rebuild workload, then keys each new once and removed a
+/// hundred writes later: tombstones fill the index, which is rebuilt behind the writes while
+/// cleaning moves the long-lived records around the ring.
+fn index_workload(path: &str) {
+    let map = Shmap::open(path, &index_opts()).unwrap();
+    for i in 0..STICKY {
+        map.set(
+            format!("sticky{i}").as_bytes(),
+            &value(i, 2)[..100.min(value(i, 2).len())],
+        )
+        .unwrap();
+    }
+    for i in 0..40_000u64 {
+        map.set(
+            format!("n{i}").as_bytes(),
+            &value(i, 6)[..60.min(value(i, 6).len())],
+        )
+        .unwrap();
+        if i >= 100 {
+            map.remove(format!("n{}", i - 100).as_bytes()).unwrap();
+        }
+        map.get(format!("sticky{}", i % STICKY).as_bytes()).unwrap();
+    }
+    drop(map);
+}
+
+const STICKY: u64 = 1500;
+
+/// Points the index-rebuild workload reaches inside an index rebuild (its first builds are
+/// index rebuilds).
+const INDEX_POINTS: &[&str] = &[
+    "build::started",
+    "build::between_zero_and_cursor",
+    "build::between_mirror_and_unlock",
+    "build::between_copy_and_cursor",
+    "build::before_publish",
+];
+
+/// Every point of an index rebuild killed: the long-lived keys all read back, and the map
+/// verifies.
+fn crash_in_index_rebuild(point: &str) {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-index");
+    let map = Shmap::open(&path, &index_opts()).unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .env("SHMAP_FP_CHILD", point)
+        .env("SHMAP_FP_PATH", &path)
+        .env("SHMAP_FP_WORKLOAD", "index")
+        .status()
+        .unwrap();
+    assert!(
+        aborted(status),
+        "failpoint {point} was never reached by the index workload (child exited {status:?})"
+    );
+    let s = map.stats().unwrap();
+    check_after_crash(&map, &path, point);
+    for i in 0..STICKY {
+        let v = value(i, 2);
+        assert_eq!(
+            map.get(format!("sticky{i}").as_bytes()).unwrap().as_deref(),
+            Some(&v[..100.min(v.len())]),
+            "{point}: sticky{i} after the crash ({s:?})"
+        );
+    }
+}
+
 /// Keys of the workload's build phase.
 const BIG: u64 = 10_000;
 
@@ -504,7 +580,11 @@ fn main() {
             std::process::abort();
         })
         .unwrap();
-        workload(&path);
+        if std::env::var("SHMAP_FP_WORKLOAD").as_deref() == Ok("index") {
+            index_workload(&path);
+        } else {
+            workload(&path);
+        }
         // Reaching here means the point was never hit.
         std::process::exit(3);
     }
@@ -526,6 +606,15 @@ fn main() {
         }
     }
     SHARDS.store(1, Ordering::Relaxed);
+    for point in INDEX_POINTS {
+        let t = Instant::now();
+        crash_in_index_rebuild(point);
+        n += 1;
+        println!(
+            "failpoint {point} (in an index rebuild): ok ({:.1}s)",
+            t.elapsed().as_secs_f64()
+        );
+    }
     failed_recovery_is_retried();
     n += 1;
     println!("failed recovery is retried: ok");

@@ -14,18 +14,23 @@ use crate::format::{
     self, Desc, LOG_HEADER_LEN, PAGE, RecordHeader, index_region_len, log_region_len, round_up,
     sctl, slot,
 };
-use crate::plan::{Plan, plan_len};
+use crate::plan::{Plan, plan_len, slots_for_entries};
 
 /// `N`'s log region is reserved (`fallocate`d) ahead of use in steps of this many bytes.
 pub(crate) const ALLOC_STEP: u64 = 1 << 20;
 /// A batch copies at least this many bytes...
 const BATCH_FLOOR: u64 = 64 << 10;
-/// ... and visits at most this many slots.
-const BATCH_SLOTS: u64 = 512;
+/// ... and visits at most this many slots (16 in unit tests, so that their small maps keep a
+/// build in flight over many writes).
+const BATCH_SLOTS: u64 = if cfg!(test) { 16 } else { 512 };
 /// `build_cursor` with this bit set: the build is preparing `N`'s index (reserving and zeroing
 /// it one [`ALLOC_STEP`] a write); the low bits are the index bytes prepared. A version-4
 /// writer that predates it reads a cursor past the index and abandons the build.
 const PREPARING: u64 = 1 << 63;
+/// `build_cursor` with this bit set: `N` is an index rebuild, sharing `A`'s log region (its
+/// descriptor names it): the copy and the mirror store `A`'s slot words, no record is copied.
+/// A version-4 writer that predates it reads a cursor past the index and abandons the build.
+const INDEX_ONLY: u64 = 1 << 62;
 /// Index bytes a write prepares (a page in unit tests, so that their small maps prepare over
 /// several writes).
 const INDEX_STEP: u64 = if cfg!(test) { PAGE } else { ALLOC_STEP };
@@ -40,6 +45,19 @@ pub(crate) struct Build {
     /// While `N`'s index is being prepared: the bytes of it reserved and zeroed so far (the
     /// copy, and so the cursor, starts once all are).
     pub zeroed: Option<u64>,
+    /// `N` is an index rebuild over `A`'s ring.
+    pub index_only: bool,
+}
+
+impl Build {
+    /// The `build_cursor` word for this state.
+    fn word(&self) -> u64 {
+        let flag = if self.index_only { INDEX_ONLY } else { 0 };
+        match self.zeroed {
+            Some(z) => PREPARING | flag | z,
+            None => flag | self.cursor,
+        }
+    }
 }
 
 /// Whether `plan`'s ring has room for `live` bytes, for what the build mirrors and the writes
@@ -65,18 +83,28 @@ impl Writer<'_> {
             return Ok(Err(()));
         };
         let word = self.ctl(sctl!(s, build_cursor))?;
+        let index_only = word & INDEX_ONLY != 0;
+        let low = word & !(PREPARING | INDEX_ONLY);
         let (cursor, zeroed) = if word & PREPARING != 0 {
-            (0, Some(word & !PREPARING))
+            (0, Some(low))
         } else {
-            (word, None)
+            (low, None)
         };
+        let shares_ring =
+            n.desc.log_off == self.g.desc.log_off && n.desc.log_cap == self.g.desc.log_cap;
         if cursor > self.g.slots()
             || zeroed.is_some_and(|z| z > n.desc.index_len())
             || n.number() == self.g.number()
+            || index_only != shares_ring
         {
             return Ok(Err(()));
         }
-        Ok(Ok(Some(Build { n, cursor, zeroed })))
+        Ok(Ok(Some(Build {
+            n,
+            cursor,
+            zeroed,
+            index_only,
+        })))
     }
 
     /// Gives up the shard's build in flight, if line 3 names one: clears it (the generation
@@ -108,6 +136,12 @@ impl Writer<'_> {
         self.build.is_some()
     }
 
+    /// Whether the build in flight rebuilds the index over the active ring (cleaning the
+    /// ring goes on meanwhile, mirrored; it is not finished when the ring needs room).
+    pub(super) fn building_index(&self) -> bool {
+        self.build.is_some_and(|b| b.index_only)
+    }
+
     /// After a write of `wrote` bytes: advances a build in flight by one batch, or starts one
     /// when a growth is due (live data over half the ring). Never fails the write: a build
     /// that cannot go on is abandoned.
@@ -123,7 +157,7 @@ impl Writer<'_> {
         let live = self.ctl(sctl!(self.shard, live_bytes))?;
         if live.saturating_mul(2) <= cap || self.now < self.sh.no_grow_until.load(Ordering::Relaxed)
         {
-            return Ok(());
+            return self.maybe_index_build();
         }
         // A shard at its cap is dense all the time: the plan (whose sizing reads every
         // shard's descriptor) is asked once per ring size.
@@ -149,6 +183,49 @@ impl Writer<'_> {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Starts an index rebuild behind the writes when the index is over five eighths used
+    /// (the one-step rebuild comes at three quarters): larger if the live entries need it and
+    /// the cap allows, else at the same size if that leaves it at most half used. Its copy
+    /// visits 512 slots a write, so it completes within an eighth of the slots' inserts.
+    fn maybe_index_build(&mut self) -> Result<()> {
+        let s = self.shard;
+        let slots = self.g.slots();
+        let used = self.ctl(sctl!(s, used_slots))?;
+        if used.saturating_mul(8) <= slots.saturating_mul(5) {
+            return Ok(());
+        }
+        // Refused once: asked again after another sixty-fourth of the slots is used.
+        let retry = self.sh.no_index_build_at.get(s);
+        if retry.is_some_and(|c| used < c.load(Ordering::Relaxed)) {
+            return Ok(());
+        }
+        let entries = self.ctl(sctl!(s, entries))?;
+        let sizing = self.sizing()?;
+        let want = slots_for_entries(entries.saturating_add(1));
+        let plan = if want > slots {
+            sizing.index(want)
+        } else {
+            None
+        }
+        .or_else(|| {
+            (entries.saturating_mul(2) < slots)
+                .then(|| sizing.index(slots))
+                .flatten()
+        });
+        let started = match plan {
+            Some(plan) => match self.start_build(plan) {
+                Ok(()) => true,
+                Err(Error::Full { .. }) | Err(Error::NoSpace { .. }) => false,
+                Err(e) => return Err(e),
+            },
+            None => false,
+        };
+        if !started && let Some(c) = retry {
+            c.store(used.saturating_add(slots / 64), Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Starts building the shrink `plan` when its ring holds the live data with the build's
@@ -178,9 +255,9 @@ impl Writer<'_> {
     /// descriptor and ring header, then line 3 (`build_gen` last). O(1): the index is reserved
     /// and zeroed by the next writes, the ring in [`ALLOC_STEP`] steps as it fills.
     fn start_build(&mut self, plan: Plan) -> Result<()> {
-        let Some(cap) = plan.log_cap else {
-            return Err(Error::Full { needed: 0 });
-        };
+        // An index rebuild keeps the active ring: `N`'s descriptor names its log region.
+        let index_only = plan.log_cap.is_none();
+        let cap = plan.log_cap.unwrap_or(self.g.cap());
         // What earlier switches retired is returned in steps: one here if its grace passed,
         // the rest by the ends of writes, or by the last advances before the publication
         // (which records the active regions as retired: the line must be free). The
@@ -197,7 +274,17 @@ impl Writer<'_> {
         let mem = &self.sh.mem;
         let idx_len = index_region_len(plan.slots);
         let log_len = log_region_len(cap);
-        let (index_off, log_off, g) = if self.sh.shards() == 1 {
+        let (index_off, log_off, g) = if index_only {
+            let log_off = self.g.desc.log_off;
+            if self.sh.shards() == 1 {
+                let (index_off, _) = self.place(&plan);
+                self.record_building(index_off, idx_len)?;
+                (index_off, log_off, None)
+            } else {
+                let (at, g) = self.place_shared(idx_len, None)?;
+                (at, log_off, Some(g))
+            }
+        } else if self.sh.shards() == 1 {
             let (index_off, log_off) = self.place(&plan);
             let log_off = log_off.unwrap_or(0);
             let lo = index_off.min(log_off);
@@ -208,13 +295,20 @@ impl Writer<'_> {
             let (at, g) = self.place_shared(idx_len, Some(log_len))?;
             (at + log_len, at, Some(g))
         };
-        let first = log_len.min(ALLOC_STEP);
+        let first = if index_only {
+            0
+        } else {
+            log_len.min(ALLOC_STEP)
+        };
         // The ring's first step, and the last page of the index and of the ring (so that the
         // file covers `N` wherever the placement put it); the rest of the index is reserved
         // by the preparing steps.
-        let reserved = self
-            .reserve_regions(index_off + idx_len - PAGE, PAGE, Some((log_off, first)))
-            .and_then(|()| mem.allocate(log_off + log_len - PAGE, PAGE));
+        let reserved = if index_only {
+            self.reserve_regions(index_off + idx_len - PAGE, PAGE, None)
+        } else {
+            self.reserve_regions(index_off + idx_len - PAGE, PAGE, Some((log_off, first)))
+                .and_then(|()| mem.allocate(log_off + log_len - PAGE, PAGE))
+        };
         let g = self.reserved_generation(reserved, g)?;
         let desc_slot = 1 - self.g.slot;
         let mut desc = Desc {
@@ -230,10 +324,18 @@ impl Writer<'_> {
         let n = Gen::from_desc(mem, desc, self.shard, desc_slot, g)?;
         let w = mem.w();
         fence(Ordering::Release);
-        arena::init_log(w, &desc, 0)?;
+        if !index_only {
+            arena::init_log(w, &desc, 0)?;
+        }
         arena::write_desc(w, self.shard, desc_slot, desc)?;
         let s = self.shard;
-        self.ctl_set(sctl!(s, build_cursor), PREPARING)?;
+        let b = Build {
+            n,
+            cursor: 0,
+            zeroed: Some(0),
+            index_only,
+        };
+        self.ctl_set(sctl!(s, build_cursor), b.word())?;
         self.ctl_set(sctl!(s, build_alloc), first)?;
         self.ctl_set(sctl!(s, build_started_ms), self.now)?;
         self.ctl_set(sctl!(s, build_entries), 0)?;
@@ -242,11 +344,7 @@ impl Writer<'_> {
         self.ctl_set(sctl!(s, build_gen), g)?;
         fp!("build::started");
         self.ctl_add(sctl!(s, builds), 1)?;
-        self.build = Some(Build {
-            n,
-            cursor: 0,
-            zeroed: Some(0),
-        });
+        self.build = Some(b);
         Ok(())
     }
 
@@ -273,9 +371,8 @@ impl Writer<'_> {
             at += n;
         }
         fp!("build::between_zero_and_cursor");
-        let word = if to == len { 0 } else { PREPARING | to };
-        self.ctl_set(sctl!(self.shard, build_cursor), word)?;
         b.zeroed = (to < len).then_some(to);
+        self.ctl_set(sctl!(self.shard, build_cursor), b.word())?;
         self.build = Some(*b);
         Ok(())
     }
@@ -333,12 +430,22 @@ impl Writer<'_> {
         if idx >= b.cursor || b.zeroed.is_some() {
             return Ok(());
         }
-        let r = self.mirror_into(b.n, idx, key, h);
+        let r = self.mirror_into(b, idx, key, h);
         fp!("build::between_mirror_and_unlock");
         self.or_abandon(r)
     }
 
-    fn mirror_into(&mut self, n: Gen, idx: u64, key: &[u8], h: u64) -> Result<()> {
+    /// [`Writer::mirror`] after cleaning moved the record of slot `idx` within the active
+    /// ring: only an index rebuild, whose slots point into that ring, has anything to follow.
+    pub(super) fn mirror_move(&mut self, idx: u64, key: &[u8], h: u64) -> Result<()> {
+        if !self.building_index() {
+            return Ok(());
+        }
+        self.mirror(idx, key, h)
+    }
+
+    fn mirror_into(&mut self, b: Build, idx: u64, key: &[u8], h: u64) -> Result<()> {
+        let n = b.n;
         let w = self.w();
         let s = self.shard;
         let a = self.g.load_slot(w, idx)?;
@@ -359,13 +466,18 @@ impl Writer<'_> {
             Ok((hdr, _)) => hdr,
             Err(what) => return Err(Error::corrupt(pos, what)),
         };
-        let mut value = std::mem::take(&mut self.buf);
-        arena::size_buf(&mut value, hdr.value_len.get() as usize, pos)?;
-        self.g.read_value(w, pos, &hdr, &mut value)?;
-        let appended = self.append_n(&n, &hdr, key, &value);
-        self.buf = value;
-        let at = appended?;
         let size = hdr.size();
+        // An index rebuild points at the same record; a ring build copies it.
+        let at = if b.index_only {
+            pos
+        } else {
+            let mut value = std::mem::take(&mut self.buf);
+            arena::size_buf(&mut value, hdr.value_len.get() as usize, pos)?;
+            self.g.read_value(w, pos, &hdr, &mut value)?;
+            let appended = self.append_n(&n, &hdr, key, &value);
+            self.buf = value;
+            appended?
+        };
         match found {
             Probe::Hit(hit) => {
                 n.store_slot(w, hit.idx, slot::moved(a, at, a & slot::REF != 0))?;
@@ -386,6 +498,9 @@ impl Writer<'_> {
                 }
             }
             _ => return Err(Error::Full { needed: 0 }),
+        }
+        if b.index_only {
+            return Ok(());
         }
         self.ctl_add(sctl!(s, bytes_copied), size)
     }
@@ -434,7 +549,11 @@ impl Writer<'_> {
                         a.read_value(w, pos, &hdr, &mut value)?;
                         if hdr.checksum(&key, &value) == hdr.crc.get() {
                             let h = format::hash(&key, self.sh.seed);
-                            let at = self.append_n(&n, &hdr, &key, &value)?;
+                            let at = if b.index_only {
+                                pos
+                            } else {
+                                self.append_n(&n, &hdr, &key, &value)?
+                            };
                             let mut j = n.home(h);
                             let mut probes = 0;
                             loop {
@@ -469,10 +588,12 @@ impl Writer<'_> {
         self.ctl_add(sctl!(s, build_entries), entries)?;
         self.ctl_add(sctl!(s, build_live), live)?;
         self.ctl_add(sctl!(s, build_used), used)?;
-        self.ctl_add(sctl!(s, bytes_copied), copied)?;
+        if !b.index_only {
+            self.ctl_add(sctl!(s, bytes_copied), copied)?;
+        }
         r?;
         fp!("build::between_copy_and_cursor");
-        self.ctl_set(sctl!(s, build_cursor), b.cursor)?;
+        self.ctl_set(sctl!(s, build_cursor), b.word())?;
         self.build = Some(b);
         if b.cursor >= a.slots() {
             // The retired line must be free for the publication: what an earlier switch
@@ -521,14 +642,22 @@ impl Writer<'_> {
         fp!("build::before_publish");
         if self.sh.durable() {
             mem.sync(n.desc.index_off, n.desc.index_len())?;
-            mem.sync(n.desc.log_off, n.desc.log_len())?;
+            if !b.index_only {
+                mem.sync(n.desc.log_off, n.desc.log_len())?;
+            }
         }
+        // An index rebuild retires the old index only: the ring goes on as `N`'s.
         let old = self.g.desc;
+        let (rl_off, rl_len) = if b.index_only {
+            (0, 0)
+        } else {
+            (old.log_off, old.log_len())
+        };
         self.ctl_set(sctl!(s, retired_ms), self.now)?;
         self.ctl_set(sctl!(s, retired_index_off), old.index_off)?;
-        self.ctl_set(sctl!(s, retired_log_off), old.log_off)?;
+        self.ctl_set(sctl!(s, retired_log_off), rl_off)?;
         self.ctl_set(sctl!(s, retired_index_len), old.index_len())?;
-        self.ctl_set(sctl!(s, retired_log_len), old.log_len())?;
+        self.ctl_set(sctl!(s, retired_log_len), rl_len)?;
         if self.sh.durable() {
             mem.sync(0, mem.header_len())?;
         }
@@ -545,9 +674,11 @@ impl Writer<'_> {
         self.ctl_set(sctl!(s, live_bytes), self.ctl(sctl!(s, build_live))?)?;
         self.ctl_set(sctl!(s, used_slots), self.ctl(sctl!(s, build_used))?)?;
         // The rest of the ring is reserved in steps as the active generation's head reaches
-        // it (`active_alloc`; 0 once all of it is).
-        let rest = if alloc >= n.desc.log_len() { 0 } else { alloc };
-        self.ctl_set(sctl!(s, active_alloc), rest)?;
+        // it (`active_alloc`; 0 once all of it is). An index rebuild's ring keeps its own.
+        if !b.index_only {
+            let rest = if alloc >= n.desc.log_len() { 0 } else { alloc };
+            self.ctl_set(sctl!(s, active_alloc), rest)?;
+        }
         self.ctl_set(sctl!(s, build_gen), 0)?;
         self.ctl_set(sctl!(s, build_cursor), 0)?;
         self.ctl_set(sctl!(s, build_alloc), 0)?;
@@ -637,10 +768,28 @@ mod tests {
         out
     }
 
+    /// Where each live key of `g`'s slots in `range` points in its ring.
+    fn positions(sh: &Shared, g: &Gen, range: std::ops::Range<u64>) -> BTreeMap<Vec<u8>, u64> {
+        let w = sh.mem.w();
+        let mut out = BTreeMap::new();
+        for i in range {
+            let s = g.load_slot(w, i).unwrap();
+            if !slot::is_live(s) || !slot::is_valid(s) {
+                continue;
+            }
+            let pos = slot::pos(s);
+            let (hdr, _): (RecordHeader, u64) = g.header_at(w, pos).unwrap().unwrap();
+            let mut key = Vec::new();
+            g.read_key(w, pos, &hdr, &mut key).unwrap();
+            out.insert(key, pos);
+        }
+        out
+    }
+
     /// The cursor invariant: with a build in flight, `N` holds exactly the records of the
     /// active generation's slots below the cursor (none while `N`'s index is prepared).
-    /// Returns the build's phase, if one is in flight.
-    fn check_invariant(sh: &Shared, now: u64) -> Option<Phase> {
+    /// Returns the build's phase and whether it is an index rebuild, if one is in flight.
+    fn check_invariant(sh: &Shared, now: u64) -> Option<(Phase, bool)> {
         let wr = Writer::new(sh, 0).unwrap();
         assert!(!wr.build_stale, "line 3 names a build that is not there");
         let b = wr.build?;
@@ -654,11 +803,22 @@ mod tests {
                     .unwrap(),
                 0
             );
-            return Some(Phase::Preparing);
+            return Some((Phase::Preparing, b.index_only));
         }
         let below = records(sh, &wr.g, 0..b.cursor, now);
         let in_n = records(sh, &b.n, 0..b.n.slots(), now);
         assert_eq!(below, in_n, "cursor {} of {}", b.cursor, wr.g.slots());
+        if b.index_only {
+            // Over the same ring, the same records: each key where the active slot points.
+            let mut a = positions(sh, &wr.g, 0..b.cursor);
+            a.retain(|k, _| in_n.contains_key(k));
+            let mut n = positions(sh, &b.n, 0..b.n.slots());
+            n.retain(|k, _| in_n.contains_key(k));
+            assert_eq!(
+                a, n,
+                "index rebuild: slots point elsewhere than the active ones"
+            );
+        }
         // N's counters cover every live slot of N (expired ones included).
         let mut entries = 0;
         for i in 0..b.n.slots() {
@@ -671,7 +831,7 @@ mod tests {
                 .unwrap(),
             entries
         );
-        Some(Phase::Copying)
+        Some((Phase::Copying, b.index_only))
     }
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -687,6 +847,7 @@ mod tests {
         Remove(u16),
         Incr(u16),
         Expire(u16, u8),
+        Get(u16),
         Tick(u8),
     }
 
@@ -697,6 +858,7 @@ mod tests {
             3 => (0u16..3000).prop_map(Op::Remove),
             1 => (3000u16..3010).prop_map(Op::Incr),
             1 => (0u16..3000, 1u8..50).prop_map(|(k, t)| Op::Expire(k, t)),
+            3 => (0u16..3000).prop_map(Op::Get),
             1 => (1u8..20).prop_map(Op::Tick),
         ]
     }
@@ -704,21 +866,37 @@ mod tests {
     /// Random operations on a small map (64 KiB to start: it grows through several builds)
     /// against a model; after every write the cursor invariant holds, and the map's contents
     /// equal the model's.
-    /// Returns the writes checked mid-build, of them those preparing, and the builds.
-    fn run(ops: &[Op]) -> (u64, u64, u64) {
+    /// What [`run`] saw: writes checked mid-build, of them those preparing and those of an
+    /// index rebuild, and the builds.
+    #[derive(Debug, Default)]
+    struct Seen {
+        in_flight: u64,
+        preparing: u64,
+        index_only: u64,
+        builds: u64,
+    }
+
+    fn run(ops: &[Op]) -> Seen {
+        run_with(ops, 1, |o| o.initial_size(64 << 10).evict(false))
+    }
+
+    /// `ops` on a map made with `opts` (and a test clock, no grace period), checking the
+    /// invariant after every `every`th.
+    fn run_with(ops: &[Op], every: usize, opts: impl Fn(Options) -> Options) -> Seen {
         let dir = tempfile::tempdir_in("/dev/shm").unwrap();
         let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
         let c = clock.clone();
-        let opts = Options::new()
-            .initial_size(64 << 10)
-            .evict(false)
+        let opts = opts(Options::new())
             .retire_grace(std::time::Duration::ZERO)
             .clock(Arc::new(move || c.load(Ordering::Relaxed)));
+        // An evicting map may drop any key: its contents are then a subset of the model.
+        let evicting = opts.evict == Some(true);
         let map = Shmap::open(dir.path().join("m").to_str().unwrap(), &opts).unwrap();
         let sh = map.shared().unwrap();
         let mut model: BTreeMap<Vec<u8>, (Vec<u8>, u64)> = BTreeMap::new();
-        let (mut checked, mut in_flight, mut preparing) = (0u64, 0u64, 0u64);
-        for op in ops {
+        let mut seen = Seen::default();
+        let mut checked = 0u64;
+        for (i, op) in ops.iter().enumerate() {
             let now = clock.load(Ordering::Relaxed);
             let key = |k: u16| format!("key-{k}").into_bytes();
             let val = |k: u16, l: u16| vec![(k % 251) as u8; l as usize];
@@ -745,8 +923,13 @@ mod tests {
                     model.insert(key(k), (v.to_le_bytes().to_vec(), e));
                 }
                 Op::Expire(k, t) => {
-                    let live = model.get(&key(k)).is_some_and(|e| e.1 == 0 || e.1 > now);
-                    assert_eq!(map.expire(&key(k), t as u64).unwrap(), live, "{op:?}");
+                    let mut live = model.get(&key(k)).is_some_and(|e| e.1 == 0 || e.1 > now);
+                    let found = map.expire(&key(k), t as u64).unwrap();
+                    if evicting && live && !found {
+                        model.remove(&key(k));
+                        live = false;
+                    }
+                    assert_eq!(found, live, "{op:?}");
                     if live {
                         model.get_mut(&key(k)).unwrap().1 = now + t as u64;
                     }
@@ -754,31 +937,43 @@ mod tests {
                 Op::Tick(t) => {
                     clock.fetch_add(t as u64, Ordering::Relaxed);
                 }
+                // A read sets the record's CLOCK bit: cleaning at the cap then moves it
+                // (a second chance) instead of evicting it.
+                Op::Get(k) => {
+                    let got = map.get(&key(k)).unwrap();
+                    if !(evicting && got.is_none()) {
+                        assert_eq!(got, model.get(&key(k)).map(|e| e.0.clone()), "{op:?}");
+                    }
+                }
             }
             let now = clock.load(Ordering::Relaxed);
             model.retain(|_, e| e.1 == 0 || e.1 > now);
-            match check_invariant(sh, now) {
-                Some(Phase::Preparing) => {
-                    in_flight += 1;
-                    preparing += 1;
-                }
-                Some(Phase::Copying) => in_flight += 1,
-                None => {}
+            if i % every != 0 {
+                continue;
+            }
+            if let Some((phase, index_only)) = check_invariant(sh, now) {
+                seen.in_flight += 1;
+                seen.preparing += u64::from(phase == Phase::Preparing);
+                seen.index_only += u64::from(index_only);
             }
             checked += 1;
         }
         for (k, (v, _)) in &model {
-            assert_eq!(
-                map.get(k).unwrap().as_ref(),
-                Some(v),
-                "{}",
-                String::from_utf8_lossy(k)
-            );
+            let got = map.get(k).unwrap();
+            if evicting && got.is_none() {
+                continue;
+            }
+            assert_eq!(got.as_ref(), Some(v), "{}", String::from_utf8_lossy(k));
         }
-        assert_eq!(map.keys().unwrap().len(), model.len());
-        let st = map.stats().unwrap();
+        let keys = map.keys().unwrap();
+        if evicting {
+            assert!(keys.iter().all(|k| model.contains_key(k)));
+        } else {
+            assert_eq!(keys.len(), model.len());
+        }
         assert!(checked > 0);
-        (in_flight, preparing, st.builds)
+        seen.builds = map.stats().unwrap().builds;
+        seen
     }
 
     #[test]
@@ -798,16 +993,42 @@ mod tests {
                 _ => Op::Tick((x >> 40) as u8 % 5 + 1),
             });
         }
-        let (in_flight, preparing, builds) = run(&ops);
-        assert!(builds >= 3, "only {builds} builds");
+        let seen = run(&ops);
+        assert!(seen.builds >= 3, "{seen:?}");
         // Each build prepares its index over several writes (a page each here).
+        assert!(seen.preparing >= seen.builds, "{seen:?}");
+        assert!(seen.in_flight >= 10, "{seen:?}");
+    }
+
+    /// Index rebuilds behind the writes: a map at its cap (no room for a second ring) whose
+    /// index fills with tombstones (new keys, removes) rebuilds it over the active ring while
+    /// cleaning and eviction go on, and the invariant holds after every write.
+    #[test]
+    fn the_cursor_invariant_holds_through_index_rebuilds() {
+        // Long-lived keys, set once: cleaning moves them around the ring again and again.
+        let mut ops: Vec<Op> = (0..800).map(|k| Op::Set(k, 80)).collect();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for i in 0..40_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Keys move forward (each is new once), so removes leave tombstones; the live set
+            // stays small, so the ring is cleaned in place (records moved) at its cap.
+            let base = (i / 4) as u64 + 1000;
+            ops.push(match i % 4 {
+                0 => Op::Set((base % 60_000) as u16, (x >> 20) as u16 % 100),
+                1 => Op::Remove(((base - 100) % 60_000) as u16),
+                2 => Op::Get(((base - x % 100) % 60_000) as u16),
+                _ if x.is_multiple_of(7) => Op::Incr(60_000 + (x % 10) as u16),
+                _ => Op::Set(((base - x % 100) % 60_000) as u16, (x >> 20) as u16 % 100),
+            });
+        }
+        let seen = run_with(&ops, 4, |o| {
+            o.initial_size(256 << 10).max_size(256 << 10).evict(true)
+        });
         assert!(
-            preparing >= builds,
-            "only {preparing} writes saw an index being prepared"
-        );
-        assert!(
-            in_flight >= 10,
-            "the invariant was checked mid-build only {in_flight} times"
+            seen.index_only > 0,
+            "no index rebuild was seen in flight: {seen:?}"
         );
     }
 
@@ -816,6 +1037,11 @@ mod tests {
         #[test]
         fn the_cursor_invariant_holds_under_random_operations(ops in prop::collection::vec(op(), 500..3000)) {
             run(&ops);
+        }
+
+        #[test]
+        fn the_cursor_invariant_holds_at_the_cap(ops in prop::collection::vec(op(), 500..3000)) {
+            run_with(&ops, 1, |o| o.initial_size(128 << 10).max_size(128 << 10).evict(true));
         }
     }
 }
