@@ -740,6 +740,19 @@ mod tests {
         range: std::ops::Range<u64>,
         now: u64,
     ) -> BTreeMap<Vec<u8>, Rec> {
+        records_at(sh, g, range, now)
+            .into_iter()
+            .map(|(k, (r, _))| (k, r))
+            .collect()
+    }
+
+    /// [`records`] with where each one is in its ring.
+    fn records_at(
+        sh: &Shared,
+        g: &Gen,
+        range: std::ops::Range<u64>,
+        now: u64,
+    ) -> BTreeMap<Vec<u8>, (Rec, u64)> {
         let w = sh.mem.w();
         let (head, tail) = (g.head(w).unwrap(), g.tail(w).unwrap());
         let mut out = BTreeMap::new();
@@ -762,26 +775,9 @@ mod tests {
             let mut value = vec![0u8; hdr.value_len.get() as usize];
             g.read_value(w, pos, &hdr, &mut value).unwrap();
             assert_eq!(hdr.checksum(&key, &value), hdr.crc.get());
-            let prev = out.insert(key, (value, hdr.flags.get(), hdr.expires_ms.get()));
+            let rec = (value, hdr.flags.get(), hdr.expires_ms.get());
+            let prev = out.insert(key, (rec, pos));
             assert!(prev.is_none(), "a key twice in one index");
-        }
-        out
-    }
-
-    /// Where each live key of `g`'s slots in `range` points in its ring.
-    fn positions(sh: &Shared, g: &Gen, range: std::ops::Range<u64>) -> BTreeMap<Vec<u8>, u64> {
-        let w = sh.mem.w();
-        let mut out = BTreeMap::new();
-        for i in range {
-            let s = g.load_slot(w, i).unwrap();
-            if !slot::is_live(s) || !slot::is_valid(s) {
-                continue;
-            }
-            let pos = slot::pos(s);
-            let (hdr, _): (RecordHeader, u64) = g.header_at(w, pos).unwrap().unwrap();
-            let mut key = Vec::new();
-            g.read_key(w, pos, &hdr, &mut key).unwrap();
-            out.insert(key, pos);
         }
         out
     }
@@ -810,12 +806,15 @@ mod tests {
         assert_eq!(below, in_n, "cursor {} of {}", b.cursor, wr.g.slots());
         if b.index_only {
             // Over the same ring, the same records: each key where the active slot points.
-            let mut a = positions(sh, &wr.g, 0..b.cursor);
-            a.retain(|k, _| in_n.contains_key(k));
-            let mut n = positions(sh, &b.n, 0..b.n.slots());
-            n.retain(|k, _| in_n.contains_key(k));
+            let pos = |g: &Gen, r| -> Vec<(Vec<u8>, u64)> {
+                records_at(sh, g, r, now)
+                    .into_iter()
+                    .map(|(k, (_, p))| (k, p))
+                    .collect()
+            };
             assert_eq!(
-                a, n,
+                pos(&wr.g, 0..b.cursor),
+                pos(&b.n, 0..b.n.slots()),
                 "index rebuild: slots point elsewhere than the active ones"
             );
         }
