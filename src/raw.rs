@@ -478,6 +478,22 @@ impl Window {
         Ok(())
     }
 
+    /// Zeroes `[off, off + len)` with [`Window::write`] (an index region may hold an older
+    /// generation's bytes).
+    pub fn write_zeros(&self, off: u64, len: u64) -> Result<()> {
+        const ZEROS: [u8; 4096] = [0; 4096];
+        // The whole range is in bounds (so `off + len` does not overflow) before any store.
+        self.check_write(off, len, 1)?;
+        let end = off + len;
+        let mut at = off;
+        while at < end {
+            let n = (end - at).min(ZEROS.len() as u64);
+            self.write(at, &ZEROS[..n as usize])?;
+            at += n;
+        }
+        Ok(())
+    }
+
     /// Sleeps while the 4-byte word at `off` equals `expected`, at most `timeout` (a shared,
     /// not process-private, futex: waiters in other processes are woken too).
     pub fn futex_wait(&self, off: u64, expected: u32, timeout: Duration) -> Result<()> {

@@ -730,11 +730,13 @@ impl<'a> Writer<'a> {
         if let Some(plan) = self.sizing()?.shrink() {
             // Built in bounded steps behind the writes, as a growth is, when the smaller ring
             // has the build's room (it has: a shrink keeps four times the live data).
-            let r = match self.start_shrink(plan) {
-                Ok(true) => Ok(()),
-                Ok(false) => self.switch(plan, Fill::Keep),
-                Err(e) => Err(e),
-            };
+            let r = self.start_shrink(plan).and_then(|started| {
+                if started {
+                    Ok(())
+                } else {
+                    self.switch(plan, Fill::Keep)
+                }
+            });
             match r {
                 Err(Error::NoSpace { .. }) => {}
                 Err(Error::Full { .. }) if self.sh.shards() > 1 => {}

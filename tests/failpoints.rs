@@ -50,6 +50,13 @@ fn value(i: u64, round: u64) -> Vec<u8> {
     vec![(i % 251) as u8; len]
 }
 
+/// [`value`] cut to at most `max` bytes (the index workload's small records).
+fn short(i: u64, round: u64, max: usize) -> Vec<u8> {
+    let mut v = value(i, round);
+    v.truncate(max);
+    v
+}
+
 /// Exercises every path with a multi-step update: open (claim), growth and index switches,
 /// overwrites (live_bytes), new keys, removes, cleaning that moves records and reclaims expired
 /// ones, counters, leases, maintenance after the grace period, compact, clear, eviction at the
@@ -144,18 +151,12 @@ fn index_opts() -> Options {
 fn index_workload(path: &str) {
     let map = Shmap::open(path, &index_opts()).unwrap();
     for i in 0..STICKY {
-        map.set(
-            format!("sticky{i}").as_bytes(),
-            &value(i, 2)[..100.min(value(i, 2).len())],
-        )
-        .unwrap();
+        map.set(format!("sticky{i}").as_bytes(), &short(i, 2, 100))
+            .unwrap();
     }
     for i in 0..40_000u64 {
-        map.set(
-            format!("n{i}").as_bytes(),
-            &value(i, 6)[..60.min(value(i, 6).len())],
-        )
-        .unwrap();
+        map.set(format!("n{i}").as_bytes(), &short(i, 6, 60))
+            .unwrap();
         if i >= 100 {
             map.remove(format!("n{}", i - 100).as_bytes()).unwrap();
         }
@@ -182,12 +183,7 @@ fn crash_in_index_rebuild(point: &str) {
     let dir = common::shm_dir();
     let path = common::map_path(dir.path(), "fp-index");
     let map = Shmap::open(&path, &index_opts()).unwrap();
-    let status = Command::new(std::env::current_exe().unwrap())
-        .env("SHMAP_FP_CHILD", point)
-        .env("SHMAP_FP_PATH", &path)
-        .env("SHMAP_FP_WORKLOAD", "index")
-        .status()
-        .unwrap();
+    let status = child_running(&path, point, "index");
     assert!(
         aborted(status),
         "failpoint {point} was never reached by the index workload (child exited {status:?})"
@@ -195,10 +191,9 @@ fn crash_in_index_rebuild(point: &str) {
     let s = map.stats().unwrap();
     check_after_crash(&map, &path, point);
     for i in 0..STICKY {
-        let v = value(i, 2);
         assert_eq!(
-            map.get(format!("sticky{i}").as_bytes()).unwrap().as_deref(),
-            Some(&v[..100.min(v.len())]),
+            map.get(format!("sticky{i}").as_bytes()).unwrap(),
+            Some(short(i, 2, 100)),
             "{point}: sticky{i} after the crash ({s:?})"
         );
     }
@@ -225,9 +220,15 @@ fn check_big_keys(map: &Shmap, point: &str) {
 }
 
 fn child(path: &str, point: &str) -> std::process::ExitStatus {
+    child_running(path, point, "default")
+}
+
+/// A child that runs `workload` ("default" or "index") until it aborts at `point`.
+fn child_running(path: &str, point: &str, workload: &str) -> std::process::ExitStatus {
     Command::new(std::env::current_exe().unwrap())
         .env("SHMAP_FP_CHILD", point)
         .env("SHMAP_FP_PATH", path)
+        .env("SHMAP_FP_WORKLOAD", workload)
         .status()
         .unwrap()
 }

@@ -362,14 +362,7 @@ impl Writer<'_> {
             done.saturating_add(INDEX_STEP).min(len)
         };
         self.sh.mem.allocate(off + done, to - done)?;
-        let w = self.w();
-        let zeros = [0u8; 1 << 12];
-        let mut at = done;
-        while at < to {
-            let n = (to - at).min(zeros.len() as u64);
-            w.write(off + at, &zeros[..n as usize])?;
-            at += n;
-        }
+        self.w().write_zeros(off + done, to - done)?;
         fp!("build::between_zero_and_cursor");
         b.zeroed = (to < len).then_some(to);
         self.ctl_set(sctl!(self.shard, build_cursor), b.word())?;
@@ -427,7 +420,8 @@ impl Writer<'_> {
         let Some(b) = self.build else {
             return Ok(());
         };
-        if idx >= b.cursor || b.zeroed.is_some() {
+        // (While `N`'s index is prepared the cursor is 0: nothing is mirrored.)
+        if idx >= b.cursor {
             return Ok(());
         }
         let r = self.mirror_into(b, idx, key, h);

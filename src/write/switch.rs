@@ -126,13 +126,7 @@ impl Writer<'_> {
         let w = mem.w();
         // Index regions may hold an older generation's bytes: zero before use.
         fence(Ordering::Release);
-        let zeros = vec![0u8; 1 << 16];
-        let mut off = index_off;
-        while off < index_off + idx_len {
-            let n = (index_off + idx_len - off).min(zeros.len() as u64);
-            w.write(off, &zeros[..n as usize])?;
-            off += n;
-        }
+        w.write_zeros(index_off, idx_len)?;
 
         let mask = plan.slots - 1;
         let (mut live, mut copied) = (0u64, 0u64);
