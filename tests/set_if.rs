@@ -96,13 +96,15 @@ fn compares_stamps_and_falls_back_to_the_floor() {
     assert!(!renew(), "absent: not mine");
     map.set_int(b"lease", 41, None).unwrap();
     assert!(!renew(), "someone else's");
-    map.set_int(b"lease", 42, Some(1)).unwrap();
+    // The first TTL is short but not so short that a busy CI core lets it lapse before the
+    // renewal (a 1 ms TTL did, once); the sleep then outlives it.
+    map.set_int(b"lease", 42, Some(300)).unwrap();
     assert!(renew());
-    std::thread::sleep(std::time::Duration::from_millis(5));
+    std::thread::sleep(std::time::Duration::from_millis(400));
     assert_eq!(
         map.incr(b"lease", 0, 0, None).unwrap(),
         42,
-        "renewed past its first 1 ms"
+        "renewed past its first 300 ms"
     );
 
     // Without a floor, an absent version entry lets Le/Lt through.
