@@ -33,7 +33,11 @@ pub(crate) fn create(file: &File, opts: &Options) -> Result<Superblock> {
     let header_len = format::header_len(shard_bits);
     // The shards' first generations split what the header leaves of the initial size.
     let per_shard = (size.saturating_sub(header_len) / u64::from(shards)) & !(PAGE - 1);
-    let plan = plan::initial(format::HEADER_LEN + per_shard);
+    let max_size = opts.max_size.unwrap_or(DEFAULT_MAX_SIZE).max(size);
+    let plan = plan::initial_under(
+        per_shard,
+        max_size.saturating_sub(header_len) / u64::from(shards),
+    );
     let cap = plan.log_cap.unwrap_or(PAGE);
     let gen_len = index_region_len(plan.slots) + log_region_len(cap);
     let end = header_len + gen_len * u64::from(shards);
@@ -70,11 +74,7 @@ pub(crate) fn create(file: &File, opts: &Options) -> Result<Superblock> {
         )?;
     }
     w.store_u64(gctl!(next_gen), u64::from(shards) + 1, Ordering::Release)?;
-    w.store_u64(
-        gctl!(max_size),
-        opts.max_size.unwrap_or(DEFAULT_MAX_SIZE).max(size),
-        Ordering::Release,
-    )?;
+    w.store_u64(gctl!(max_size), max_size, Ordering::Release)?;
     w.store_u64(
         gctl!(default_ttl_ms),
         opts.max_age_ms.unwrap_or(0),

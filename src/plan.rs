@@ -69,6 +69,25 @@ pub(crate) fn initial(size: u64) -> Plan {
     plan_budget(size.saturating_sub(HEADER_LEN), DEFAULT_AVG_RECORD)
 }
 
+/// A shard's first generation in `budget` bytes of regions, leaving room for one index
+/// rebuild (a second index beside the active one) within `share`, the shard's part of
+/// `max_size`: a map created at its cap would otherwise pass `max_size` by an index the
+/// first time its index is rebuilt (growth plans keep that room: [`Sizing::largest_cap`]).
+pub(crate) fn initial_under(budget: u64, share: u64) -> Plan {
+    let plan = initial(HEADER_LEN + budget);
+    let idx = index_region_len(plan.slots);
+    if plan_len(&plan).saturating_add(idx) <= share {
+        return plan;
+    }
+    let smaller = initial(HEADER_LEN + share.saturating_sub(idx));
+    // The smallest map has no room to spare: it keeps its generation (its index is a page).
+    if smaller.log_cap.is_some_and(|c| c > PAGE) && plan_len(&smaller) <= budget {
+        smaller
+    } else {
+        plan
+    }
+}
+
 /// Bytes of regions a plan needs (keeping the log counts only the new index).
 pub(crate) fn plan_len(p: &Plan) -> u64 {
     index_region_len(p.slots).saturating_add(p.log_cap.map_or(0, log_region_len))
@@ -215,7 +234,17 @@ impl Sizing {
             slots,
             log_cap: None,
         };
-        (slots <= self.slots() || self.fits(&plan)).then_some(plan)
+        if slots <= self.slots() {
+            return Some(plan);
+        }
+        // Once published beside the active ring, a larger index must leave room to rebuild
+        // itself at its size (as a growth leaves room for its index): else the rebuilds that
+        // purge its tombstones at the cap would pass max_size.
+        let rebuildable = HEADER_LEN
+            .saturating_add(log_region_len(self.cap()))
+            .saturating_add(index_region_len(slots).saturating_mul(2))
+            <= self.max_size;
+        (rebuildable && self.fits(&plan)).then_some(plan)
     }
 
     /// A compact rebuild: a ring about twice the live data (not below the initial size); `None`
@@ -275,6 +304,61 @@ mod tests {
             max_size: DEFAULT_MAX_SIZE,
             min_pages: DEFAULT_INITIAL_SIZE / PAGE,
         }
+    }
+
+    /// Tiny records grow a map to its cap with an index as large as the budget allows: each
+    /// grown generation keeps room to rebuild its own index (a 64 MiB map of 40-byte records
+    /// grew to a 16 MiB index and a 37 MiB ring, then rebuilt its index in one step, 9 MiB
+    /// past max_size).
+    #[test]
+    fn growth_of_tiny_records_keeps_room_for_an_index_rebuild() {
+        for max in [64u64 << 20, 512 << 20] {
+            let mut s = fresh();
+            s.max_size = max;
+            let mut grown = 0;
+            while let Some(p) = {
+                s.live_bytes = s.desc.log_cap / 10 * 6;
+                s.entries = (s.live_bytes / 40).min(s.desc.index_slots / 2 - 1);
+                s.grow(0)
+            } {
+                assert!(
+                    HEADER_LEN + plan_len(&p) + index_region_len(p.slots) <= max,
+                    "{max}: {p:?}"
+                );
+                s.desc = desc(p.slots, p.log_cap.unwrap());
+                grown += 1;
+            }
+            assert!(grown > 1, "{max}: {grown} growths");
+        }
+        // A larger index, when granted, leaves room to rebuild it at its size: the 64 MiB
+        // map's 8 MiB index beside its 37 MiB ring may not double (2 x 16 MiB + 37 > 64).
+        let mut s = fresh();
+        s.max_size = 64 << 20;
+        s.desc = desc(1 << 20, 37 << 20);
+        s.entries = 600_000;
+        assert_eq!(s.index(2 << 20), None);
+        s.desc = desc(1 << 20, 24 << 20);
+        let p = s
+            .index(2 << 20)
+            .expect("room for two 16 MiB indexes beside 24 MiB");
+        assert!(HEADER_LEN + log_region_len(24 << 20) + 2 * index_region_len(p.slots) <= 64 << 20);
+    }
+
+    #[test]
+    fn a_map_created_at_its_cap_keeps_room_for_an_index_rebuild() {
+        for kb in [64u64, 1024, 4096, 65536, 524288] {
+            let share = (kb << 10) - HEADER_LEN;
+            let p = initial_under(share, share);
+            assert!(
+                plan_len(&p) + index_region_len(p.slots) <= share,
+                "{kb} KiB: {p:?}"
+            );
+            // Below its cap the first generation takes the whole initial size, as before.
+            assert_eq!(initial_under(share, 2 * share), initial(kb << 10));
+        }
+        // A shard of the smallest generation (an index page, a ring page) has nothing to spare.
+        let least = 3 * PAGE;
+        assert_eq!(initial_under(least, least), initial(HEADER_LEN + least));
     }
 
     #[test]
@@ -358,9 +442,7 @@ mod tests {
                 let cap = PAGE << cap_pages_log2;
                 let d = desc(slots, cap);
                 // Every generation is built with room for one index rebuild beside it under
-                // max_size (growth and `over_cap` leave it), except a map created with
-                // max_size == initial_size: there a same-size index rebuild exceeds max_size by
-                // one index region for the length of the switch (not covered here).
+                // max_size (creation, growth and `over_cap` leave it).
                 let used = HEADER_LEN + active_len(&d);
                 let max = (used + index_region_len(slots)).max(1 << max_log2);
                 let live = cap / 8 * 7 * fill_permille / 1000;
@@ -393,6 +475,12 @@ mod tests {
         fn plans_never_exceed_max_size_and_fit_the_live_data(s in sizing(), size in 32u64..1 << 20) {
             if let Some(p) = s.grow(size) {
                 never_over(&s, &p, "grow")?;
+                // Once the active generation is returned, the grown one has room for a
+                // rebuild of its own index beside it.
+                prop_assert!(
+                    HEADER_LEN + plan_len(&p) + index_region_len(p.slots) <= s.max_size,
+                    "grow {p:?} leaves no room to rebuild its index under {}", s.max_size
+                );
                 let cap = p.log_cap.unwrap();
                 // The switch keeps cap - cap/8 for records, and one record is at most cap/16.
                 prop_assert!(cap - cap / 8 >= s.live_bytes + size, "grow {p:?} cannot hold {} + {size}", s.live_bytes);

@@ -46,12 +46,28 @@ pub(crate) struct Shared {
     /// Per shard: the used-slot count below which an index rebuild behind the writes, once
     /// refused, is not asked for again.
     pub no_index_build_at: Vec<AtomicU64>,
+    /// Per shard of a map of several: the generation (`cap | log2(slots)`) whose index was
+    /// refused a doubling at the cap; an index that cannot grow holds its entries at half its
+    /// slots (see `Writer::hold_entries`). Asked again when the generation changes or
+    /// `max_size` does (empty with one shard, whose plan is a few loads).
+    pub index_capped_at: Vec<AtomicU64>,
     /// The longest wait for another process.
     pub lock_timeout: Duration,
     /// The fork epoch when the attachment was made (see [`Shared::forked`]).
     epoch: u64,
     /// The file's (device, inode).
     pub key: (u64, u64),
+}
+
+/// One word per shard of a map of several shards; none for a map of one.
+fn per_shard_of_several(shard_bits: u32) -> Vec<AtomicU64> {
+    if shard_bits == 0 {
+        Vec::new()
+    } else {
+        (0..1usize << shard_bits)
+            .map(|_| AtomicU64::new(0))
+            .collect()
+    }
 }
 
 impl Shared {
@@ -99,13 +115,8 @@ impl Shared {
             no_index_build_at: (0..1usize << shard_bits)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
-            cap_checked: if shard_bits == 0 {
-                Vec::new()
-            } else {
-                (0..1usize << shard_bits)
-                    .map(|_| AtomicU64::new(0))
-                    .collect()
-            },
+            cap_checked: per_shard_of_several(shard_bits),
+            index_capped_at: per_shard_of_several(shard_bits),
             lock_timeout: opts.lock_timeout,
             epoch: {
                 crate::raw::ensure_fork_handler();

@@ -277,6 +277,9 @@ impl<'a> Writer<'a> {
             if let Some(c) = checked {
                 c.store(max, Ordering::Relaxed);
             }
+            if let Some(c) = self.sh.index_capped_at.get(self.shard) {
+                c.store(0, Ordering::Relaxed);
+            }
         }
         for _ in 0..64 {
             let (idx, old) = match self.probe(key, h, false)? {
@@ -301,6 +304,9 @@ impl<'a> Writer<'a> {
                 // `probe` repairs damage before it returns.
                 Probe::Suspect { offset, what, .. } => return Err(Error::corrupt(offset, what)),
             };
+            if old.is_none() && self.hold_entries()? {
+                continue;
+            }
             if old.is_none() && !self.index_held && self.index_needs_room()? {
                 self.make_index_room()?;
                 continue;
@@ -429,6 +435,46 @@ impl<'a> Writer<'a> {
         Ok(used.saturating_add(1).saturating_mul(4) > self.g.slots().saturating_mul(3))
     }
 
+    /// At the cap, an index that cannot double holds at most 7/16 of its slots live: an insert
+    /// past that evicts a few entries first (a clean with a fixed budget). The index rebuild
+    /// behind the writes, which starts at 11/16 of the slots used (`maybe_index_build`), then
+    /// always purges the tombstones before 3/4 are used, where [`Writer::make_index_room`]
+    /// would evict a quarter of the index and rebuild it in one step (2.3 s at 512 MiB of tiny
+    /// values); a rebuild comes once every 1/4 of the slots' inserts. True if it evicted.
+    fn hold_entries(&mut self) -> Result<bool> {
+        let slots = self.g.slots();
+        let limit = (slots / 16).saturating_mul(7);
+        if self.ctl(sctl!(self.shard, entries))? < limit
+            || (self.building() && !self.building_index())
+            || !self.evict_enabled()?
+            || !self.index_capped()?
+        {
+            return Ok(false);
+        }
+        match self.clean(Target::Entries(limit.saturating_sub(1)), true) {
+            Ok(()) => Ok(true),
+            // Nothing left to evict: the insert goes the usual way.
+            Err(Error::Full { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the budget refuses this shard's index a doubling (cached per generation for a
+    /// map of several shards, whose plan reads every shard's descriptor).
+    fn index_capped(&self) -> Result<bool> {
+        let slots = self.g.slots();
+        let key = self.g.cap() | u64::from(slots.trailing_zeros());
+        let cache = self.sh.index_capped_at.get(self.shard);
+        if cache.is_some_and(|c| c.load(Ordering::Relaxed) == key) {
+            return Ok(true);
+        }
+        let capped = self.sizing()?.index(slots.saturating_mul(2)).is_none();
+        if capped && let Some(c) = cache {
+            c.store(key, Ordering::Relaxed);
+        }
+        Ok(capped)
+    }
+
     /// Makes the index able to take one more key: rebuild it without tombstones, larger if the
     /// live entries need it, evicting first when the map is at its cap.
     fn make_index_room(&mut self) -> Result<()> {
@@ -514,12 +560,21 @@ impl<'a> Writer<'a> {
         // Second chances are bounded per call by a fixed budget (past it, referenced records
         // are evicted too): a ring whose tail is all recently read records would otherwise
         // be moved in one set, O(ring).
+        // Four times what the clean must free, at least SECOND_CHANCE_FLOOR: evicting down to
+        // a number of entries frees that many records of the average size. Evicting a quarter
+        // of an index full at the cap (a rebuild's work already) may move up to a quarter of
+        // the ring; holding the entries at half the index (a few a set) moves the floor.
         let chance_budget = match target {
-            Target::Room(size) => size.saturating_mul(4).max(SECOND_CHANCE_FLOOR),
-            // Evicting down to a number of entries (an index full at the cap) is a rebuild's
-            // work already: a quarter of the ring, as before.
-            Target::Entries(_) => cap / 4,
-        };
+            Target::Room(size) => size,
+            Target::Entries(n) => {
+                let entries = self.ctl(sctl!(self.shard, entries))?;
+                let live = self.ctl(sctl!(self.shard, live_bytes))?;
+                let avg = live.checked_div(entries).unwrap_or(0);
+                entries.saturating_sub(n).saturating_mul(avg).min(cap / 16)
+            }
+        }
+        .saturating_mul(4)
+        .max(SECOND_CHANCE_FLOOR);
         let mut second_chances = 0u64;
         loop {
             let done = match target {

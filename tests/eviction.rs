@@ -249,6 +249,68 @@ fn one_set_at_the_cap_moves_a_bounded_amount() {
     assert!(moved <= 80 << 10, "one set moved {moved} bytes");
 }
 
+/// Tiny values at the cap fill the index before the ring: an index that cannot grow holds at
+/// most half its slots live, each insert past that evicting a few entries, so that the index
+/// rebuild behind the writes always purges the tombstones before the index is full. No set
+/// evicts a quarter of the index and rebuilds it in one step (which froze a 512 MiB map for
+/// 2.3 s), every index rebuild is one built behind the writes, none finished at once, and the
+/// file stays within `max_size` throughout.
+#[test]
+fn an_index_full_at_the_cap_evicts_a_few_entries_a_set() {
+    let dir = shm_dir();
+    let max = 4 << 20;
+    // Created at its cap, and grown to it from the smallest map.
+    for initial in [max, 64 << 10] {
+        let map = Shmap::open(
+            map_path(dir.path(), &format!("tiny-{initial}")),
+            &Options::new().initial_size(initial).max_size(max),
+        )
+        .unwrap();
+        let (mut most, mut evicted, mut peak) = (0u64, 0u64, 0u64);
+        let n = 200_000u64;
+        for i in 0..n {
+            let e = map
+                .set_with(format!("k{i:012}").as_bytes(), b"v", SetOptions::default())
+                .unwrap();
+            most = most.max(e);
+            evicted += e;
+            if i % 61 == 0 {
+                peak = peak.max(map.stats().unwrap().file_allocated_bytes);
+            }
+        }
+        let s = map.stats().unwrap();
+        println!(
+            "{n} tiny sets from {} KiB: {} slots, {evicted} evicted, at most {most} by one set; \
+             {} switches, {} builds ({} forced), {} live, peak {} KiB",
+            initial >> 10,
+            s.index_slots,
+            s.switches,
+            s.builds,
+            s.builds_forced,
+            s.entries,
+            peak >> 10
+        );
+        // Rebuilds come faster than the grace period of the index the last one retired: a
+        // rebuild must not reserve its index while that one is still counted, and every
+        // generation keeps room to rebuild its index.
+        assert!(peak <= max, "allocated {peak} > max {max}");
+        assert!(
+            evicted > s.index_slots,
+            "the index did fill at the cap: {s:?}"
+        );
+        assert!(most <= 64, "one set evicted {most} entries");
+        assert_eq!(s.builds_forced, 0, "{s:?}");
+        assert!(s.entries * 2 <= s.index_slots, "{s:?}");
+        // What is there is what was written last.
+        assert_eq!(
+            map.get(format!("k{:012}", n - 1).as_bytes())
+                .unwrap()
+                .unwrap(),
+            b"v"
+        );
+    }
+}
+
 /// Lowering max_size at runtime (from any process) shrinks the map on the next write, evicting
 /// by CLOCK order, and the file's allocation follows.
 #[test]

@@ -160,40 +160,41 @@ impl Writer<'_> {
             return self.maybe_index_build();
         }
         // A shard at its cap is dense all the time: the plan (whose sizing reads every
-        // shard's descriptor) is asked once per ring size.
+        // shard's descriptor) is asked once per ring size. A ring that cannot grow may still
+        // need its index rebuilt (tiny values fill the index first).
         if let Some(c) = self.sh.no_build_at.get(self.shard)
             && c.load(Ordering::Relaxed) == cap
         {
-            return Ok(());
+            return self.maybe_index_build();
         }
         let plan = self.sizing()?.grow(0).filter(|p| holds(p, live));
-        let Some(plan) = plan else {
-            if let Some(c) = self.sh.no_build_at.get(self.shard) {
-                c.store(cap, Ordering::Relaxed);
-            }
-            return Ok(());
+        let started = match plan {
+            // Not yet (retired space was in the way) is not a refusal.
+            Some(plan) => match self.start_build(plan) {
+                Ok(_) => true,
+                Err(Error::Full { .. }) | Err(Error::NoSpace { .. }) => false,
+                Err(e) => return Err(e),
+            },
+            None => false,
         };
-        match self.start_build(plan) {
-            Ok(()) => Ok(()),
-            Err(Error::Full { .. }) | Err(Error::NoSpace { .. }) => {
-                if let Some(c) = self.sh.no_build_at.get(self.shard) {
-                    c.store(cap, Ordering::Relaxed);
-                }
-                Ok(())
-            }
-            Err(e) => Err(e),
+        if started {
+            return Ok(());
         }
+        if let Some(c) = self.sh.no_build_at.get(self.shard) {
+            c.store(cap, Ordering::Relaxed);
+        }
+        self.maybe_index_build()
     }
 
-    /// Starts an index rebuild behind the writes when the index is over five eighths used
-    /// (the one-step rebuild comes at three quarters): larger if the live entries need it and
-    /// the cap allows, else at the same size if that leaves it at most half used. Its copy
-    /// visits 512 slots a write, so it completes within an eighth of the slots' inserts.
+    /// Starts an index rebuild behind the writes when the index is over eleven sixteenths
+    /// used (the one-step rebuild comes at three quarters): larger if the live entries need it
+    /// and the cap allows, else at the same size if that leaves it at most half used. Its copy
+    /// visits 512 slots a write, so it completes within a sixteenth of the slots' inserts.
     fn maybe_index_build(&mut self) -> Result<()> {
         let s = self.shard;
         let slots = self.g.slots();
         let used = self.ctl(sctl!(s, used_slots))?;
-        if used.saturating_mul(8) <= slots.saturating_mul(5) {
+        if used.saturating_mul(16) <= slots.saturating_mul(11) {
             return Ok(());
         }
         // Refused once: asked again after another sixty-fourth of the slots is used.
@@ -216,7 +217,7 @@ impl Writer<'_> {
         });
         let started = match plan {
             Some(plan) => match self.start_build(plan) {
-                Ok(()) => true,
+                Ok(_) => true,
                 Err(Error::Full { .. }) | Err(Error::NoSpace { .. }) => false,
                 Err(e) => return Err(e),
             },
@@ -235,7 +236,8 @@ impl Writer<'_> {
         if !holds(&plan, live) {
             return Ok(false);
         }
-        self.start_build(plan).map(|()| true)
+        // Started, or not yet (retired space was in the way): not a one-step switch either way.
+        self.start_build(plan).map(|_| true)
     }
 
     /// Abandons the build if `r` failed; `Full` and `NoSpace` (no room in `N`, or in the file
@@ -251,10 +253,12 @@ impl Writer<'_> {
         }
     }
 
-    /// Starts building a generation per `plan` (a growth or a shrink): reserves its extents, writes its
-    /// descriptor and ring header, then line 3 (`build_gen` last). O(1): the index is reserved
-    /// and zeroed by the next writes, the ring in [`ALLOC_STEP`] steps as it fills.
-    fn start_build(&mut self, plan: Plan) -> Result<()> {
+    /// Starts building a generation per `plan` (a growth, a shrink or an index rebuild):
+    /// reserves its extents, writes its descriptor and ring header, then line 3 (`build_gen`
+    /// last). O(1): the index is reserved and zeroed by the next writes, the ring in
+    /// [`ALLOC_STEP`] steps as it fills. False when it returned a step of retired space instead
+    /// (the build is asked for again by a later write).
+    fn start_build(&mut self, plan: Plan) -> Result<bool> {
         // An index rebuild keeps the active ring: `N`'s descriptor names its log region.
         let index_only = plan.log_cap.is_none();
         let cap = plan.log_cap.unwrap_or(self.g.cap());
@@ -263,13 +267,23 @@ impl Writer<'_> {
         // (which records the active regions as retired: the line must be free). The
         // placement avoids what is still recorded.
         self.maintain_by(RETIRE_STEP)?;
-        if self.sh.shards() > 1 {
-            let space = self.space()?;
-            if space.counted().saturating_add(plan_len(&plan)) > space.max_size {
-                return Err(Error::Full {
-                    needed: plan_len(&plan),
-                });
+        let space = self.space()?;
+        if space.counted().saturating_add(plan_len(&plan)) > space.max_size {
+            // What this shard's last switch retired, still within its grace period, is in the
+            // way (an index rebuilt at the cap retires an index as large as the one it
+            // reserves): returned now, grace or not (readers of a retired generation fail
+            // validation and retry, as after a one-step switch), one step a write, and the
+            // build starts on a later write.
+            let s = self.shard;
+            if self.ctl(sctl!(s, retired_index_len))? != 0
+                || self.ctl(sctl!(s, retired_log_len))? != 0
+            {
+                self.punch_retired_step(RETIRE_STEP)?;
+                return Ok(false);
             }
+            return Err(Error::Full {
+                needed: plan_len(&plan),
+            });
         }
         let mem = &self.sh.mem;
         let idx_len = index_region_len(plan.slots);
@@ -345,7 +359,7 @@ impl Writer<'_> {
         fp!("build::started");
         self.ctl_add(sctl!(s, builds), 1)?;
         self.build = Some(b);
-        Ok(())
+        Ok(true)
     }
 
     /// Prepares `N`'s index: reserves and zeroes its next [`INDEX_STEP`] (with `all`, the
