@@ -106,9 +106,11 @@ class ShmapSessionStore extends Store {
   }
 }
 
-// Calls back on the next tick, as stores over a network do: express-session's flow expects it.
+// Calls back asynchronously, as stores over a network do (express-session's flow expects it),
+// from the event loop's check phase as express-session's MemoryStore does: a request's session
+// callback then runs after the loop's pending I/O, not ahead of it.
 function defer(cb, err, value) {
-  if (typeof cb === 'function') process.nextTick(cb, err, value);
+  if (typeof cb === 'function') setImmediate(cb, err, value);
 }
 
 // Runs `fn` and calls back (deferred) with what it returned or threw: errors are passed, never thrown.
