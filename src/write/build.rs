@@ -168,22 +168,27 @@ impl Writer<'_> {
             return self.maybe_index_build();
         }
         let plan = self.sizing()?.grow(0).filter(|p| holds(p, live));
-        let started = match plan {
-            // Not yet (retired space was in the way) is not a refusal.
-            Some(plan) => match self.start_build(plan) {
-                Ok(_) => true,
-                Err(Error::Full { .. }) | Err(Error::NoSpace { .. }) => false,
-                Err(e) => return Err(e),
-            },
-            None => false,
-        };
-        if started {
+        if self.try_start(plan)? {
             return Ok(());
         }
         if let Some(c) = self.sh.no_build_at.get(self.shard) {
             c.store(cap, Ordering::Relaxed);
         }
         self.maybe_index_build()
+    }
+
+    /// Starts a build per `plan`; false when there is none or no room for it (`Full`,
+    /// `NoSpace`: the caller remembers the refusal). "Not yet" (retired space was in the way,
+    /// see [`Writer::start_build`]) is not a refusal.
+    fn try_start(&mut self, plan: Option<Plan>) -> Result<bool> {
+        let Some(plan) = plan else {
+            return Ok(false);
+        };
+        match self.start_build(plan) {
+            Ok(_) => Ok(true),
+            Err(Error::Full { .. }) | Err(Error::NoSpace { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Starts an index rebuild behind the writes when the index is over eleven sixteenths
@@ -215,15 +220,9 @@ impl Writer<'_> {
                 .then(|| sizing.index(slots))
                 .flatten()
         });
-        let started = match plan {
-            Some(plan) => match self.start_build(plan) {
-                Ok(_) => true,
-                Err(Error::Full { .. }) | Err(Error::NoSpace { .. }) => false,
-                Err(e) => return Err(e),
-            },
-            None => false,
-        };
-        if !started && let Some(c) = retry {
+        if !self.try_start(plan)?
+            && let Some(c) = retry
+        {
             c.store(used.saturating_add(slots / 64), Ordering::Relaxed);
         }
         Ok(())
