@@ -591,11 +591,10 @@ impl<'a> Writer<'a> {
         let start = g.tail(w)?;
         // Second chances are bounded per call by a fixed budget (past it, referenced records
         // are evicted too): a ring whose tail is all recently read records would otherwise
-        // be moved in one set, O(ring).
-        // Four times what the clean must free, at least SECOND_CHANCE_FLOOR: evicting down to
-        // a number of entries frees that many records of the average size. Evicting a quarter
-        // of an index full at the cap (a rebuild's work already) may move up to a quarter of
-        // the ring; holding the entries at half the index (a few a set) moves the floor.
+        // be moved in one set, O(ring). The budget is four times what the clean must free, at
+        // least SECOND_CHANCE_FLOOR; evicting down to a number of entries frees that many
+        // records of the average size (a quarter of an index full at the cap may move up to a
+        // quarter of the ring; holding the entries at 7/16 of the index moves the floor).
         let chance_budget = match target {
             Target::Room(size) => size,
             Target::Ahead { .. } => 0,
