@@ -38,7 +38,8 @@ async function quietly(fn) {
 
 function appWith(store, options = {}) {
   const app = express();
-  app.use(rateLimit({ windowMs: 300, limit: 3, standardHeaders: 'draft-8', legacyHeaders: false, store, ...options }));
+  // A window long enough for four requests on a busy CI core.
+  app.use(rateLimit({ windowMs: 1000, limit: 3, standardHeaders: 'draft-8', legacyHeaders: false, store, ...options }));
   app.get('/', (req, res) => res.send('ok'));
   app.get('/fail', (req, res) => res.status(500).send('no'));
   return app;
@@ -59,7 +60,7 @@ test('a fixed window: limit hits, then 429 with the window\'s reset; hits do not
     assert.ok(info, `a counter: ${map.keys()}`);
     assert.equal(info.totalHits, 4);
     assert.ok(info.resetTime instanceof Date);
-    await sleep(350);
+    await sleep(1050);
     await request(app).get('/').expect(200); // a new window
   });
   assert.deepEqual(said, [], 'express-rate-limit\'s validations printed nothing');
@@ -68,16 +69,16 @@ test('a fixed window: limit hits, then 429 with the window\'s reset; hits do not
 test('increment: count and resetTime from one step; init(windowMs); decrement never creates', async (t) => {
   const map = openMap(t);
   const store = new ShmapStore(map, { prefix: 'x:' });
-  store.init({ windowMs: 100 });
+  store.init({ windowMs: 400 });
   const a = store.increment('k');
   assert.equal(a.totalHits, 1);
   const end = a.resetTime.getTime();
-  assert.ok(end > Date.now() && end <= Date.now() + 100);
+  assert.ok(end > Date.now() && end <= Date.now() + 400);
   await sleep(40);
   assert.equal(store.increment('k').resetTime.getTime(), end, 'later hits do not move the window');
   store.decrement('k');
   assert.equal(store.get('k').totalHits, 1);
-  await sleep(80);
+  while (Date.now() <= end) await sleep(end - Date.now() + 5);
   store.decrement('k'); // after the window: must not recreate the counter at -1 without TTL
   assert.equal(map.has('x:k'), false);
   assert.equal(store.get('k'), undefined);

@@ -55,10 +55,11 @@ test('expire re-times an entry without rewriting its value; 0 = never expires', 
   assert.equal(m.expire('absent', 1000), false);
   assert.equal(m.has('absent'), false, 'expire creates nothing');
   const big = 'x'.repeat(1000); // large enough for the decode cache
-  m.set('s', big, 30);
+  // TTLs long enough that a busy CI core does not let one lapse between two statements.
+  m.set('s', big, 300);
   assert.equal(m.get('s'), big);
   assert.equal(m.expire('s', 60_000), true);
-  await sleep(60);
+  await sleep(400);
   assert.equal(m.get('s'), big, 'outlived its first TTL');
   assert.ok(m.getRemainingTTL('s') > 59_000);
   assert.equal(m.expire('s', 0), true);
@@ -82,14 +83,15 @@ test('incr options: initTtl only on creation, create: false, withExpiry', async 
   assert.equal(m.incr('a', 2, 60_000), 3);
   // initTtl: the window is set when the counter is created and never extended.
   const before = Date.now();
-  const r1 = m.incr('w', 1, { initTtl: 80, withExpiry: true });
+  // A 400 ms window: the second hit lands inside it even on a busy CI core.
+  const r1 = m.incr('w', 1, { initTtl: 400, withExpiry: true });
   assert.equal(r1.value, 1);
-  assert.ok(r1.expiresAt >= before + 80 && r1.expiresAt <= Date.now() + 80, `${r1.expiresAt}`);
+  assert.ok(r1.expiresAt >= before + 400 && r1.expiresAt <= Date.now() + 400, `${r1.expiresAt}`);
   await sleep(40);
-  const r2 = m.incr('w', 1, { initTtl: 80, withExpiry: true });
+  const r2 = m.incr('w', 1, { initTtl: 400, withExpiry: true });
   assert.deepEqual(r2, { value: 2, expiresAt: r1.expiresAt });
-  await sleep(60);
-  const r3 = m.incr('w', 1, { initTtl: 80, withExpiry: true });
+  while (Date.now() <= r1.expiresAt) await sleep(r1.expiresAt - Date.now() + 5);
+  const r3 = m.incr('w', 1, { initTtl: 400, withExpiry: true });
   assert.equal(r3.value, 1, 'a fresh window');
   assert.ok(r3.expiresAt > r1.expiresAt);
   // create: false never creates; returns undefined.
