@@ -487,6 +487,14 @@ impl<'a> Writer<'a> {
         let want = plan::slots_for_entries(entries.saturating_add(1));
         if want > self.g.slots() && !self.switch_index(want)? {
             if !self.evict_enabled()? {
+                // Tombstones may be what fills it: rebuilt at its size while the live entries
+                // leave room (the rebuild behind the writes normally came first), else full.
+                let slots = self.g.slots();
+                if entries.saturating_add(1).saturating_mul(8) <= slots.saturating_mul(5)
+                    && self.switch_index(slots)?
+                {
+                    return Ok(());
+                }
                 return Err(self.full_error(RECORD_HEADER_LEN));
             }
             // Evict down to a quarter of the slots, then rebuild at the same size.

@@ -513,3 +513,46 @@ fn a_live_run_at_the_tail_is_moved_a_step_a_write() {
         }
     }
 }
+
+/// A map that never evicts, at its cap, whose index cannot double, with more live entries than
+/// half the slots and churn (sessions that end and begin): the tombstones are purged by index
+/// rebuilds behind the writes, so inserts never fail with `Full` while the live entries leave
+/// room in the index.
+#[test]
+fn churn_in_a_full_index_that_never_evicts_is_not_full() {
+    let dir = shm_dir();
+    let max = 4 << 20;
+    let map = Shmap::open(
+        map_path(dir.path(), "churn"),
+        &Options::new().initial_size(max).max_size(max).evict(false),
+    )
+    .unwrap();
+    let slots = map.stats().unwrap().index_slots;
+    let live = slots * 9 / 16;
+    for i in 0..live {
+        map.set(format!("s{i:010}").as_bytes(), b"v").unwrap();
+    }
+    assert_eq!(
+        map.stats().unwrap().index_slots,
+        slots,
+        "the index could not double"
+    );
+    for i in live..live + slots * 4 {
+        map.remove(format!("s{:010}", i - live).as_bytes()).unwrap();
+        map.set(format!("s{i:010}").as_bytes(), b"v")
+            .unwrap_or_else(|e| panic!("insert {i}: {e} ({:?})", map.stats().unwrap()));
+    }
+    let s = map.stats().unwrap();
+    println!(
+        "{live} live in {slots} slots, {} removes and inserts: {} builds, {} switches",
+        slots * 4,
+        s.builds,
+        s.switches
+    );
+    assert_eq!(s.entries, live, "{s:?}");
+    assert_eq!(s.builds_forced, 0, "{s:?}");
+    assert_eq!(
+        s.switches, s.builds,
+        "every rebuild behind the writes: {s:?}"
+    );
+}

@@ -193,7 +193,7 @@ impl Writer<'_> {
 
     /// Starts an index rebuild behind the writes when the index is over eleven sixteenths
     /// used (the one-step rebuild comes at three quarters): larger if the live entries need it
-    /// and the cap allows, else at the same size if that leaves it at most half used. Its copy
+    /// and the cap allows, else at the same size if that leaves it under five eighths used. Its copy
     /// visits 512 slots a write, so it completes within a sixteenth of the slots' inserts.
     fn maybe_index_build(&mut self) -> Result<()> {
         let s = self.shard;
@@ -216,7 +216,10 @@ impl Writer<'_> {
             None
         }
         .or_else(|| {
-            (entries.saturating_mul(2) < slots)
+            // At the same size while the live entries leave a sixteenth of the slots below the
+            // trigger: a map that never evicts may hold more than half its index live, and its
+            // tombstones must go all the same.
+            (entries.saturating_mul(8) < slots.saturating_mul(5))
                 .then(|| sizing.index(slots))
                 .flatten()
         });
