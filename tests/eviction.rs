@@ -249,6 +249,15 @@ fn one_set_at_the_cap_moves_a_bounded_amount() {
     assert!(moved <= 80 << 10, "one set moved {moved} bytes");
 }
 
+/// A map in `dir` of `initial` bytes that may grow to `max`.
+fn capped(dir: &std::path::Path, name: &str, initial: u64, max: u64, evict: bool) -> Shmap {
+    let o = Options::new()
+        .initial_size(initial)
+        .max_size(max)
+        .evict(evict);
+    Shmap::open(map_path(dir, name), &o).unwrap()
+}
+
 /// Tiny values at the cap fill the index before the ring: an index that cannot grow holds at
 /// most half its slots live, each insert past that evicting a few entries, so that the index
 /// rebuild behind the writes always purges the tombstones before the index is full. No set
@@ -261,11 +270,7 @@ fn an_index_full_at_the_cap_evicts_a_few_entries_a_set() {
     let max = 4 << 20;
     // Created at its cap, and grown to it from the smallest map.
     for initial in [max, 64 << 10] {
-        let map = Shmap::open(
-            map_path(dir.path(), &format!("tiny-{initial}")),
-            &Options::new().initial_size(initial).max_size(max),
-        )
-        .unwrap();
+        let map = capped(dir.path(), &format!("tiny-{initial}"), initial, max, true);
         let (mut most, mut evicted, mut peak) = (0u64, 0u64, 0u64);
         let n = 200_000u64;
         for i in 0..n {
@@ -472,11 +477,7 @@ fn a_live_run_at_the_tail_is_moved_a_step_a_write() {
     let dir = shm_dir();
     let max = 8 << 20;
     for evict in [false, true] {
-        let map = Shmap::open(
-            map_path(dir.path(), &format!("liverun-{evict}")),
-            &Options::new().initial_size(max).max_size(max).evict(evict),
-        )
-        .unwrap();
+        let map = capped(dir.path(), &format!("liverun-{evict}"), max, max, evict);
         let value = vec![5u8; 1000];
         let cap = map.stats().unwrap().log_capacity;
         let live = cap / 2 / 1050;
@@ -522,11 +523,7 @@ fn a_live_run_at_the_tail_is_moved_a_step_a_write() {
 fn churn_in_a_full_index_that_never_evicts_is_not_full() {
     let dir = shm_dir();
     let max = 4 << 20;
-    let map = Shmap::open(
-        map_path(dir.path(), "churn"),
-        &Options::new().initial_size(max).max_size(max).evict(false),
-    )
-    .unwrap();
+    let map = capped(dir.path(), "churn", max, max, false);
     let slots = map.stats().unwrap().index_slots;
     let live = slots * 9 / 16;
     for i in 0..live {
