@@ -79,9 +79,10 @@ pub(crate) fn initial_under(budget: u64, share: u64) -> Plan {
     if plan_len(&plan).saturating_add(idx) <= share {
         return plan;
     }
+    // `share - idx` is under `plan`'s length, so `smaller` fits the initial size too. The
+    // smallest map has no room to spare: it keeps its generation (its index is a page).
     let smaller = initial(HEADER_LEN + share.saturating_sub(idx));
-    // The smallest map has no room to spare: it keeps its generation (its index is a page).
-    if smaller.log_cap.is_some_and(|c| c > PAGE) && plan_len(&smaller) <= budget {
+    if smaller.log_cap.is_some_and(|c| c > PAGE) {
         smaller
     } else {
         plan

@@ -47,8 +47,8 @@ pub(crate) struct Shared {
     /// refused, is not asked for again.
     pub no_index_build_at: Vec<AtomicU64>,
     /// Per shard of a map of several: the generation (`cap | log2(slots)`) whose index was
-    /// refused a doubling at the cap; an index that cannot grow holds its entries at half its
-    /// slots (see `Writer::hold_entries`). Asked again when the generation changes or
+    /// refused a doubling at the cap; an index that cannot grow holds its entries at 7/16 of
+    /// its slots (see `Writer::hold_entries`). Asked again when the generation changes or
     /// `max_size` does (empty with one shard, whose plan is a few loads).
     pub index_capped_at: Vec<AtomicU64>,
     /// The longest wait for another process.
@@ -59,14 +59,19 @@ pub(crate) struct Shared {
     pub key: (u64, u64),
 }
 
+/// One zeroed word per shard.
+fn per_shard(shard_bits: u32) -> Vec<AtomicU64> {
+    (0..1usize << shard_bits)
+        .map(|_| AtomicU64::new(0))
+        .collect()
+}
+
 /// One word per shard of a map of several shards; none for a map of one.
 fn per_shard_of_several(shard_bits: u32) -> Vec<AtomicU64> {
     if shard_bits == 0 {
         Vec::new()
     } else {
-        (0..1usize << shard_bits)
-            .map(|_| AtomicU64::new(0))
-            .collect()
+        per_shard(shard_bits)
     }
 }
 
@@ -109,12 +114,8 @@ impl Shared {
             shard_bits,
             local: (0..1usize << shard_bits).map(|_| Mutex::new(())).collect(),
             place_local: Mutex::new(()),
-            no_build_at: (0..1usize << shard_bits)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            no_index_build_at: (0..1usize << shard_bits)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            no_build_at: per_shard(shard_bits),
+            no_index_build_at: per_shard(shard_bits),
             cap_checked: per_shard_of_several(shard_bits),
             index_capped_at: per_shard_of_several(shard_bits),
             lock_timeout: opts.lock_timeout,
