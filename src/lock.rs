@@ -106,6 +106,13 @@ pub(crate) fn alive(mem: &Mem, me: Option<Proc>, slot: u32, incarnation: u32) ->
     Ok(now == incarnation)
 }
 
+/// Spin rounds before a waiter's first yield, and the reads of the lock word in each (about
+/// 30-50 ns apiece on x86: `pause` plus a load), together a few microseconds. Measured with
+/// `node` writers on 2 cores (4 shards): 4 writers 1.53-1.56M sets/s -> 1.73-1.77M, 2 writers
+/// 1.64-1.68M -> 1.75M, `sched_yield`s in the adapters' app 1,088 -> 317 in 3 s.
+const SPIN_ROUNDS: u32 = 4;
+const SPIN_READS: u32 = 32;
+
 /// Backoff for futex waits: short first, then up to 50 ms between liveness checks.
 struct Backoff(Duration);
 
@@ -214,9 +221,21 @@ pub(crate) fn lock_writer(
         };
         if spins < 100 {
             spins += 1;
-            std::hint::spin_loop();
-            if spins.is_multiple_of(10) {
-                std::thread::yield_now();
+            // A critical section is about a microsecond: first wait that long on the core,
+            // reading (not writing) the lock's line, so that a holder running on another core
+            // is not answered with a context switch; then yield now and then.
+            if spins <= SPIN_ROUNDS {
+                for _ in 0..SPIN_READS {
+                    std::hint::spin_loop();
+                    if w.load_u32(off, Ordering::Relaxed)? == 0 {
+                        break;
+                    }
+                }
+            } else {
+                std::hint::spin_loop();
+                if spins.is_multiple_of(10) {
+                    std::thread::yield_now();
+                }
             }
             continue;
         }
