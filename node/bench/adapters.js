@@ -7,8 +7,14 @@
 //   redis   connect-redis 9 + rate-limit-redis + @keyv/redis on a local redis-server
 //           (what users run across workers today)
 //   memory  express-session's MemoryStore + express-rate-limit's MemoryStore + Keyv's Map:
-//           a per-process ceiling, wrong across workers (each worker has its own sessions and
-//           counters)
+//           a per-process ceiling, wrong across workers (each worker has its own counters and
+//           cache). So that it does the same work per request as the shared stores, each login's
+//           session is copied to every worker's MemoryStore before the load starts: without
+//           that, 3 requests in 4 would find no session on a 4-worker app (and make a new one
+//           instead of parsing and touching it).
+//
+// `copiesSessions` is the bench's own plumbing (worker -> primary -> workers, at login only),
+// outside every measured request.
 //
 // Each request: the rate limiter counts it (one increment), express-session loads the session
 // named by the request's cookie and touches it (the session is unmodified), and the handler
@@ -69,7 +75,9 @@ async function stores(stack, opts) {
       keyv: new KeyvRedis(url),
     };
   }
-  return { session: undefined, rateLimit: undefined, keyv: undefined }; // the libraries' memory stores
+  // The libraries' memory stores (Keyv's Map and express-rate-limit's MemoryStore by default).
+  const session = require('express-session');
+  return { session: new session.MemoryStore(), rateLimit: undefined, keyv: undefined, copiesSessions: true };
 }
 
 async function appWorker(stack, opts) {
@@ -89,7 +97,16 @@ async function appWorker(stack, opts) {
     store: s.session, secret: 'bench', resave: false, saveUninitialized: false,
     cookie: { maxAge: 3_600_000 }, name: 'sid',
   }));
-  app.post('/login', (req, res) => { req.session.user = req.get('x-user'); res.json({ ok: true }); });
+  app.post('/login', (req, res) => {
+    req.session.user = req.get('x-user');
+    if (!s.copiesSessions) return res.json({ ok: true });
+    // Per-process stores: the session goes to the other workers' stores too (through the
+    // primary), so that every request finds its session as it does with a shared store.
+    return req.session.save((err) => {
+      if (err) return res.status(500).end();
+      process.send({ t: 'session', sid: req.sessionID, sess: JSON.parse(JSON.stringify(req.session)) }, () => res.json({ ok: true }));
+    });
+  });
   app.get('/item/:id', async (req, res) => {
     const id = Number(req.params.id);
     let v = await keyv.get(String(id));
@@ -100,7 +117,10 @@ async function appWorker(stack, opts) {
     res.json({ user: req.session.user || null, item: v });
   });
   const server = app.listen(opts.port, '127.0.0.1', () => process.send({ t: 'listening' }));
-  process.on('message', (m) => { if (m === 'stop') server.close(() => process.exit(0)); });
+  process.on('message', (m) => {
+    if (m === 'stop') server.close(() => process.exit(0));
+    else if (m && m.t === 'session') s.session.set(m.sid, m.sess, (err) => process.send({ t: 'copied', err: err && String(err) }));
+  });
 }
 
 function appPrimary(stack, opts) {
@@ -117,7 +137,13 @@ function appPrimary(stack, opts) {
   let up = 0;
   for (let i = 0; i < opts.workers; i++) {
     const w = cluster.fork();
-    w.on('message', (m) => { if (m.t === 'listening' && ++up === opts.workers) process.send({ t: 'ready' }); });
+    w.on('message', (m) => {
+      if (m.t === 'listening' && ++up === opts.workers) process.send({ t: 'ready' });
+      else if (m.t === 'session') {
+        // A login on a per-process stack: copy the session to every other worker.
+        for (const o of Object.values(cluster.workers)) if (o !== w) o.send(m);
+      } else if (m.t === 'copied') process.send(m);
+    });
   }
   cluster.on('exit', (w, code) => { if (code) { console.error(`worker exited ${code}`); process.exit(1); } });
   process.on('message', (m) => {
@@ -184,12 +210,24 @@ async function startStack(stack, cfg, redisPort) {
     child.once('message', resolve);
     child.once('exit', (code) => reject(new Error(`${stack} app exited (${code}) before it was ready`)));
   });
+  // Sessions copied between a per-process stack's workers (see /login).
+  let copied = 0;
+  child.on('message', (m) => {
+    if (!m || m.t !== 'copied') return;
+    if (m.err) console.error(`copying a session: ${m.err}`);
+    copied++;
+  });
+  const copiedAll = async (n) => {
+    for (const t0 = Date.now(); copied < n; await sleep(10)) {
+      if (Date.now() - t0 > 10_000) throw new Error(`${stack}: ${copied} of ${n} sessions copied in 10 s`);
+    }
+  };
   const stop = async () => {
     child.send('stop');
     await new Promise((resolve) => { if (child.exitCode !== null) resolve(); else child.once('exit', resolve); });
     for (const f of [map, `${map}-cache`]) fs.rmSync(`/dev/shm/${f}`, { force: true });
   };
-  return { port, stop, pid: child.pid };
+  return { port, stop, pid: child.pid, copiedAll };
 }
 
 // CPU time (ms) of `pids` and all their descendants, from /proc (utime + stime).
@@ -223,6 +261,7 @@ async function prepare(stack, cfg, redis) {
       const c = await post(app.port, '/login', { 'x-user': `user${i}`, 'x-client': `c${i % CLIENTS}` });
       cookies.push(c ? c[0].split(';')[0] : '');
     }
+    if (stack === 'memory') await app.copiedAll(SESSIONS * (cfg.workers - 1));
     const drive = (seconds) => autocannon({
       url: `http://127.0.0.1:${app.port}`,
       connections: cfg.connections,
