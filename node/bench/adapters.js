@@ -357,7 +357,7 @@ async function run(cfg, log = console.log) {
   const cpuRatio = (other) => (runs.shmap && runs[other] ? median(runs.shmap.map((r, i) => runs[other][i].cpuUsPerRequest / r.cpuUsPerRequest)) : null);
   const data = {
     workers: cfg.workers, seconds: cfg.seconds, rounds: cfg.rounds, connections: cfg.connections,
-    sessions: SESSIONS, clients: CLIENTS, items: ITEMS, skipped, runs, summary,
+    sessions: SESSIONS, clients: CLIENTS, items: ITEMS, memorySessionsCopied: true, skipped, runs, summary,
     ratios: { vsRedis: ratio('redis'), vsMemory: ratio('memory') },
     cpuRatios: { vsRedis: cpuRatio('redis'), vsMemory: cpuRatio('memory') },
     goals: { vsRedis: 1.3, vsMemory: 0.95 },

@@ -523,7 +523,9 @@ function markdown(data, charts) {
       `endpoint through Keyv, driven by autocannon (${A.connections} connections, ${A.rounds} rounds of ${A.seconds} s per stack; ` +
       `the three apps run side by side and the load moves between them, order rotating; ${A.sessions} sessions, ${A.clients} rate-limit keys, ${A.items} items). Each request: one rate-limit ` +
       'increment, a session load and touch, a Keyv read (a store on a miss). autocannon runs on the same machine. ' +
-      'CPU per request is the stack\'s CPU time (its cluster; for Redis also redis-server) over its requests, round by round.', '');
+      'CPU per request is the stack\'s CPU time (its cluster; for Redis also redis-server) over its requests, round by round.' +
+      (A.memorySessionsCopied ? ' Each login\'s session is copied to every worker\'s MemoryStore before the load, so that the memory stack, ' +
+        'like the shared ones, finds every request\'s session (otherwise 3 requests in 4 would make a new one instead).' : ''), '');
     o.push('| stores | requests/s (median) | CPU µs/request (median) | p50 ms | p99 ms | non-2xx | errors |', '|---|---:|---:|---:|---:|---:|---:|');
     for (const [k, v] of Object.entries(A.summary)) {
       o.push(`| ${label[k] || k} | ${int(v.requestsPerSec)} | ${v.cpuUsPerRequest ? int(v.cpuUsPerRequest) : '—'} | ${v.latencyP50} | ${v.latencyP99} | ${v.non2xx} | ${v.errors} |`);
