@@ -20,6 +20,9 @@ use crate::types::{
 };
 use crate::write::Writer;
 
+/// The pause between two steps of [`Shmap::compact`], for the writers that waited meanwhile.
+const COMPACT_PAUSE: Duration = Duration::from_micros(50);
+
 /// A handle on a map. Cheap to clone; `Send + Sync`; threads and processes mix freely.
 pub struct Shmap {
     sh: Arc<Shared>,
@@ -323,11 +326,23 @@ impl Shmap {
         Ok(())
     }
 
-    /// Rebuilds the map compactly now (normally this happens by itself).
+    /// Rebuilds the map compactly now (normally this happens by itself), returning when done.
+    /// The copy is the incremental build's, a step of about a millisecond per hold of a shard's
+    /// writer lock: other writers go on in between (format.md, "Incremental build").
     pub fn compact(&self) -> Result<()> {
         for s in 0..self.sh.shards() {
-            let mut g = self.writer_of(s)?;
-            g.writer()?.compact()?;
+            let mut started = false;
+            loop {
+                let done = {
+                    let mut g = self.writer_of(s)?;
+                    g.writer()?.compact_step(&mut started)?
+                };
+                if done {
+                    break;
+                }
+                // A moment for the writers that waited: the lock is free now.
+                std::thread::sleep(COMPACT_PAUSE);
+            }
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! with the switch's one store when the cursor reaches the end. Readers never look at `N`.
 
 use std::sync::atomic::{Ordering, fence};
+use std::time::{Duration, Instant};
 
 use super::{RETIRE_STEP, Writer};
 use crate::arena::{self, Gen, NoSink, Probe};
@@ -59,6 +60,13 @@ impl Build {
         }
     }
 }
+
+/// How long one hold of the writer lock by [`Writer::compact_step`] copies, at most (plus one
+/// batch): between two holds the shard's other writers go on.
+const COMPACT_HOLD: Duration = Duration::from_millis(1);
+/// What a compaction's batch counts as written (a batch then copies four times that, or 512
+/// slots, see [`Writer::advance`]).
+const COMPACT_BATCH: u64 = 64 << 10;
 
 /// Whether `plan`'s ring has room for `live` bytes, for what the build mirrors and the writes
 /// it copies meanwhile (half the live data again), and the ring's reserve.
@@ -240,6 +248,60 @@ impl Writer<'_> {
         }
         // Started, or not yet (retired space was in the way): not a one-step switch either way.
         self.start_build(plan).map(|_| true)
+    }
+
+    /// One hold of the lock's share of a compaction ([`crate::Shmap::compact`]): starts
+    /// building the compact generation behind the writes, or advances the build in flight by
+    /// batches for about [`COMPACT_HOLD`]. True once there is nothing more to do; `started`
+    /// carries, from one hold to the next, whether this compaction's build was started. Between
+    /// holds other writers take the lock (their writes are mirrored, and advance the build
+    /// too), so a compaction holds no writer off for longer than one hold. It switches in one
+    /// step, as before, when the active ring could not take the writes the build lets through
+    /// (see [`Writer::compact_can_wait`]).
+    pub fn compact_step(&mut self, started: &mut bool) -> Result<bool> {
+        if self.build_stale {
+            self.abandon_build()?;
+        }
+        if !self.building() {
+            if *started {
+                // Published (or abandoned for want of room: the ring reclaims dead space by
+                // itself as it wraps).
+                return self.maintain().map(|()| true);
+            }
+            let Some(plan) = self.sizing()?.compact() else {
+                return self.maintain().map(|()| true);
+            };
+            if !self.compact_can_wait(&plan)? {
+                return self.compact().map(|()| true);
+            }
+            match self.start_build(plan) {
+                Ok(true) => *started = true,
+                // A step of retired space was punched instead: started by a later hold.
+                Ok(false) => return Ok(false),
+                // The placement step found the budget held by other shards.
+                Err(Error::Full { .. }) if self.sh.shards() > 1 => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        let t = Instant::now();
+        while self.building() && t.elapsed() < COMPACT_HOLD {
+            let r = self.advance(COMPACT_BATCH, false);
+            self.or_abandon(r)?;
+        }
+        Ok(false)
+    }
+
+    /// Whether a compaction per `plan` can be built behind the writes: its ring holds the live
+    /// data with the build's room, and the active ring has room for the writes that go on
+    /// meanwhile. Each of them copies at least four times its bytes into the build (see
+    /// [`Writer::advance`]), so a quarter of the live data, with the ring's reserve, is enough;
+    /// with less (a map at its cap that evicts keeps its ring full), the first write that found
+    /// the ring full would finish the build in one step, in another writer's `set`.
+    fn compact_can_wait(&self, plan: &Plan) -> Result<bool> {
+        let live = self.ctl(sctl!(self.shard, live_bytes))?;
+        let w = self.w();
+        let free = self.g.free(self.g.head(w)?, self.g.tail(w)?);
+        Ok(holds(plan, live) && free >= (live / 4).saturating_add(self.reserve()))
     }
 
     /// Abandons the build if `r` failed; `Full` and `NoSpace` (no room in `N`, or in the file
