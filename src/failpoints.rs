@@ -56,6 +56,7 @@ pub const ALL: &[&str] = &[
     "build::between_zero_and_cursor",
     "build::between_copy_and_cursor",
     "build::before_publish",
+    "build::between_active_and_counters",
     "build::between_retired_step_and_length",
     // compact
     "switch::between_building_off_and_len",

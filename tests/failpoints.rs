@@ -297,6 +297,61 @@ fn crash_at(point: &str) {
     check_after_crash(&map, &path, point);
 }
 
+/// The map of [`compaction_workload`]: no shrink behind the writes (one per grace period, and
+/// the grace outlasts the test), so the compaction is what makes the ring smaller.
+fn compaction_opts() -> Options {
+    opts().retire_grace(Duration::from_secs(3600))
+}
+
+/// Grows a map (its new ring reserved only in part: `active_alloc` is a watermark), deletes
+/// most of it, then compacts it into a ring smaller than that watermark; `point` aborts only
+/// during the compaction.
+fn compaction_workload(path: &str, point: &str) {
+    let map = Shmap::open(path, &compaction_opts()).unwrap();
+    for i in 0..20_000u64 {
+        map.set(format!("c{i}").as_bytes(), &value(i, 1)).unwrap();
+    }
+    for i in 0..20_000u64 {
+        if i % 50 != 0 {
+            map.remove(format!("c{i}").as_bytes()).unwrap();
+        }
+    }
+    fail::cfg_callback(point, || std::process::abort()).unwrap();
+    map.compact().unwrap();
+}
+
+/// A compaction killed between the publication's store of `active` and the bookkeeping after
+/// it: the next writer must not take the old, larger ring's reservation watermark for the new
+/// ring's (it failed with `Corrupt { what: "ring reservation past the log region" }` before).
+fn a_compaction_killed_after_its_publication() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-compact");
+    let map = Shmap::open(&path, &compaction_opts()).unwrap();
+    let point = "build::between_active_and_counters";
+    let status = Command::new(std::env::current_exe().unwrap())
+        .env("SHMAP_FP_COMPACT", point)
+        .env("SHMAP_FP_PATH", &path)
+        .status()
+        .unwrap();
+    assert!(
+        aborted(status),
+        "{point}: the compaction did not reach it ({status:?})"
+    );
+    check_after_crash(&map, &path, point);
+    for i in (0..20_000u64).step_by(50) {
+        assert_eq!(
+            map.get(format!("c{i}").as_bytes()).unwrap(),
+            Some(value(i, 1)),
+            "c{i} after the compaction was killed"
+        );
+    }
+    // Writes go on into the compacted ring, past what was reserved of it.
+    for i in 0..5_000u64 {
+        map.set(format!("n{i}").as_bytes(), &value(i, 2)).unwrap();
+    }
+    assert!(common::verify_problems(&path).is_empty());
+}
+
 /// A recovery that fails (injected) must leave the duty to recover: the next writer recovers,
 /// so the counters the dead writer left stale are recomputed.
 fn failed_recovery_is_retried() {
@@ -579,6 +634,10 @@ fn main() {
         map.set(b"held", b"1").unwrap();
         std::process::exit(4);
     }
+    if let Ok(point) = std::env::var("SHMAP_FP_COMPACT") {
+        compaction_workload(&std::env::var("SHMAP_FP_PATH").unwrap(), &point);
+        std::process::exit(3);
+    }
     if let Ok(point) = std::env::var("SHMAP_FP_CHILD") {
         let path = std::env::var("SHMAP_FP_PATH").unwrap();
         fail::cfg_callback(point, || {
@@ -620,6 +679,9 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
     }
+    a_compaction_killed_after_its_publication();
+    n += 1;
+    println!("a compaction killed after its publication: ok");
     failed_recovery_is_retried();
     n += 1;
     println!("failed recovery is retried: ok");

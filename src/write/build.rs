@@ -122,8 +122,21 @@ impl Writer<'_> {
         self.build = None;
         self.build_stale = false;
         let s = self.shard;
-        if self.ctl(sctl!(s, build_gen))? == 0 {
+        let g = self.ctl(sctl!(s, build_gen))?;
+        if g == 0 {
             return Ok(());
+        }
+        if g == self.g.number() && self.ctl(sctl!(s, build_cursor))? & INDEX_ONLY == 0 {
+            // Published, then killed before the bookkeeping: the active ring is the build's,
+            // reserved through `build_alloc`, and `active_alloc` may still be the old ring's
+            // watermark (past the end of a smaller ring). Set as the publication sets it.
+            let alloc = self.ctl(sctl!(s, build_alloc))?;
+            let rest = if alloc >= self.g.desc.log_len() {
+                0
+            } else {
+                alloc
+            };
+            self.ctl_set(sctl!(s, active_alloc), rest)?;
         }
         self.ctl_set(sctl!(s, build_gen), 0)?;
         for f in [
@@ -736,6 +749,7 @@ impl Writer<'_> {
         self.honour_quiet()?;
         w.store_u64(sctl!(s, active), n.active_word(), Ordering::Release)?;
         fence(Ordering::Release);
+        fp!("build::between_active_and_counters");
         if self.sh.durable() {
             mem.sync(0, mem.header_len())?;
         }
