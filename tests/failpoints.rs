@@ -317,17 +317,23 @@ fn compaction_workload(path: &str, point: &str) {
         }
     }
     fail::cfg_callback(point, || std::process::abort()).unwrap();
-    map.compact().unwrap();
+    if point.starts_with("switch::") {
+        // A lowered max_size: a one-step switch into a smaller ring.
+        map.set_max_size(2 << 20).unwrap();
+        map.set(b"after-lowering", b"1").unwrap();
+    } else {
+        map.compact().unwrap();
+    }
 }
 
-/// A compaction killed between the publication's store of `active` and the bookkeeping after
-/// it: the next writer must not take the old, larger ring's reservation watermark for the new
-/// ring's (it failed with `Corrupt { what: "ring reservation past the log region" }` before).
-fn a_compaction_killed_after_its_publication() {
+/// A switch to a smaller ring (a compaction's build, or a lowered max_size's one-step switch)
+/// killed between the publication's store of `active` and the bookkeeping after it: the next
+/// writer must not take the old ring's reservation watermark for the new ring's (both failed
+/// with `Corrupt { what: "ring reservation past the log region" }` before).
+fn a_compaction_killed_after_its_publication(point: &str) {
     let dir = common::shm_dir();
     let path = common::map_path(dir.path(), "fp-compact");
     let map = Shmap::open(&path, &compaction_opts()).unwrap();
-    let point = "build::between_active_and_counters";
     let status = Command::new(std::env::current_exe().unwrap())
         .env("SHMAP_FP_COMPACT", point)
         .env("SHMAP_FP_PATH", &path)
@@ -679,9 +685,16 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
     }
-    a_compaction_killed_after_its_publication();
-    n += 1;
-    println!("a compaction killed after its publication: ok");
+    // A build's publication (a compaction), then a one-step switch's (a lowered max_size),
+    // each into a ring smaller than the old one's reservation watermark.
+    for point in [
+        "build::between_active_and_counters",
+        "switch::between_publish_and_counters",
+    ] {
+        a_compaction_killed_after_its_publication(point);
+        n += 1;
+        println!("a switch to a smaller ring killed after its publication ({point}): ok");
+    }
     failed_recovery_is_retried();
     n += 1;
     println!("failed recovery is retried: ok");

@@ -188,6 +188,18 @@ impl Writer<'_> {
             mem.sync(0, mem.header_len())?;
         }
         self.honour_quiet()?;
+        if log_off.is_some() {
+            // A kill between the switch's store and the watermark's store below must leave a
+            // watermark true of either ring: the lower of the two (below it both rings are
+            // reserved; above it a later append reserves again, which is idempotent).
+            let old_len = self.g.desc.log_len();
+            let old = match self.ctl(sctl!(self.shard, active_alloc))? {
+                0 => old_len,
+                a => a.min(old_len),
+            };
+            let both = old.min(log_alloc).min(log_len).max(1);
+            self.ctl_set(sctl!(self.shard, active_alloc), both)?;
+        }
         // The switch: one store. Everything after it may overwrite the old generation, so a
         // release fence orders the store before those writes.
         w.store_u64(
