@@ -446,7 +446,7 @@ impl<'a> Writer<'a> {
         let slots = self.g.slots();
         let limit = (slots / 16).saturating_mul(7);
         if self.ctl(sctl!(self.shard, entries))? < limit
-            || (self.building() && !self.building_index())
+            || self.building_ring()
             || !self.evict_enabled()?
             || !self.index_capped()?
         {
@@ -519,7 +519,7 @@ impl<'a> Writer<'a> {
     fn make_room(&mut self, size: u64) -> Result<()> {
         // The active ring filled before the build in flight completed: it is finished now;
         // an index rebuild goes on through the cleaning (its moves and reclaims mirrored).
-        if self.building() && !self.building_index() {
+        if self.building_ring() {
             return self.finish_build();
         }
         let cap = self.g.cap();
@@ -569,9 +569,7 @@ impl<'a> Writer<'a> {
     fn clean_ahead(&mut self, wrote: u64) -> Result<()> {
         let w = self.w();
         let cap = self.g.cap();
-        if self.g.free(self.g.head(w)?, self.g.tail(w)?) >= cap / 4
-            || (self.building() && !self.building_index())
-        {
+        if self.g.free(self.g.head(w)?, self.g.tail(w)?) >= cap / 4 || self.building_ring() {
             return Ok(());
         }
         if self.evict_enabled()? && self.ctl(sctl!(self.shard, live_bytes))?.saturating_mul(2) > cap

@@ -157,6 +157,12 @@ impl Writer<'_> {
         self.build.is_some()
     }
 
+    /// Whether a build of a new ring is in flight (a growth, a shrink or a compaction, not an
+    /// index rebuild): the active ring is then not cleaned, and fills until the build ends.
+    pub(super) fn building_ring(&self) -> bool {
+        self.build.is_some_and(|b| !b.index_only)
+    }
+
     /// Whether the build in flight rebuilds the index over the active ring (cleaning the
     /// ring goes on meanwhile, mirrored; it is not finished when the ring needs room).
     pub(super) fn building_index(&self) -> bool {
