@@ -972,6 +972,12 @@ impl Writer<'_> {
     }
 }
 
+/// `active_alloc` for a ring region of `len` bytes reserved through `reserved`: 0 once all
+/// of it is.
+fn watermark(reserved: u64, len: u64) -> u64 {
+    if reserved >= len { 0 } else { reserved }
+}
+
 /// What cleaning must achieve.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target {

@@ -7,7 +7,7 @@
 use std::sync::atomic::{Ordering, fence};
 use std::time::{Duration, Instant};
 
-use super::{RETIRE_STEP, Writer};
+use super::{RETIRE_STEP, Writer, watermark};
 use crate::arena::{self, Gen, NoSink, Probe};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
@@ -122,21 +122,8 @@ impl Writer<'_> {
         self.build = None;
         self.build_stale = false;
         let s = self.shard;
-        let g = self.ctl(sctl!(s, build_gen))?;
-        if g == 0 {
+        if self.ctl(sctl!(s, build_gen))? == 0 {
             return Ok(());
-        }
-        if g == self.g.number() && self.ctl(sctl!(s, build_cursor))? & INDEX_ONLY == 0 {
-            // Published, then killed before the bookkeeping: the active ring is the build's,
-            // reserved through `build_alloc`, and `active_alloc` may still be the old ring's
-            // watermark (past the end of a smaller ring). Set as the publication sets it.
-            let alloc = self.ctl(sctl!(s, build_alloc))?;
-            let rest = if alloc >= self.g.desc.log_len() {
-                0
-            } else {
-                alloc
-            };
-            self.ctl_set(sctl!(s, active_alloc), rest)?;
         }
         self.ctl_set(sctl!(s, build_gen), 0)?;
         for f in [
@@ -291,7 +278,7 @@ impl Writer<'_> {
                 return self.maintain().map(|()| true);
             };
             if !self.compact_can_wait(&plan)? {
-                return self.compact().map(|()| true);
+                return self.compact_in_one_step(plan).map(|()| true);
             }
             match self.start_build(plan) {
                 Ok(true) => *started = true,
@@ -753,6 +740,9 @@ impl Writer<'_> {
             mem.sync(0, mem.header_len())?;
         }
         self.honour_quiet()?;
+        if !b.index_only {
+            self.watermark_for_either(self.ctl(sctl!(s, build_alloc))?, n.desc.log_len())?;
+        }
         w.store_u64(sctl!(s, active), n.active_word(), Ordering::Release)?;
         fence(Ordering::Release);
         fp!("build::between_active_and_counters");
@@ -768,8 +758,7 @@ impl Writer<'_> {
         // The rest of the ring is reserved in steps as the active generation's head reaches
         // it (`active_alloc`; 0 once all of it is). An index rebuild's ring keeps its own.
         if !b.index_only {
-            let rest = if alloc >= n.desc.log_len() { 0 } else { alloc };
-            self.ctl_set(sctl!(s, active_alloc), rest)?;
+            self.ctl_set(sctl!(s, active_alloc), watermark(alloc, n.desc.log_len()))?;
         }
         self.ctl_set(sctl!(s, build_gen), 0)?;
         self.ctl_set(sctl!(s, build_cursor), 0)?;
@@ -805,7 +794,7 @@ impl Writer<'_> {
         if to == done {
             return Ok(());
         }
-        self.ctl_set(word, if to >= g.desc.log_len() { 0 } else { to })
+        self.ctl_set(word, watermark(to, g.desc.log_len()))
     }
 }
 

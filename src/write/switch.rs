@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{Ordering, fence};
 
-use super::Writer;
+use super::{Writer, watermark};
 use crate::arena::{self, Gen};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
@@ -189,16 +189,7 @@ impl Writer<'_> {
         }
         self.honour_quiet()?;
         if log_off.is_some() {
-            // A kill between the switch's store and the watermark's store below must leave a
-            // watermark true of either ring: the lower of the two (below it both rings are
-            // reserved; above it a later append reserves again, which is idempotent).
-            let old_len = self.g.desc.log_len();
-            let old = match self.ctl(sctl!(self.shard, active_alloc))? {
-                0 => old_len,
-                a => a.min(old_len),
-            };
-            let both = old.min(log_alloc).min(log_len).max(1);
-            self.ctl_set(sctl!(self.shard, active_alloc), both)?;
+            self.watermark_for_either(log_alloc, log_len)?;
         }
         // The switch: one store. Everything after it may overwrite the old generation, so a
         // release fence orders the store before those writes.
@@ -217,8 +208,10 @@ impl Writer<'_> {
         self.ctl_set(sctl!(self.shard, live_bytes), live)?;
         self.ctl_set(sctl!(self.shard, used_slots), count)?;
         if log_off.is_some() {
-            let rest = if log_alloc >= log_len { 0 } else { log_alloc };
-            self.ctl_set(sctl!(self.shard, active_alloc), rest)?;
+            self.ctl_set(
+                sctl!(self.shard, active_alloc),
+                watermark(log_alloc, log_len),
+            )?;
         }
         self.ctl_set(sctl!(self.shard, building_off), 0)?;
         fp!("switch::between_building_clears");
@@ -698,18 +691,30 @@ impl Writer<'_> {
         self.ctl_set(sctl!(self.shard, live_bytes), 0)
     }
 
-    /// Rebuilds compactly: a ring about twice the live data (not below the initial size).
-    pub fn compact(&mut self) -> Result<()> {
-        // A second generation that would not fit under max_size is not built: the ring
-        // reclaims dead space by itself as it wraps.
-        if let Some(plan) = self.sizing()?.compact() {
-            match self.switch(plan, Fill::Keep) {
-                // The placement step found the budget held by other shards: as above.
-                Err(Error::Full { .. }) if self.sh.shards() > 1 => {}
-                r => r?,
-            }
+    /// Rebuilds compactly per `plan` (a ring about twice the live data) in one step: the
+    /// compaction whose active ring has no room for a build ([`Writer::compact_step`]).
+    pub(super) fn compact_in_one_step(&mut self, plan: Plan) -> Result<()> {
+        match self.switch(plan, Fill::Keep) {
+            // The placement step found the budget held by other shards: as above.
+            Err(Error::Full { .. }) if self.sh.shards() > 1 => {}
+            r => r?,
         }
         self.maintain()
+    }
+
+    /// Before a switch's store of `active` naming a ring of `len` bytes reserved through
+    /// `reserved`: lowers `active_alloc` to a watermark true of either ring, the lower of the
+    /// two, so that a kill between that store and the new ring's own watermark leaves no
+    /// watermark past a smaller ring's end or over pages it never reserved (below it both
+    /// rings are reserved; above it a later append reserves again, which is idempotent).
+    pub(super) fn watermark_for_either(&self, reserved: u64, len: u64) -> Result<()> {
+        let old_len = self.g.desc.log_len();
+        let old = match self.ctl(sctl!(self.shard, active_alloc))? {
+            0 => old_len,
+            a => a.min(old_len),
+        };
+        let both = old.min(reserved).min(len).max(1);
+        self.ctl_set(sctl!(self.shard, active_alloc), both)
     }
 
     /// Rebuilds the generation from records whose checksums verify (after damage or an OS
