@@ -353,18 +353,19 @@ async function run(cfg, log = console.log) {
   }
   // shmap over another stack: the median of the per-round ratios (they ran seconds apart);
   // for CPU, the other stack's CPU per request over shmap's (above 1: shmap costs less).
-  const ratio = (other) => (runs.shmap && runs[other] ? median(runs.shmap.map((r, i) => r.requestsPerSec / runs[other][i].requestsPerSec)) : null);
+  const ratio = (other, of = 'shmap') => (runs[of] && runs[other] ? median(runs[of].map((r, i) => r.requestsPerSec / runs[other][i].requestsPerSec)) : null);
   const cpuRatio = (other) => (runs.shmap && runs[other] ? median(runs.shmap.map((r, i) => runs[other][i].cpuUsPerRequest / r.cpuUsPerRequest)) : null);
   const data = {
     workers: cfg.workers, seconds: cfg.seconds, rounds: cfg.rounds, connections: cfg.connections,
     sessions: SESSIONS, clients: CLIENTS, items: ITEMS, memorySessionsCopied: true, skipped, runs, summary,
-    ratios: { vsRedis: ratio('redis'), vsMemory: ratio('memory') },
+    ratios: { vsRedis: ratio('redis'), vsMemory: ratio('memory'), memoryVsRedis: ratio('redis', 'memory') },
     cpuRatios: { vsRedis: cpuRatio('redis'), vsMemory: cpuRatio('memory') },
     goals: { vsRedis: 1.3, vsMemory: 0.95 },
     versions: versions(),
   };
   if (data.ratios.vsRedis) log(`  shmap / redis  ${data.ratios.vsRedis.toFixed(2)}x (goal >= 1.3x)`);
   if (data.ratios.vsMemory) log(`  shmap / memory ${data.ratios.vsMemory.toFixed(2)}x (goal >= 0.95x)`);
+  if (data.ratios.memoryVsRedis) log(`  memory / redis ${data.ratios.memoryVsRedis.toFixed(2)}x (the most a store reaches here)`);
   for (const [k, v] of Object.entries(data.cpuRatios)) if (v) log(`  CPU per request, ${k.slice(2).toLowerCase()} / shmap: ${v.toFixed(2)}x`);
   return data;
 }

@@ -536,6 +536,14 @@ function markdown(data, charts) {
     if (r.vsRedis) parts.push(`shmap / Redis: ${r.vsRedis.toFixed(2)}× (goal ≥ ${A.goals.vsRedis}×)`);
     if (r.vsMemory) parts.push(`shmap / memory stores: ${r.vsMemory.toFixed(2)}× (goal ≥ ${A.goals.vsMemory}×)`);
     if (parts.length) o.push(`${parts.join('; ')}: medians of the per-round ratios.`, '');
+    // The memory stores do no cross-process work: what they gain over Redis bounds what any
+    // store can gain in this app on this machine (runs before that field was kept: from runs).
+    const ceiling = r.memoryVsRedis || (A.runs && A.runs.memory && A.runs.redis
+      ? median(A.runs.memory.map((m, i) => m.requestsPerSec / A.runs.redis[i].requestsPerSec)) : null);
+    if (ceiling) {
+      o.push(`Memory stores / Redis: ${ceiling.toFixed(2)}×, the ceiling of this app here: a store that does no cross-process work ` +
+        'gains that much over the Redis stores, so a goal above it cannot be met by any store in this run.', '');
+    }
     const c = A.cpuRatios || {};
     const cp = [];
     if (c.vsRedis) cp.push(`the Redis stores use ${c.vsRedis.toFixed(2)}× shmap's CPU per request`);
