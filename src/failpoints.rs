@@ -56,6 +56,7 @@ pub const ALL: &[&str] = &[
     "build::between_zero_and_cursor",
     "build::between_copy_and_cursor",
     "build::before_publish",
+    "build::between_watermark_and_active",
     "build::between_active_and_counters",
     "build::between_retired_step_and_length",
     // compact
@@ -64,9 +65,11 @@ pub const ALL: &[&str] = &[
     "switch::while_filling",
     "switch::retired_written",
     "switch::between_descriptor_and_publish",
+    "switch::between_watermark_and_publish",
     "switch::between_publish_and_counters",
     "switch::between_building_clears",
     "maintain::between_punch_and_flag",
     // map
+    "compact::between_holds",
     "remove_many::between_removes",
 ];

@@ -298,6 +298,12 @@ fn timeout_error(mem: &Mem, lw: &LockWords, word: u32, waited: Duration) -> Erro
     }
 }
 
+/// Owes a recovery: the holder failed with an error in the middle of a sequence of stores
+/// (after a publication), which leaves what a kill there would; the next holder recovers.
+pub(crate) fn owe_recovery(mem: &Mem, lw: &LockWords) {
+    let _ = mem.w().store_u32(lw.recovery, 1, Ordering::Release);
+}
+
 /// Records that the recovery a [`Acquired::Recover`] asked for succeeded.
 pub(crate) fn recovered(mem: &Mem, lw: &LockWords) -> Result<()> {
     mem.w().store_u32(lw.recovery, 0, Ordering::Release)

@@ -18,7 +18,7 @@ use crate::shared::{Shared, read_control, read_shard};
 use crate::types::{
     Condition, Counter, Entry, IncrOptions, LeaseState, Lookup, Meta, SetOptions, Stats, Version,
 };
-use crate::write::Writer;
+use crate::write::{Compaction, Writer};
 
 /// The pause between two steps of [`Shmap::compact`], for the writers that waited meanwhile.
 const COMPACT_PAUSE: Duration = Duration::from_micros(50);
@@ -331,15 +331,16 @@ impl Shmap {
     /// writer lock: other writers go on in between (format.md, "Incremental build").
     pub fn compact(&self) -> Result<()> {
         for s in 0..self.sh.shards() {
-            let mut started = false;
+            let mut c = Compaction::default();
             loop {
                 let done = {
                     let mut g = self.writer_of(s)?;
-                    g.writer()?.compact_step(&mut started)?
+                    g.writer()?.compact_step(&mut c)?
                 };
                 if done {
                     break;
                 }
+                crate::failpoints::fp!("compact::between_holds");
                 // A moment for the writers that waited: the lock is free now.
                 std::thread::sleep(COMPACT_PAUSE);
             }

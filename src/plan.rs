@@ -248,11 +248,17 @@ impl Sizing {
         (rebuildable && self.fits(&plan)).then_some(plan)
     }
 
-    /// A compact rebuild: a ring about twice the live data (not below the initial size); `None`
-    /// when a second generation that size does not fit under `max_size` (the ring then reclaims
-    /// dead space by itself as it wraps).
+    /// A compact rebuild: a ring about three times the live data, so that the writes that
+    /// follow add half as much again before a growth is due (over half the ring; at twice the
+    /// live data, as before, a page of new records started one), but no larger than today's
+    /// ring unless twice the live data needs it; not below the initial size. `None` when a
+    /// second generation that size does not fit under `max_size` (the ring then reclaims dead
+    /// space by itself as it wraps).
     pub fn compact(&self) -> Option<Plan> {
-        let cap = round_up(self.live_bytes.saturating_mul(2).saturating_add(PAGE), PAGE)
+        let live = self.live_bytes;
+        let tight = live.saturating_mul(2).saturating_add(PAGE);
+        let roomy = live.saturating_mul(3).saturating_add(PAGE);
+        let cap = round_up(roomy.min(self.cap().max(tight)), PAGE)
             .unwrap_or(u64::MAX)
             .max(self.min_cap());
         let plan = Plan {
@@ -500,6 +506,10 @@ mod tests {
                 never_over(&s, &p, "compact")?;
                 let cap = p.log_cap.unwrap();
                 prop_assert!(cap - cap / 8 >= s.live_bytes, "compact {p:?} cannot hold {}", s.live_bytes);
+                // No growth is due right after it, and it does not grow a ring that has room.
+                prop_assert!(cap >= s.live_bytes * 2 + PAGE, "compact {p:?}: a growth is due at once");
+                prop_assert!(cap <= s.desc.log_cap.max(round_up(s.live_bytes * 2 + PAGE, PAGE).unwrap()).max(s.min_cap()),
+                    "compact {p:?} grows a ring of {}", s.desc.log_cap);
             }
             if let Some(p) = s.index(slots_for_entries(s.entries + 1)) {
                 never_over(&s, &p, "index")?;

@@ -9,6 +9,7 @@ mod switch;
 use std::sync::atomic::Ordering;
 
 use self::build::Build;
+pub use self::build::Compaction;
 use self::switch::Fill;
 use crate::arena::{Gen, NoSink, Probe};
 use crate::error::{Error, Result};
@@ -970,6 +971,16 @@ impl Writer<'_> {
         self.buf = value;
         r.map(|_| true)
     }
+}
+
+/// What a failpoint returns to stand for a failed `msync` (a disk's I/O error): tests inject
+/// it where a write fails after a publication, which must leave what a kill there leaves.
+#[cfg(feature = "failpoints")]
+fn injected_sync_error() -> Error {
+    Error::io(
+        "msync map file (injected by a failpoint)",
+        std::io::Error::other("injected"),
+    )
 }
 
 /// `active_alloc` for a ring region of `len` bytes reserved through `reserved`: 0 once all

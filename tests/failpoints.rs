@@ -16,7 +16,8 @@
 #![allow(unsafe_code)]
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shmap::{Compare, Condition, Options, SetOptions, Shmap};
@@ -358,6 +359,115 @@ fn a_compaction_killed_after_its_publication(point: &str) {
     assert!(common::verify_problems(&path).is_empty());
 }
 
+/// A write that fails right after a switch's publication (its `msync` on disk, injected here
+/// as an error at `point`) must leave what a kill there leaves: the new generation active and
+/// whole. Before the fix the failing writer kept its view of the old generation and, on its way
+/// out, punched the regions of the build it took for abandoned: the published ring.
+fn an_error_after_a_publication(point: &str) {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-error-after-publish");
+    let map = Shmap::open(&path, &compaction_opts()).unwrap();
+    for i in 0..20_000u64 {
+        map.set(format!("c{i}").as_bytes(), &value(i, 1)).unwrap();
+    }
+    for i in 0..20_000u64 {
+        if i % 50 != 0 {
+            map.remove(format!("c{i}").as_bytes()).unwrap();
+        }
+    }
+    fail::cfg(point, "1*return").unwrap();
+    let failed = if point.starts_with("switch::") {
+        map.set_max_size(2 << 20).unwrap();
+        map.set(b"after-lowering", b"1")
+    } else {
+        map.compact()
+    };
+    fail::remove(point);
+    assert!(
+        failed.is_err(),
+        "{point}: the injected error did not fail the switch"
+    );
+    // The next write recovers what the failed one left, as after a kill there.
+    map.set(b"after-the-error", b"1").unwrap();
+    let problems = common::verify_problems(&path);
+    assert!(problems.is_empty(), "{point}: {problems:?}");
+    for i in (0..20_000u64).step_by(50) {
+        assert_eq!(
+            map.get(format!("c{i}").as_bytes()).unwrap(),
+            Some(value(i, 1)),
+            "{point}: c{i} after the failed publication"
+        );
+    }
+    for i in 0..5_000u64 {
+        map.set(format!("n{i}").as_bytes(), &value(i, 2)).unwrap();
+    }
+    let keys = map.keys().unwrap().len() as u64;
+    assert_eq!(map.stats().unwrap().entries, keys, "{point}: counters");
+    assert!(common::verify_problems(&path).is_empty());
+}
+
+/// A compaction ends with its own generation published, even when a growth began right after
+/// it (the compact ring is small, and another writer's new keys fill it past half between two
+/// holds). Before the fix, `compact` took that growth's build for its own and copied the whole
+/// shard again, in its holds, into a ring twice as large.
+fn a_compaction_ends_with_its_own_generation() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-compact-own");
+    let map = Shmap::open(&path, &compaction_opts()).unwrap();
+    for i in 0..20_000u64 {
+        map.set(format!("c{i}").as_bytes(), &value(i, 1)).unwrap();
+    }
+    for i in 0..20_000u64 {
+        if i % 50 != 0 {
+            map.remove(format!("c{i}").as_bytes()).unwrap();
+        }
+    }
+    let before = map.stats().unwrap();
+    let other = Arc::new(Shmap::open(&path, &compaction_opts()).unwrap());
+    // Between two holds, once a new generation is active and no build is in flight: new keys
+    // until a growth starts. Records the compaction's generation.
+    let published = Arc::new(AtomicU64::new(0));
+    let (o, p) = (Arc::clone(&other), Arc::clone(&published));
+    fail::cfg_callback("compact::between_holds", move || {
+        let s = o.stats().unwrap();
+        if p.load(Ordering::SeqCst) != 0 || s.generation == before.generation || s.building != 0 {
+            return;
+        }
+        p.store(s.generation, Ordering::SeqCst);
+        for i in 0..200_000u64 {
+            o.set(format!("g{i}").as_bytes(), &value(i, 3)).unwrap();
+            if o.stats().unwrap().building != 0 {
+                return;
+            }
+        }
+        panic!("no growth started after 200,000 new keys");
+    })
+    .unwrap();
+    map.compact().unwrap();
+    fail::remove("compact::between_holds");
+    let after = map.stats().unwrap();
+    let ours = published.load(Ordering::SeqCst);
+    assert_ne!(
+        ours, 0,
+        "the compaction was never seen published between two holds"
+    );
+    assert_eq!(
+        after.generation, ours,
+        "compact finished someone else's build: {before:?} {after:?}"
+    );
+    assert_ne!(
+        after.building, 0,
+        "the growth is left to the writes: {after:?}"
+    );
+    for i in (0..20_000u64).step_by(50) {
+        assert_eq!(
+            map.get(format!("c{i}").as_bytes()).unwrap(),
+            Some(value(i, 1))
+        );
+    }
+    assert!(common::verify_problems(&path).is_empty());
+}
+
 /// A recovery that fails (injected) must leave the duty to recover: the next writer recovers,
 /// so the counters the dead writer left stale are recomputed.
 fn failed_recovery_is_retried() {
@@ -688,13 +798,26 @@ fn main() {
     // A build's publication (a compaction), then a one-step switch's (a lowered max_size),
     // each into a ring smaller than the old one's reservation watermark.
     for point in [
+        "build::between_watermark_and_active",
         "build::between_active_and_counters",
+        "switch::between_watermark_and_publish",
         "switch::between_publish_and_counters",
     ] {
         a_compaction_killed_after_its_publication(point);
         n += 1;
         println!("a switch to a smaller ring killed after its publication ({point}): ok");
     }
+    for point in [
+        "build::between_active_and_counters",
+        "switch::between_publish_and_counters",
+    ] {
+        an_error_after_a_publication(point);
+        n += 1;
+        println!("an error right after a switch's publication ({point}): ok");
+    }
+    a_compaction_ends_with_its_own_generation();
+    n += 1;
+    println!("a compaction ends with its own generation: ok");
     failed_recovery_is_retried();
     n += 1;
     println!("failed recovery is retried: ok");

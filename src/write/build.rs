@@ -7,6 +7,8 @@
 use std::sync::atomic::{Ordering, fence};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "failpoints")]
+use super::injected_sync_error;
 use super::{RETIRE_STEP, Writer, watermark};
 use crate::arena::{self, Gen, NoSink, Probe};
 use crate::error::{Error, Result};
@@ -64,6 +66,22 @@ impl Build {
 /// How long one hold of the writer lock by [`Writer::compact_step`] copies, at most (plus one
 /// batch): between two holds the shard's other writers go on.
 const COMPACT_HOLD: Duration = Duration::from_millis(1);
+
+/// How many builds a compaction finishes or starts again before it switches in one step:
+/// others' builds found in flight, and its own abandoned under it.
+const COMPACT_TRIES: u32 = 3;
+
+/// A compaction of one shard in progress, from one hold of its lock to the next
+/// ([`Writer::compact_step`]).
+#[derive(Debug, Default)]
+pub struct Compaction {
+    /// The generation number of the compaction's own build, once started.
+    ours: Option<u64>,
+    /// The last build of someone else's that it found in flight and finished.
+    seen: Option<u64>,
+    /// Builds of others finished, and its own started again.
+    tries: u32,
+}
 /// What a compaction's batch counts as written (a batch then copies four times that, or 512
 /// slots, see [`Writer::advance`]).
 const COMPACT_BATCH: u64 = 64 << 10;
@@ -258,41 +276,58 @@ impl Writer<'_> {
 
     /// One hold of the lock's share of a compaction ([`crate::Shmap::compact`]): starts
     /// building the compact generation behind the writes, or advances the build in flight by
-    /// batches for about [`COMPACT_HOLD`]. True once there is nothing more to do; `started`
-    /// carries, from one hold to the next, whether this compaction's build was started. Between
-    /// holds other writers take the lock (their writes are mirrored, and advance the build
-    /// too), so a compaction holds no writer off for longer than one hold. It switches in one
-    /// step, as before, when the active ring could not take the writes the build lets through
-    /// (see [`Writer::compact_can_wait`]).
-    pub fn compact_step(&mut self, started: &mut bool) -> Result<bool> {
+    /// batches for about [`COMPACT_HOLD`]. True once there is nothing more to do; `c` carries
+    /// the compaction from one hold to the next. Between holds other writers take the lock
+    /// (their writes are mirrored, and advance the build too), so a compaction holds no writer
+    /// off for longer than one hold. It switches in one step, as before, when the active ring
+    /// could not take the writes the build lets through (see [`Writer::compact_can_wait`]).
+    ///
+    /// Done once a generation at least as new as the compaction's own is active: its own, or
+    /// one that a later switch copied from the live records (a generation number is never
+    /// reused). A build found in flight is someone else's, or this one's; either way it is
+    /// finished first. A compaction whose build was abandoned under it (a dead peer's recovery,
+    /// a damaged record, its ring filled) starts again, [`COMPACT_TRIES`] times at most, then
+    /// switches in one step: `compact` ends after a bounded number of builds.
+    pub fn compact_step(&mut self, c: &mut Compaction) -> Result<bool> {
         if self.build_stale {
             self.abandon_build()?;
         }
-        if !self.building() {
-            if *started {
-                // Published (or abandoned for want of room: the ring reclaims dead space by
-                // itself as it wraps).
-                return self.maintain().map(|()| true);
-            }
-            let Some(plan) = self.sizing()?.compact() else {
-                return self.maintain().map(|()| true);
-            };
-            if !self.compact_can_wait(&plan)? {
-                return self.compact_in_one_step(plan).map(|()| true);
-            }
-            match self.start_build(plan) {
-                Ok(true) => *started = true,
-                // A step of retired space was punched instead: started by a later hold.
-                Ok(false) => return Ok(false),
-                // The placement step found the budget held by other shards.
-                Err(Error::Full { .. }) if self.sh.shards() > 1 => return Ok(true),
-                Err(e) => return Err(e),
-            }
+        if c.ours.is_some_and(|g| self.g.number() >= g) {
+            return self.maintain().map(|()| true);
         }
-        let t = Instant::now();
-        while self.building() && t.elapsed() < COMPACT_HOLD {
-            let r = self.advance(COMPACT_BATCH, false);
-            self.or_abandon(r)?;
+        if let Some(b) = self.build {
+            let g = b.n.number();
+            if c.ours != Some(g) && c.seen != Some(g) {
+                // Someone else's build: finished first, and counted against the bound.
+                c.seen = Some(g);
+                c.tries += 1;
+            }
+            let t = Instant::now();
+            while self.building() && t.elapsed() < COMPACT_HOLD {
+                let r = self.advance(COMPACT_BATCH, false);
+                self.or_abandon(r)?;
+            }
+            return Ok(false);
+        }
+        if c.ours.is_some() {
+            c.tries += 1; // abandoned: start again
+        }
+        let Some(plan) = self.sizing()?.compact() else {
+            return self.maintain().map(|()| true);
+        };
+        if c.tries > COMPACT_TRIES || !self.compact_can_wait(&plan)? {
+            return self.compact_in_one_step(plan).map(|()| true);
+        }
+        match self.start_build(plan) {
+            Ok(true) => {
+                c.ours = self.build.map(|b| b.n.number());
+                c.tries += u32::from(c.ours.is_none()); // (never: a started build is in flight)
+            }
+            // A step of retired space was punched instead: started by a later hold.
+            Ok(false) => return Ok(false),
+            // The placement step found the budget held by other shards.
+            Err(Error::Full { .. }) if self.sh.shards() > 1 => return Ok(true),
+            Err(e) => return Err(e),
         }
         Ok(false)
     }
@@ -742,22 +777,37 @@ impl Writer<'_> {
         self.honour_quiet()?;
         if !b.index_only {
             self.watermark_for_either(self.ctl(sctl!(s, build_alloc))?, n.desc.log_len())?;
+            fp!("build::between_watermark_and_active");
         }
         w.store_u64(sctl!(s, active), n.active_word(), Ordering::Release)?;
         fence(Ordering::Release);
-        fp!("build::between_active_and_counters");
+        // From here on `N` is the shard's generation, whatever fails next: a writer that kept
+        // `A` and the build would abandon it on its way out, punching `N`.
+        self.g = n;
+        self.build = None;
+        let r = self.after_build_store(b.index_only);
+        self.or_owe_recovery(r)
+    }
+
+    /// A build's bookkeeping after its store of `active`: counters from line 3, the ring's
+    /// watermark, line 3 and the reservation cleared.
+    fn after_build_store(&mut self, index_only: bool) -> Result<()> {
+        fp!("build::between_active_and_counters", |_| Err(
+            injected_sync_error()
+        ));
+        let mem = &self.sh.mem;
+        let s = self.shard;
+        let n = self.g;
         if self.sh.durable() {
             mem.sync(0, mem.header_len())?;
         }
-        self.g = n;
-        self.build = None;
         let alloc = self.ctl(sctl!(s, build_alloc))?;
         self.ctl_set(sctl!(s, entries), self.ctl(sctl!(s, build_entries))?)?;
         self.ctl_set(sctl!(s, live_bytes), self.ctl(sctl!(s, build_live))?)?;
         self.ctl_set(sctl!(s, used_slots), self.ctl(sctl!(s, build_used))?)?;
         // The rest of the ring is reserved in steps as the active generation's head reaches
         // it (`active_alloc`; 0 once all of it is). An index rebuild's ring keeps its own.
-        if !b.index_only {
+        if !index_only {
             self.ctl_set(sctl!(s, active_alloc), watermark(alloc, n.desc.log_len()))?;
         }
         self.ctl_set(sctl!(s, build_gen), 0)?;

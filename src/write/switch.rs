@@ -190,6 +190,7 @@ impl Writer<'_> {
         self.honour_quiet()?;
         if log_off.is_some() {
             self.watermark_for_either(log_alloc, log_len)?;
+            fp!("switch::between_watermark_and_publish");
         }
         // The switch: one store. Everything after it may overwrite the old generation, so a
         // release fence orders the store before those writes.
@@ -199,32 +200,52 @@ impl Writer<'_> {
             Ordering::Release,
         )?;
         fence(Ordering::Release);
+        // From here on `new` is the shard's generation, whatever fails next.
+        self.g = new;
+        let log = log_off.map(|_| (log_alloc, log_len));
+        let r = self.after_switch_store(count, live, log, copied);
+        self.or_owe_recovery(r)
+    }
+
+    /// A one-step switch's bookkeeping after its store of `active`: counters, the new ring's
+    /// watermark (`log`: reserved through, length), the reservation forgotten.
+    fn after_switch_store(
+        &mut self,
+        count: u64,
+        live: u64,
+        log: Option<(u64, u64)>,
+        copied: u64,
+    ) -> Result<()> {
+        fp!("switch::between_publish_and_counters", |_| Err(
+            super::injected_sync_error()
+        ));
+        let mem = &self.sh.mem;
         if self.sh.durable() {
             mem.sync(0, mem.header_len())?;
         }
-        self.g = new;
-        fp!("switch::between_publish_and_counters");
         self.ctl_set(sctl!(self.shard, entries), count)?;
         self.ctl_set(sctl!(self.shard, live_bytes), live)?;
         self.ctl_set(sctl!(self.shard, used_slots), count)?;
-        if log_off.is_some() {
-            self.ctl_set(
-                sctl!(self.shard, active_alloc),
-                watermark(log_alloc, log_len),
-            )?;
+        if let Some((reserved, len)) = log {
+            self.ctl_set(sctl!(self.shard, active_alloc), watermark(reserved, len))?;
         }
         self.ctl_set(sctl!(self.shard, building_off), 0)?;
         fp!("switch::between_building_clears");
         self.ctl_set(sctl!(self.shard, building_len), 0)?;
         self.ctl_set(sctl!(self.shard, switched_ms), self.now)?;
         self.ctl_add(sctl!(self.shard, switches), 1)?;
-        self.ctl_add(sctl!(self.shard, bytes_copied), copied)?;
-        Ok(())
+        self.ctl_add(sctl!(self.shard, bytes_copied), copied)
     }
 
-    /// Takes the next generation number from the global `next_gen`: unique map-wide, and above
-    /// this shard's active one even if the word was damaged. A number taken by a switch that
-    /// then fails is skipped, which is harmless.
+    /// An error after a switch's store of `active` leaves the shard as a kill there would: the
+    /// next holder of the lock recovers (recounts, forgets the reservation) as after a kill.
+    pub(super) fn or_owe_recovery(&self, r: Result<()>) -> Result<()> {
+        if r.is_err() {
+            crate::lock::owe_recovery(&self.sh.mem, &crate::lock::shard(self.shard));
+        }
+        r
+    }
+
     /// After reserving a new generation's regions (`reserved`): on failure gives back what
     /// part of it was allocated and forgets the reservation; else the generation's number
     /// (`g`, or the next one).
@@ -243,6 +264,9 @@ impl Writer<'_> {
         }
     }
 
+    /// Takes the next generation number from the global `next_gen`: unique map-wide, and above
+    /// this shard's active one even if the word was damaged. A number taken by a switch that
+    /// then fails is skipped, which is harmless.
     pub(super) fn next_generation(&self) -> Result<u64> {
         let w = self.w();
         let floor = self.g.number().saturating_add(1);
@@ -691,7 +715,7 @@ impl Writer<'_> {
         self.ctl_set(sctl!(self.shard, live_bytes), 0)
     }
 
-    /// Rebuilds compactly per `plan` (a ring about twice the live data) in one step: the
+    /// Rebuilds compactly per `plan` (a ring about three times the live data) in one step: the
     /// compaction whose active ring has no room for a build ([`Writer::compact_step`]).
     pub(super) fn compact_in_one_step(&mut self, plan: Plan) -> Result<()> {
         match self.switch(plan, Fill::Keep) {
