@@ -304,11 +304,9 @@ fn compaction_opts() -> Options {
     opts().retire_grace(Duration::from_secs(3600))
 }
 
-/// Grows a map (its new ring reserved only in part: `active_alloc` is a watermark), deletes
-/// most of it, then compacts it into a ring smaller than that watermark; `point` aborts only
-/// during the compaction.
-fn compaction_workload(path: &str, point: &str) {
-    let map = Shmap::open(path, &compaction_opts()).unwrap();
+/// Sets 20,000 values `c<i>` (growing the map), then removes all but every fiftieth: a map
+/// whose compaction makes its ring much smaller.
+fn fill_then_thin(map: &Shmap) {
     for i in 0..20_000u64 {
         map.set(format!("c{i}").as_bytes(), &value(i, 1)).unwrap();
     }
@@ -317,6 +315,30 @@ fn compaction_workload(path: &str, point: &str) {
             map.remove(format!("c{i}").as_bytes()).unwrap();
         }
     }
+}
+
+/// After [`fill_then_thin`] and a switch cut short (`what`): every value kept is there, and
+/// writes go on into the new ring, past what was reserved of it; the map verifies.
+fn kept_then_writes_go_on(map: &Shmap, path: &str, what: &str) {
+    for i in (0..20_000u64).step_by(50) {
+        assert_eq!(
+            map.get(format!("c{i}").as_bytes()).unwrap(),
+            Some(value(i, 1)),
+            "{what}: c{i}"
+        );
+    }
+    for i in 0..5_000u64 {
+        map.set(format!("n{i}").as_bytes(), &value(i, 2)).unwrap();
+    }
+    assert!(common::verify_problems(path).is_empty(), "{what}");
+}
+
+/// Grows a map (its new ring reserved only in part: `active_alloc` is a watermark), deletes
+/// most of it, then compacts it into a ring smaller than that watermark; `point` aborts only
+/// during the compaction.
+fn compaction_workload(path: &str, point: &str) {
+    let map = Shmap::open(path, &compaction_opts()).unwrap();
+    fill_then_thin(&map);
     fail::cfg_callback(point, || std::process::abort()).unwrap();
     if point.starts_with("switch::") {
         // A lowered max_size: a one-step switch into a smaller ring.
@@ -345,18 +367,7 @@ fn a_compaction_killed_after_its_publication(point: &str) {
         "{point}: the compaction did not reach it ({status:?})"
     );
     check_after_crash(&map, &path, point);
-    for i in (0..20_000u64).step_by(50) {
-        assert_eq!(
-            map.get(format!("c{i}").as_bytes()).unwrap(),
-            Some(value(i, 1)),
-            "c{i} after the compaction was killed"
-        );
-    }
-    // Writes go on into the compacted ring, past what was reserved of it.
-    for i in 0..5_000u64 {
-        map.set(format!("n{i}").as_bytes(), &value(i, 2)).unwrap();
-    }
-    assert!(common::verify_problems(&path).is_empty());
+    kept_then_writes_go_on(&map, &path, point);
 }
 
 /// A write that fails right after a switch's publication (its `msync` on disk, injected here
@@ -367,14 +378,7 @@ fn an_error_after_a_publication(point: &str) {
     let dir = common::shm_dir();
     let path = common::map_path(dir.path(), "fp-error-after-publish");
     let map = Shmap::open(&path, &compaction_opts()).unwrap();
-    for i in 0..20_000u64 {
-        map.set(format!("c{i}").as_bytes(), &value(i, 1)).unwrap();
-    }
-    for i in 0..20_000u64 {
-        if i % 50 != 0 {
-            map.remove(format!("c{i}").as_bytes()).unwrap();
-        }
-    }
+    fill_then_thin(&map);
     fail::cfg(point, "1*return").unwrap();
     let failed = if point.starts_with("switch::") {
         map.set_max_size(2 << 20).unwrap();
@@ -391,19 +395,9 @@ fn an_error_after_a_publication(point: &str) {
     map.set(b"after-the-error", b"1").unwrap();
     let problems = common::verify_problems(&path);
     assert!(problems.is_empty(), "{point}: {problems:?}");
-    for i in (0..20_000u64).step_by(50) {
-        assert_eq!(
-            map.get(format!("c{i}").as_bytes()).unwrap(),
-            Some(value(i, 1)),
-            "{point}: c{i} after the failed publication"
-        );
-    }
-    for i in 0..5_000u64 {
-        map.set(format!("n{i}").as_bytes(), &value(i, 2)).unwrap();
-    }
+    kept_then_writes_go_on(&map, &path, point);
     let keys = map.keys().unwrap().len() as u64;
     assert_eq!(map.stats().unwrap().entries, keys, "{point}: counters");
-    assert!(common::verify_problems(&path).is_empty());
 }
 
 /// A compaction ends with its own generation published, even when a growth began right after
@@ -414,14 +408,7 @@ fn a_compaction_ends_with_its_own_generation() {
     let dir = common::shm_dir();
     let path = common::map_path(dir.path(), "fp-compact-own");
     let map = Shmap::open(&path, &compaction_opts()).unwrap();
-    for i in 0..20_000u64 {
-        map.set(format!("c{i}").as_bytes(), &value(i, 1)).unwrap();
-    }
-    for i in 0..20_000u64 {
-        if i % 50 != 0 {
-            map.remove(format!("c{i}").as_bytes()).unwrap();
-        }
-    }
+    fill_then_thin(&map);
     let before = map.stats().unwrap();
     let other = Arc::new(Shmap::open(&path, &compaction_opts()).unwrap());
     // Between two holds, once a new generation is active and no build is in flight: new keys
