@@ -53,6 +53,7 @@ pub const ALL: &[&str] = &[
     "build::started",
     "build::allocated_step",
     "build::between_mirror_and_unlock",
+    "build::mirror_into",
     "build::between_zero_and_cursor",
     "build::between_copy_and_cursor",
     "build::before_publish",

@@ -973,8 +973,8 @@ impl Writer<'_> {
     }
 }
 
-/// What a failpoint returns to stand for a failed `msync` (a disk's I/O error): tests inject
-/// it where a write fails after a publication, which must leave what a kill there leaves.
+/// What a failpoint returns to stand for an I/O error (a failed `msync` or `fallocate`):
+/// tests inject it where a write fails midway, which must leave what a kill there leaves.
 #[cfg(feature = "failpoints")]
 fn injected_sync_error() -> Error {
     Error::io(

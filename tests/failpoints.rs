@@ -400,6 +400,42 @@ fn an_error_after_a_publication(point: &str) {
     assert_eq!(map.stats().unwrap().entries, keys, "{point}: counters");
 }
 
+/// A build that cannot follow a write (its mirror fails: an I/O error, injected here) is
+/// abandoned, and the write still succeeds with its counters. Before the fix the write failed
+/// after its record was published, with `entries` and `live_bytes` left unchanged.
+fn a_failed_mirror_fails_only_the_build() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-mirror");
+    let map = Shmap::open(&path, &opts()).unwrap();
+    let mut n = 0u64;
+    while map.stats().unwrap().building == 0 {
+        map.set(format!("m{n}").as_bytes(), &value(n, 1)).unwrap();
+        n += 1;
+        assert!(n < 1_000_000, "no build started");
+    }
+    fail::cfg("build::mirror_into", "1*return").unwrap();
+    // Rewrites of keys the build has already copied are mirrored.
+    for i in 0..n {
+        map.set(format!("m{i}").as_bytes(), &value(i, 2)).unwrap();
+        map.set(format!("new{i}").as_bytes(), &value(i, 3)).unwrap();
+    }
+    fail::remove("build::mirror_into");
+    let keys = map.keys().unwrap().len() as u64;
+    assert_eq!(keys, 2 * n);
+    assert_eq!(
+        map.stats().unwrap().entries,
+        keys,
+        "counters after the failed mirror"
+    );
+    for i in 0..n {
+        assert_eq!(
+            map.get(format!("m{i}").as_bytes()).unwrap(),
+            Some(value(i, 2))
+        );
+    }
+    assert!(common::verify_problems(&path).is_empty());
+}
+
 /// A compaction ends with its own generation published, even when a growth began right after
 /// it (the compact ring is small, and another writer's new keys fill it past half between two
 /// holds). Before the fix, `compact` took that growth's build for its own and copied the whole
@@ -802,6 +838,9 @@ fn main() {
         n += 1;
         println!("an error right after a switch's publication ({point}): ok");
     }
+    a_failed_mirror_fails_only_the_build();
+    n += 1;
+    println!("a failed mirror fails only the build: ok");
     a_compaction_ends_with_its_own_generation();
     n += 1;
     println!("a compaction ends with its own generation: ok");

@@ -545,7 +545,14 @@ impl Writer<'_> {
         }
         let r = self.mirror_into(b, idx, key, h);
         fp!("build::between_mirror_and_unlock");
-        self.or_abandon(r)
+        // The write itself is done, and its counters come next: a build that cannot follow it
+        // is abandoned, and its error is not the write's (failing the write here left the
+        // counters unchanged for a record already published).
+        if r.is_err() {
+            let a = self.abandon_build();
+            return self.or_owe_recovery(a);
+        }
+        Ok(())
     }
 
     /// [`Writer::mirror`] after cleaning moved the record of slot `idx` within the active
@@ -558,6 +565,7 @@ impl Writer<'_> {
     }
 
     fn mirror_into(&mut self, b: Build, idx: u64, key: &[u8], h: u64) -> Result<()> {
+        fp!("build::mirror_into", |_| Err(injected_sync_error()));
         let n = b.n;
         let w = self.w();
         let s = self.shard;
