@@ -400,6 +400,39 @@ fn an_error_after_a_publication(point: &str) {
     assert_eq!(map.stats().unwrap().entries, keys, "{point}: counters");
 }
 
+/// A one-step switch cut short by an error after it reserved its regions (an `msync` before
+/// its publication, injected here) gives them back: before the fix they stayed allocated and
+/// recorded as the shard's reservation until some later switch overwrote the record.
+fn a_failed_switch_gives_its_regions_back() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-failed-switch");
+    let map = Shmap::open(&path, &compaction_opts()).unwrap();
+    fill_then_thin(&map);
+    map.flush().unwrap();
+    let before = map.stats().unwrap();
+    fail::cfg("switch::between_descriptor_and_publish", "1*return").unwrap();
+    map.set_max_size(2 << 20).unwrap();
+    let failed = map.set(b"after-lowering", b"1");
+    fail::remove("switch::between_descriptor_and_publish");
+    assert!(
+        failed.is_err(),
+        "the injected error did not fail the switch"
+    );
+    let after = map.stats().unwrap();
+    let building = shmap::inspect::Inspector::open(std::path::Path::new(&path), 0)
+        .unwrap()
+        .summary()
+        .unwrap()
+        .building;
+    assert_eq!(
+        building, None,
+        "the failed switch's reservation is still recorded"
+    );
+    assert_eq!(after.generation, before.generation, "{after:?}");
+    map.set_max_size(64 << 20).unwrap();
+    kept_then_writes_go_on(&map, &path, "a failed switch");
+}
+
 /// A build that cannot follow a write (its mirror fails: an I/O error, injected here) is
 /// abandoned, and the write still succeeds with its counters. Before the fix the write failed
 /// after its record was published, with `entries` and `live_bytes` left unchanged.
@@ -838,6 +871,9 @@ fn main() {
         n += 1;
         println!("an error right after a switch's publication ({point}): ok");
     }
+    a_failed_switch_gives_its_regions_back();
+    n += 1;
+    println!("a failed switch gives its regions back: ok");
     a_failed_mirror_fails_only_the_build();
     n += 1;
     println!("a failed mirror fails only the build: ok");

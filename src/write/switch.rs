@@ -40,9 +40,22 @@ struct Carry {
 
 impl Writer<'_> {
     /// Builds a new generation per `plan` and switches to it with one store.
-    pub fn switch(&mut self, mut plan: Plan, fill: Fill) -> Result<()> {
-        // Any other switch replaces a build in flight.
+    pub fn switch(&mut self, plan: Plan, fill: Fill) -> Result<()> {
+        let r = self.switch_once(plan, fill);
+        if r.is_err() {
+            // Cut short by an error (an `msync`, a `fallocate`), not a kill: the regions it
+            // reserved are given back now, as the next recovery would after a kill (outside
+            // the active regions: past its store of `active` they are the active ones).
+            let _ = self.recover_space();
+        }
+        r
+    }
+
+    fn switch_once(&mut self, mut plan: Plan, fill: Fill) -> Result<()> {
+        // Any other switch replaces a build in flight; a reservation left by one that failed
+        // before is given back.
         self.abandon_build()?;
+        self.recover_space()?;
         // Return what earlier switches retired (if their grace passed) before taking more; a
         // shard that switches again within the grace period returns them now (its retired
         // line has room for one switch's regions).
@@ -183,7 +196,9 @@ impl Writer<'_> {
         self.ctl_set(sctl!(self.shard, retired_log_len), rl_len)?;
         fp!("switch::retired_written");
         arena::write_desc(w, self.shard, desc_slot, desc)?;
-        fp!("switch::between_descriptor_and_publish");
+        fp!("switch::between_descriptor_and_publish", |_| Err(
+            super::injected_sync_error()
+        ));
         if self.sh.durable() {
             mem.sync(0, mem.header_len())?;
         }
