@@ -50,6 +50,7 @@ pub const ALL: &[&str] = &[
     "set_if::between_value_and_stamp",
     "set_if::between_stamp_and_floor",
     // build
+    "after_write::start",
     "build::started",
     "build::allocated_step",
     "build::between_mirror_and_unlock",

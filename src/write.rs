@@ -342,8 +342,8 @@ impl<'a> Writer<'a> {
                 }
             }
             self.ctl_add(sctl!(self.shard, bytes_written), size)?;
-            self.after_write(size)?;
-            self.clean_ahead(size)?;
+            let r = self.after_write(size).and_then(|()| self.clean_ahead(size));
+            self.upkeep(r);
             let evicted = self
                 .ctl(sctl!(self.shard, evictions))?
                 .saturating_sub(evictions_before);
@@ -366,9 +366,20 @@ impl<'a> Writer<'a> {
         self.ctl_sub(sctl!(self.shard, entries), 1)?;
         self.ctl_sub(sctl!(self.shard, live_bytes), hit.hdr.size())?;
         let present = !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0;
-        self.after_write(0)?;
-        self.maybe_shrink()?;
+        let r = self.after_write(0).and_then(|()| self.maybe_shrink());
+        self.upkeep(r);
         Ok(present)
+    }
+
+    /// The end of a write that is complete and counted: the upkeep it carries (a build's
+    /// batch, cleaning ahead, a shrink) is not the write's, so its error does not fail the
+    /// write (a retried `incr` would count twice, `set_if` would stop before its stamp). The
+    /// shard owes a recovery instead, as after a kill in the middle of that upkeep (not for a
+    /// lock timeout: the placement lock was not taken, nothing was begun).
+    fn upkeep(&self, r: Result<()>) {
+        if r.is_err_and(|e| !matches!(e, Error::LockTimeout { .. })) {
+            lock::owe_recovery(&self.sh.mem, &lock::shard(self.shard));
+        }
     }
 
     /// Atomic add on an integer counter.

@@ -433,6 +433,23 @@ fn a_failed_switch_gives_its_regions_back() {
     kept_then_writes_go_on(&map, &path, "a failed switch");
 }
 
+/// A write whose upkeep fails (here an injected I/O error at the start of `after_write`) is
+/// still a write that happened: it returns Ok, counted, and the shard owes a recovery. Before
+/// the fix the set failed after its record was published and counted.
+fn a_failed_upkeep_fails_no_write() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-upkeep");
+    let map = Shmap::open(&path, &opts()).unwrap();
+    map.set(b"a", b"1").unwrap();
+    fail::cfg("after_write::start", "1*return").unwrap();
+    let r = map.incr(b"n", 1, 0, None);
+    fail::remove("after_write::start");
+    assert_eq!(r.unwrap(), 1, "the incr that happened failed");
+    assert_eq!(map.incr(b"n", 1, 0, None).unwrap(), 2);
+    assert_eq!(map.stats().unwrap().entries, 2);
+    assert!(common::verify_problems(&path).is_empty());
+}
+
 /// A build that cannot follow a write (its mirror fails: an I/O error, injected here) is
 /// abandoned, and the write still succeeds with its counters. Before the fix the write failed
 /// after its record was published, with `entries` and `live_bytes` left unchanged.
@@ -871,6 +888,9 @@ fn main() {
         n += 1;
         println!("an error right after a switch's publication ({point}): ok");
     }
+    a_failed_upkeep_fails_no_write();
+    n += 1;
+    println!("a failed upkeep fails no write: ok");
     a_failed_switch_gives_its_regions_back();
     n += 1;
     println!("a failed switch gives its regions back: ok");

@@ -178,6 +178,7 @@ impl Writer<'_> {
     /// when a growth is due (live data over half the ring). Never fails the write: a build
     /// that cannot go on is abandoned.
     pub(super) fn after_write(&mut self, wrote: u64) -> Result<()> {
+        fp!("after_write::start", |_| Err(injected_sync_error()));
         if self.build_stale {
             self.abandon_build()?;
         }
