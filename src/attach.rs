@@ -314,12 +314,17 @@ fn recover_alone(path: &Path, file: &File, opts: &Options, sb: &Superblock) -> R
     let shards = 1usize << sb.shard_bits.get();
     // A writer that died holding a shard's lock, or a recovery that failed, leaves the duty
     // to recover that shard even when the last process out marked the map clean.
+    // A dead holder's duty is recorded in the shard's `recovery` word before `reset_all`
+    // clears its lock word, the duty's only record until then: a recovery below that fails,
+    // or a kill, must leave it owed (to a later process alone, or to a writer of an opener
+    // that attaches meanwhile).
     let mut duty = Vec::with_capacity(shards);
     for s in 0..shards {
-        duty.push(
-            w.load_u32(sctl!(s, writer_lock), Ordering::Acquire)? & !LOCK_WAITERS != 0
-                || w.load_u32(sctl!(s, recovery), Ordering::Acquire)? != 0,
-        );
+        let held = w.load_u32(sctl!(s, writer_lock), Ordering::Acquire)? & !LOCK_WAITERS != 0;
+        if held {
+            lock::owe_recovery(&mem, &lock::shard(s));
+        }
+        duty.push(held || w.load_u32(sctl!(s, recovery), Ordering::Acquire)? != 0);
     }
     lock::reset_all(&mem, shards)?;
     let clean = w.load_u32(gctl!(clean), Ordering::Acquire)? == 1;

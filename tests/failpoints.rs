@@ -565,6 +565,35 @@ fn failed_recovery_is_retried() {
     check_after_crash(&map, &path, "recover::start (returned an error)");
 }
 
+/// A writer died holding the lock, the last process out marked the map clean, and the first
+/// process alone then failed to recover (injected): the next process alone must still recover.
+/// Before the fix the failed open had already cleared the dead holder's lock word, the duty's
+/// only record, so the next open took the shard for clean and kept the stale counters.
+fn a_failed_recovery_at_open_keeps_the_duty() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-open-recovery");
+    {
+        let map = Shmap::open(&path, &opts()).unwrap();
+        assert!(aborted(child(&path, DEAD_WRITER_AT)));
+        drop(map); // the last process out: marks the map clean
+    }
+    fail::cfg("recover::start", "1*return").unwrap();
+    let first = Shmap::open(&path, &opts());
+    fail::remove("recover::start");
+    assert!(
+        first.is_err(),
+        "the injected recovery failure did not fail the open"
+    );
+    let map = Shmap::open(&path, &opts()).unwrap();
+    let keys = map.keys().unwrap().len() as u64;
+    assert_eq!(
+        map.stats().unwrap().entries,
+        keys,
+        "the open after the failed one did not recover: the dead writer's stale counter survived"
+    );
+    check_after_crash(&map, &path, "recover::start at open (returned an error)");
+}
+
 /// A writer that holds the lock and does not move (as if stopped): another process's write
 /// fails with `LockTimeout` after the timeout, naming the holder's pid and how long it has held
 /// the lock, leaves no trace (no pending starving deadline), and takes nothing from the live
@@ -903,6 +932,9 @@ fn main() {
     failed_recovery_is_retried();
     n += 1;
     println!("failed recovery is retried: ok");
+    a_failed_recovery_at_open_keeps_the_duty();
+    n += 1;
+    println!("a failed recovery at open keeps the duty: ok");
     a_live_holder_times_waiters_out();
     n += 1;
     println!("a live holder times waiters out: ok");
