@@ -26,6 +26,16 @@ macro_rules! fp {
 
 pub(crate) use fp;
 
+/// What a failpoint returns to stand for an I/O error (a failed `msync` or `fallocate`):
+/// tests inject it where a write fails midway, which must leave what a kill there leaves.
+#[cfg(feature = "failpoints")]
+pub(crate) fn injected_sync_error() -> crate::Error {
+    crate::Error::io(
+        "msync map file (injected by a failpoint)",
+        std::io::Error::other("injected"),
+    )
+}
+
 /// Every failpoint in the crate, in source order by module.
 pub const ALL: &[&str] = &[
     // lock
@@ -35,6 +45,8 @@ pub const ALL: &[&str] = &[
     "lock_writer::between_cas_and_since",
     // attach
     "attach::registry_held",
+    // shared
+    "detach::final_sync",
     // write
     "put::between_append_and_publish",
     "put::between_publish_and_counters",

@@ -10,6 +10,7 @@ use std::time::Duration;
 use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
+use crate::failpoints::fp;
 use crate::format::{self, Control, PAGE, ShardEntry, Superblock, gctl};
 use crate::lock::{self, Proc};
 use crate::options::{Clock, Options};
@@ -188,6 +189,16 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The last process out writes the whole file back before it marks the map clean.
+    fn final_sync(&self) -> Result<()> {
+        fp!("detach::final_sync", |_| Err(
+            crate::failpoints::injected_sync_error()
+        ));
+        self.mem.sync(0, self.mem.file_len())
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         // In a child forked without exec, the slot byte and the flock belong to the parent's
@@ -198,9 +209,10 @@ impl Drop for Shared {
         }
         let Some(me) = self.me else { return };
         lock::release(&self.mem, me);
-        // The last process out (we get the exclusive lock without waiting) marks a clean detach.
-        if self.mem.file().try_lock().is_ok() {
-            let _ = self.mem.sync(0, self.mem.file_len());
+        // The last process out (we get the exclusive lock without waiting) marks a clean detach,
+        // only once everything is written back: a map marked clean skips recovery at the next
+        // open, even after the OS crashed (unsynced pages lost).
+        if self.mem.file().try_lock().is_ok() && self.final_sync().is_ok() {
             let w = self.mem.w();
             let _ = w.store_u32(gctl!(clean), 1, Ordering::Release);
             let _ = self.mem.sync(0, PAGE);

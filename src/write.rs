@@ -984,15 +984,8 @@ impl Writer<'_> {
     }
 }
 
-/// What a failpoint returns to stand for an I/O error (a failed `msync` or `fallocate`):
-/// tests inject it where a write fails midway, which must leave what a kill there leaves.
 #[cfg(feature = "failpoints")]
-fn injected_sync_error() -> Error {
-    Error::io(
-        "msync map file (injected by a failpoint)",
-        std::io::Error::other("injected"),
-    )
-}
+use crate::failpoints::injected_sync_error;
 
 /// `active_alloc` for a ring region of `len` bytes reserved through `reserved`: 0 once all
 /// of it is.

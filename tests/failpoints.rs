@@ -31,6 +31,8 @@ const NEED_DEAD_WRITER: &[&str] = &[
     "recover::between_building_and_recount",
     "recount::between_counters",
 ];
+/// Points reached only by the last process to detach: the parent lets go of the map first.
+const LAST_OUT: &[&str] = &["detach::final_sync"];
 /// The point a first child dies at to leave a dead writer (lock held, counters stale).
 const DEAD_WRITER_AT: &str = "put::between_publish_and_counters";
 
@@ -290,11 +292,13 @@ fn crash_at(point: &str) {
             "{point}: the first child did not die at {DEAD_WRITER_AT}"
         );
     }
+    let map = (!LAST_OUT.contains(&point)).then_some(map);
     let status = child(&path, point);
     assert!(
         aborted(status),
         "failpoint {point} was never reached by the workload (child exited {status:?})"
     );
+    let map = map.unwrap_or_else(|| Shmap::open(&path, &opts()).unwrap());
     check_after_crash(&map, &path, point);
 }
 
@@ -592,6 +596,35 @@ fn a_failed_recovery_at_open_keeps_the_duty() {
         "the open after the failed one did not recover: the dead writer's stale counter survived"
     );
     check_after_crash(&map, &path, "recover::start at open (returned an error)");
+}
+
+/// The last process out whose final `msync` fails (injected; EIO on a disk map) must not mark
+/// the map clean: a clean map skips recovery at the next open, even after an OS crash lost the
+/// pages that were never written back. Before the fix the flag was set regardless.
+fn a_failed_final_sync_leaves_the_map_unclean() {
+    let dir = common::disk_dir();
+    let path = common::map_path(dir.path(), "fp-final-sync");
+    let map = Shmap::open(&path, &opts()).unwrap();
+    map.set(b"kept", b"1").unwrap();
+    fail::cfg("detach::final_sync", "1*return").unwrap();
+    drop(map);
+    fail::remove("detach::final_sync");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let s = shmap::inspect::Inspector::open(std::path::Path::new(&path), now)
+        .unwrap()
+        .summary()
+        .unwrap();
+    assert!(
+        !s.clean_flag,
+        "a detach whose final msync failed marked the map clean"
+    );
+    // The next open recovers it, and the acknowledged write is there.
+    let map = Shmap::open(&path, &opts()).unwrap();
+    assert_eq!(map.get(b"kept").unwrap().as_deref(), Some(&b"1"[..]));
+    check_after_crash(&map, &path, "detach::final_sync (returned an error)");
 }
 
 /// A writer that holds the lock and does not move (as if stopped): another process's write
@@ -935,6 +968,9 @@ fn main() {
     a_failed_recovery_at_open_keeps_the_duty();
     n += 1;
     println!("a failed recovery at open keeps the duty: ok");
+    a_failed_final_sync_leaves_the_map_unclean();
+    n += 1;
+    println!("a failed final msync leaves the map unclean: ok");
     a_live_holder_times_waiters_out();
     n += 1;
     println!("a live holder times waiters out: ok");
