@@ -61,6 +61,7 @@ pub const ALL: &[&str] = &[
     "recover::between_building_and_recount",
     "set_if::between_value_and_stamp",
     "set_if::between_stamp_and_floor",
+    "set_if::between_stamp_and_remove",
     // build
     "after_write::start",
     "build::started",

@@ -760,7 +760,9 @@ impl Shmap {
     /// Returns whether it held. This is what keeps a near cache coherent: a fill that read its
     /// source before an invalidation (which stamped a newer version) cannot put the old value
     /// back; versions live in entries of their own, so the value stays a plain entry.
-    /// Fails with [`Error::NotAnInteger`] if a version entry holds something else.
+    /// Fails with [`Error::NotAnInteger`] if a version entry holds something else. A write
+    /// whose stamp fails (`Full` in an `evict: false` map) changes nothing, except that a
+    /// value it was storing is taken out, never left without its stamp.
     pub fn set_if(
         &self,
         key: &[u8],

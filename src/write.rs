@@ -1062,28 +1062,54 @@ impl<'a> Writer<'a> {
         if !holds {
             return Ok(false);
         }
+        // A stamp that fails (`Full` in an `evict: false` map) must not leave the value
+        // changed without it: a fill's value is taken back out (a miss; the version is as
+        // before), and an invalidation stamps before it removes (removing needs no room).
         match value {
             Some((v, flags, expires)) => {
                 Self::of(ws, h)?.put(key, h, v, flags, expires, false)?;
+                fp!("set_if::between_value_and_stamp");
+                if let Err(e) = Self::stamp(ws, c, vh, fh) {
+                    // If this fails too, what is left is what a kill before the stamp leaves.
+                    let _ = Self::of(ws, h).and_then(|w| w.remove(key, h));
+                    return Err(e);
+                }
+            }
+            // A key that is its own version (or floor) ends holding the stamp, as it always has.
+            None if key == c.version_key || c.floor_key == Some(key) => {
+                Self::of(ws, h)?.remove(key, h)?;
+                Self::stamp(ws, c, vh, fh)?;
             }
             None => {
+                Self::stamp(ws, c, vh, fh)?;
+                fp!("set_if::between_stamp_and_remove");
                 Self::of(ws, h)?.remove(key, h)?;
             }
         }
-        if let Some(ttl) = c.stamp {
-            fp!("set_if::between_value_and_stamp");
-            let vw = Self::of(ws, vh)?;
-            let expires = vw.expiry(ttl)?;
-            let bytes = c.version.to_le_bytes();
-            vw.put(c.version_key, vh, &bytes, FLAG_INT, expires, false)?;
-            fp!("set_if::between_stamp_and_floor");
-            if let (Some(floor), Some(fh)) = (c.floor_key, fh) {
-                let fw = Self::of(ws, fh)?;
-                if fw.live_int(floor)?.is_none_or(|f| f < c.version) {
-                    fw.put(floor, fh, &bytes, FLAG_INT, 0, false)?;
-                }
+        Ok(true)
+    }
+
+    /// `set_if`'s version stamp (if it asks for one), then the floor raised to it.
+    fn stamp(
+        ws: &mut [&mut Writer<'a>],
+        c: &Condition<'_>,
+        vh: u64,
+        fh: Option<u64>,
+    ) -> Result<()> {
+        let Some(ttl) = c.stamp else {
+            return Ok(());
+        };
+        let vw = Self::of(ws, vh)?;
+        let expires = vw.expiry(ttl)?;
+        let bytes = c.version.to_le_bytes();
+        vw.put(c.version_key, vh, &bytes, FLAG_INT, expires, false)?;
+        fp!("set_if::between_stamp_and_floor");
+        if let (Some(floor), Some(fh)) = (c.floor_key, fh) {
+            let fw = Self::of(ws, fh)?;
+            if fw.live_int(floor)?.is_none_or(|f| f < c.version) {
+                fw.put(floor, fh, &bytes, FLAG_INT, 0, false)?;
             }
         }
-        Ok(true)
+        Ok(())
     }
 }

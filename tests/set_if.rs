@@ -204,3 +204,56 @@ fn racing_fills_never_undo_a_stamp_across_processes() {
     }
     assert!(ver > 0, "writers stamped something");
 }
+
+/// A versioned write whose stamp does not fit in a full `evict: false` map fails as a whole.
+/// A fill's value is taken back out (a miss), never left behind without its stamp, where an
+/// older fill could overwrite it; an invalidation removes nothing. Before the fix the fill's
+/// value stayed, the invalidation's key was gone, and both callers got `Full`.
+#[test]
+fn a_versioned_write_whose_stamp_does_not_fit_changes_nothing() {
+    if child_role().is_some() {
+        return;
+    }
+    let dir = shm_dir();
+    let o = Options::new()
+        .initial_size(256 << 10)
+        .max_size(256 << 10)
+        .evict(false);
+    let map = Shmap::open(map_path(dir.path(), "setif-full"), &o).unwrap();
+    let mut n = 0;
+    while map.set(format!("fill{n}").as_bytes(), &[7u8; 1024]).is_ok() {
+        n += 1;
+    }
+    // One record's worth of dead bytes: room for a 600-byte value, not for a 4 KB stamp.
+    map.remove(b"fill0").unwrap();
+    let long_version_key = vec![b'v'; 4000];
+    let c = Condition {
+        version_key: &long_version_key,
+        floor_key: None,
+        version: 1,
+        compare: Compare::Le,
+        stamp: Some(Some(0)),
+    };
+    let r = map.set_if(b"filled", Some(&[1u8; 600]), SetOptions::default(), &c);
+    assert!(
+        matches!(r, Err(Error::Full { .. })),
+        "the stamp should not fit: {r:?}"
+    );
+    assert_eq!(
+        map.get(b"filled").unwrap(),
+        None,
+        "a failed fill left its value without its version stamp"
+    );
+    assert_eq!(map.get(&long_version_key).unwrap(), None);
+    // An invalidation whose stamp does not fit changes nothing (it stamps before it removes);
+    // before, the value was removed and the version left as it was.
+    let r = map.set_if(b"fill5", None, SetOptions::default(), &c);
+    assert!(
+        matches!(r, Err(Error::Full { .. })),
+        "the stamp should not fit: {r:?}"
+    );
+    // Nothing else was lost: every other fill is still there.
+    for i in 1..n {
+        assert!(map.get(format!("fill{i}").as_bytes()).unwrap().is_some());
+    }
+}
