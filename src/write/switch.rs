@@ -71,11 +71,14 @@ impl Writer<'_> {
                 });
             }
         }
-        let mut carry = if fill == Fill::Empty {
-            Vec::new()
+        // Expired and evicted records are counted once the switch is published: one that fails
+        // before leaves them in place, and its retry would count them again.
+        let (mut carry, expired) = if fill == Fill::Empty {
+            (Vec::new(), 0)
         } else {
             self.collect(fill)?
         };
+        let mut evicted = 0;
         if let Some(cap) = plan.log_cap.as_mut() {
             carry.sort_unstable_by_key(|c| c.pos);
             let largest = carry.iter().map(|c| c.size).max().unwrap_or(0);
@@ -83,7 +86,7 @@ impl Writer<'_> {
             let budget = *cap - *cap / 8;
             let total = carry.iter().fold(0u64, |t, c| t.saturating_add(c.size));
             if total > budget {
-                self.fit(&mut carry, budget)?;
+                evicted = self.fit(&mut carry, budget)?;
             }
         }
         plan.slots = plan.slots.max(slots_for_entries(carry.len() as u64));
@@ -218,18 +221,20 @@ impl Writer<'_> {
         // From here on `new` is the shard's generation, whatever fails next.
         self.g = new;
         let log = log_off.map(|_| (log_alloc, log_len));
-        let r = self.after_switch_store(count, live, log, copied);
+        let r = self.after_switch_store(count, live, log, copied, (expired, evicted));
         self.or_owe_recovery(r)
     }
 
     /// A one-step switch's bookkeeping after its store of `active`: counters, the new ring's
-    /// watermark (`log`: reserved through, length), the reservation forgotten.
+    /// watermark (`log`: reserved through, length), the reservation forgotten, and the
+    /// records it left behind (`gone`: expired, evicted).
     fn after_switch_store(
         &mut self,
         count: u64,
         live: u64,
         log: Option<(u64, u64)>,
         copied: u64,
+        gone: (u64, u64),
     ) -> Result<()> {
         fp!("switch::between_publish_and_counters", |_| Err(
             super::injected_sync_error()
@@ -249,6 +254,8 @@ impl Writer<'_> {
         self.ctl_set(sctl!(self.shard, building_len), 0)?;
         self.ctl_set(sctl!(self.shard, switched_ms), self.now)?;
         self.ctl_add(sctl!(self.shard, switches), 1)?;
+        self.ctl_add(sctl!(self.shard, expirations), gone.0)?;
+        self.ctl_add(sctl!(self.shard, evictions), gone.1)?;
         self.ctl_add(sctl!(self.shard, bytes_copied), copied)
     }
 
@@ -371,8 +378,8 @@ impl Writer<'_> {
         })
     }
 
-    /// Live records of the active generation (expired ones are reclaimed here).
-    fn collect(&mut self, fill: Fill) -> Result<Vec<Carry>> {
+    /// Live records of the active generation, and how many expired ones it leaves behind.
+    fn collect(&mut self, fill: Fill) -> Result<(Vec<Carry>, u64)> {
         let w = self.w();
         let g = self.g;
         let (head, tail) = (g.head(w)?, g.tail(w)?);
@@ -413,13 +420,12 @@ impl Writer<'_> {
                 hash: format::hash(&key, self.sh.seed),
             });
         }
-        self.ctl_add(sctl!(self.shard, expirations), expired)?;
-        Ok(out)
+        Ok((out, expired))
     }
 
     /// Drops records (CLOCK order: unreferenced oldest first, then oldest) until the rest fit
-    /// in `budget` bytes. Refuses with `Full` when eviction is off.
-    fn fit(&mut self, carry: &mut Vec<Carry>, budget: u64) -> Result<()> {
+    /// in `budget` bytes; returns how many it dropped. Refuses with `Full` when eviction is off.
+    fn fit(&mut self, carry: &mut Vec<Carry>, budget: u64) -> Result<u64> {
         let mut total = carry.iter().fold(0u64, |t, c| t.saturating_add(c.size));
         if !self.evict_enabled()? {
             return Err(Error::Full {
@@ -441,7 +447,7 @@ impl Writer<'_> {
         let evicted = drop.iter().filter(|d| **d).count() as u64;
         let mut it = drop.iter();
         carry.retain(|_| !*it.next().unwrap_or(&false));
-        self.ctl_add(sctl!(self.shard, evictions), evicted)
+        Ok(evicted)
     }
 
     /// The byte ranges in use: the header and the active generation's regions (every shard's,
