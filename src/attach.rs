@@ -326,7 +326,9 @@ fn recover_alone(path: &Path, file: &File, opts: &Options, sb: &Superblock) -> R
         }
         duty.push(held || w.load_u32(sctl!(s, recovery), Ordering::Acquire)? != 0);
     }
+    fp!("recover_alone::between_duty_and_reset");
     lock::reset_all(&mem, shards)?;
+    fp!("recover_alone::between_reset_and_recovery");
     let clean = w.load_u32(gctl!(clean), Ordering::Acquire)? == 1;
     let stored_boot = [
         w.load_u64(gctl!(boot_id), Ordering::Acquire)?,

@@ -45,6 +45,8 @@ pub const ALL: &[&str] = &[
     "lock_writer::between_cas_and_since",
     // attach
     "attach::registry_held",
+    "recover_alone::between_duty_and_reset",
+    "recover_alone::between_reset_and_recovery",
     // shared
     "detach::final_sync",
     // write
