@@ -322,9 +322,16 @@ impl Gen {
         if self.cap() - phys < RECORD_HEADER_LEN {
             return Ok(Err("record header crosses the end of the ring"));
         }
-        let mut buf = [0u8; RECORD_HEADER_LEN as usize];
-        w.read(self.ring(phys), &mut buf)?;
-        let hdr = RecordHeader::read_from_bytes(&buf).map_err(|_| Error::corrupt(pos, "header"))?;
+        let at = self.ring(phys);
+        let hdr: RecordHeader = if at.is_multiple_of(8) {
+            // Records are 8-aligned: three word loads, the bytes in file order.
+            zerocopy::transmute!(w.load_words::<3>(at)?)
+        } else {
+            // Only a damaged slot names an unaligned position.
+            let mut buf = [0u8; RECORD_HEADER_LEN as usize];
+            w.read(at, &mut buf)?;
+            RecordHeader::read_from_bytes(&buf).map_err(|_| Error::corrupt(pos, "header"))?
+        };
         match hdr.check_bounds(phys, self.cap()) {
             Some(size) => Ok(Ok((hdr, size))),
             None => Ok(Err("record lengths exceed the ring")),
@@ -548,10 +555,10 @@ impl Gen {
 
 /// Reads shard `shard`'s descriptor slot `slot`.
 pub(crate) fn read_desc(w: &Window, shard: usize, slot: u64) -> Result<Desc> {
-    let at = format::desc_off(shard, slot);
-    let mut buf = [0u8; std::mem::size_of::<Desc>()];
-    w.read(at, &mut buf)?;
-    Desc::read_from_bytes(&buf).map_err(|_| Error::corrupt(at, "descriptor"))
+    // Read as words (see `Window::load_words`): a descriptor is read by every write.
+    Ok(zerocopy::transmute!(
+        w.load_words::<8>(format::desc_off(shard, slot))?
+    ))
 }
 
 /// Writes shard `shard`'s descriptor slot `slot` (with its checksum).

@@ -656,13 +656,20 @@ impl<'a> WriteGuard<'a> {
     /// or a recovery is still pending. The duty is cleared only once recovery succeeded.
     pub fn writer(&mut self) -> Result<&mut Writer<'a>> {
         if self.wr.is_none() {
-            let mut wr = Writer::new(self.sh, self.shard)?;
+            // Built in place: a `Writer` is a few hundred bytes, moved twice it was a tenth
+            // of a small `set`.
+            let wr = self.wr.insert(Writer::new(self.sh, self.shard)?);
             if self.how == Acquired::Recover {
-                wr.recover()?;
-                lock::recovered(&self.sh.mem, &lock::shard(self.shard))?;
+                let r = wr
+                    .recover()
+                    .and_then(|()| lock::recovered(&self.sh.mem, &lock::shard(self.shard)));
+                if let Err(e) = r {
+                    // No writer without its recovery: a later call recovers again.
+                    self.wr = None;
+                    return Err(e);
+                }
                 self.how = Acquired::Clean;
             }
-            self.wr = Some(wr);
         }
         self.wr.as_mut().ok_or(Error::Busy)
     }

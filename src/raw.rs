@@ -402,6 +402,22 @@ impl Window {
         Ok(self.a64(off)?.load(o))
     }
 
+    /// `N` consecutive atomic 8-byte loads (relaxed) behind one bounds check: a record header
+    /// read as words, not bytes, so that its copy moves whole words (a byte-wise copy into a
+    /// buffer, then word-sized reads of it, stalls on store forwarding).
+    #[inline]
+    pub fn load_words<const N: usize>(&self, off: u64) -> Result<[u64; N]> {
+        let p = self.check(off, 8 * N as u64, 8)?;
+        let mut out = [0u64; N];
+        for (i, o) in out.iter_mut().enumerate() {
+            // SAFETY: `p + 8 i` is 8-aligned (`off` is, checked) and its 8 bytes are in bounds
+            // (all `8 N` were checked) of a live mapping; shared memory is only ever accessed
+            // atomically, so no non-atomic access races.
+            *o = unsafe { AtomicU64::from_ptr(p.add(8 * i).cast::<u64>()) }.load(Ordering::Relaxed);
+        }
+        Ok(out)
+    }
+
     /// Atomic 8-byte store.
     #[inline]
     pub fn store_u64(&self, off: u64, v: u64, o: Ordering) -> Result<()> {
@@ -415,22 +431,6 @@ impl Window {
         Ok(self
             .a64w(off)?
             .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire))
-    }
-
-    /// Atomic 8-byte add; returns the previous value.
-    #[inline]
-    pub fn add_u64(&self, off: u64, v: u64) -> Result<u64> {
-        Ok(self.a64w(off)?.fetch_add(v, Ordering::AcqRel))
-    }
-
-    /// Atomic 8-byte subtract (saturating at zero); returns the previous value.
-    #[inline]
-    pub fn sub_u64(&self, off: u64, v: u64) -> Result<u64> {
-        let a = self.a64w(off)?;
-        Ok(a.fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| {
-            Some(x.saturating_sub(v))
-        })
-        .unwrap_or_else(|x| x))
     }
 
     /// Atomic 4-byte load.
@@ -854,6 +854,18 @@ mod tests {
         let mut buf = [0u8; 16];
         assert!(w.read(w.len() - 8, &mut buf).is_err());
         assert!(w.load_u64(8, Ordering::Relaxed).is_ok());
+        // `load_words` checks all its words at once, and their alignment.
+        assert!(w.load_words::<3>(w.len() - 16).is_err());
+        assert!(w.load_words::<3>(4).is_err());
+        assert!(w.load_words::<3>(u64::MAX - 7).is_err());
+        w.write(64, &(1..=24).collect::<Vec<u8>>()).unwrap();
+        let words = w.load_words::<3>(64).unwrap();
+        let bytes: Vec<u8> = words.iter().flat_map(|x| x.to_ne_bytes()).collect();
+        assert_eq!(
+            bytes,
+            (1..=24).collect::<Vec<u8>>(),
+            "the bytes in file order"
+        );
     }
 
     #[test]
