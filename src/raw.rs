@@ -433,6 +433,22 @@ impl Window {
             .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire))
     }
 
+    /// Atomic 8-byte add; returns the previous value.
+    #[inline]
+    pub fn add_u64(&self, off: u64, v: u64) -> Result<u64> {
+        Ok(self.a64w(off)?.fetch_add(v, Ordering::AcqRel))
+    }
+
+    /// Atomic 8-byte subtract (saturating at zero); returns the previous value.
+    #[inline]
+    pub fn sub_u64(&self, off: u64, v: u64) -> Result<u64> {
+        let a = self.a64w(off)?;
+        Ok(a.fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| {
+            Some(x.saturating_sub(v))
+        })
+        .unwrap_or_else(|x| x))
+    }
+
     /// Atomic 4-byte load.
     #[inline]
     pub fn load_u32(&self, off: u64, o: Ordering) -> Result<u32> {
