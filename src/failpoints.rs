@@ -62,8 +62,8 @@ pub const ALL: &[&str] = &[
     "recover::start",
     "recover::between_building_and_recount",
     "set_if::between_value_and_stamp",
+    "set_if::between_remove_and_stamp",
     "set_if::between_stamp_and_floor",
-    "set_if::between_stamp_and_remove",
     // build
     "after_write::start",
     "build::started",

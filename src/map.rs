@@ -711,7 +711,11 @@ fn lock_local(sh: &Shared, shard: usize) -> Result<MutexGuard<'_, ()>> {
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        if let Some(wr) = self.wr.as_mut() {
+        // No upkeep on a shard whose recovery did not complete (a panic inside it unwinds
+        // through here with the writer already built).
+        if self.how == Acquired::Clean
+            && let Some(wr) = self.wr.as_mut()
+        {
             let _ = wr.housekeep_step();
         }
         lock::unlock_writer(&self.sh.mem, &lock::shard(self.shard));
@@ -768,8 +772,8 @@ impl Shmap {
     /// source before an invalidation (which stamped a newer version) cannot put the old value
     /// back; versions live in entries of their own, so the value stays a plain entry.
     /// Fails with [`Error::NotAnInteger`] if a version entry holds something else. A write
-    /// whose stamp fails (`Full` in an `evict: false` map) changes nothing, except that a
-    /// value it was storing is taken out, never left without its stamp.
+    /// whose stamp fails (`Full` in an `evict: false` map) leaves `key` absent (a value it was
+    /// storing is taken back out, with the value it replaced), never a value without its stamp.
     pub fn set_if(
         &self,
         key: &[u8],

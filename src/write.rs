@@ -1068,9 +1068,10 @@ impl<'a> Writer<'a> {
         if !holds {
             return Ok(false);
         }
-        // A stamp that fails (`Full` in an `evict: false` map) must not leave the value
-        // changed without it: a fill's value is taken back out (a miss; the version is as
-        // before), and an invalidation stamps before it removes (removing needs no room).
+        // A stamp that fails (`Full` in an `evict: false` map) leaves a miss, never a value
+        // without its stamp (which an older fill could overwrite): a fill's value is taken back
+        // out; an invalidation removes first (a kill before its stamp leaves a miss too, where
+        // stamping first would leave the stale value readable).
         match value {
             Some((v, flags, expires)) => {
                 Self::of(ws, h)?.put(key, h, v, flags, expires, false)?;
@@ -1081,15 +1082,10 @@ impl<'a> Writer<'a> {
                     return Err(e);
                 }
             }
-            // A key that is its own version (or floor) ends holding the stamp, as it always has.
-            None if key == c.version_key || c.floor_key == Some(key) => {
-                Self::of(ws, h)?.remove(key, h)?;
-                Self::stamp(ws, c, vh, fh)?;
-            }
             None => {
-                Self::stamp(ws, c, vh, fh)?;
-                fp!("set_if::between_stamp_and_remove");
                 Self::of(ws, h)?.remove(key, h)?;
+                fp!("set_if::between_remove_and_stamp");
+                Self::stamp(ws, c, vh, fh)?;
             }
         }
         Ok(true)

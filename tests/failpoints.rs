@@ -90,8 +90,8 @@ fn workload(path: &str) {
                 .unwrap();
             map.incr(b"counter", 1, 0, None).unwrap();
         }
-        // Versioned writes: value, then version stamp, then floor (the Redis tier's fills and
-        // invalidations).
+        // Versioned writes: value (or its removal), then version stamp, then floor (the Redis
+        // tier's fills and invalidations).
         for v in 0..20i64 {
             let c = Condition {
                 version_key: b"v:versioned",
@@ -456,6 +456,15 @@ fn a_failed_switch_gives_its_regions_back() {
         (after.expirations, after.evictions),
         (before.expirations, before.evictions),
         "the failed switch counted records it did not drop"
+    );
+    // The same switch, now through: the 50 expired records are counted once.
+    map.set(b"after-lowering", b"1").unwrap();
+    let through = map.stats().unwrap();
+    assert!(through.generation > before.generation, "{through:?}");
+    assert_eq!(
+        through.expirations,
+        before.expirations + 50,
+        "the switch that went through did not count its expired records once"
     );
     map.set_max_size(64 << 20).unwrap();
     kept_then_writes_go_on(&map, &path, "a failed switch");
