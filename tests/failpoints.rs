@@ -642,14 +642,7 @@ fn a_failed_final_sync_leaves_the_map_unclean() {
     fail::cfg("detach::final_sync", "1*return").unwrap();
     drop(map);
     fail::remove("detach::final_sync");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let s = shmap::inspect::Inspector::open(std::path::Path::new(&path), now)
-        .unwrap()
-        .summary()
-        .unwrap();
+    let s = common::inspector(&path).summary().unwrap();
     assert!(
         !s.clean_flag,
         "a detach whose final msync failed marked the map clean"

@@ -82,14 +82,7 @@ fn absurd_ring_positions_never_panic() {
         let tail_at = log_off + std::mem::offset_of!(LogHeader, tail) as u64;
         f.write_all_at(&head.to_le_bytes(), head_at).unwrap();
         f.write_all_at(&tail.to_le_bytes(), tail_at).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let damaged = shmap::inspect::Inspector::open(std::path::Path::new(&path), now)
-            .unwrap()
-            .verify()
-            .unwrap();
+        let damaged = inspector(&path).verify().unwrap();
         assert!(
             damaged.problems.iter().any(|p| p.what.contains("head")),
             "the walk did not report the ring's head {head}: {:?}",
@@ -114,7 +107,7 @@ fn absurd_ring_positions_never_panic() {
         let _ = m.entries();
         let _ = m.compact();
         let _ = m.stats();
-        let insp = shmap::inspect::Inspector::open(std::path::Path::new(&path), now).unwrap();
+        let insp = inspector(&path);
         let _ = insp.summary();
         let v = insp.verify().unwrap();
         assert!(v.problems.is_empty(), "after the rebuild: {:?}", v.problems);

@@ -107,17 +107,19 @@ pub fn manual_clock(
     )
 }
 
-/// What the core's verification walk (the one `shmap-inspect --verify` runs) finds wrong with
-/// the map at `path`, read as of now.
+/// The inspector `shmap-inspect` uses, on the map at `path`, reading expiries as of now.
 #[allow(dead_code)]
-pub fn verify_problems(path: &str) -> Vec<shmap::inspect::Problem> {
+pub fn inspector(path: &str) -> shmap::inspect::Inspector {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    shmap::inspect::Inspector::open(Path::new(path), now)
-        .unwrap()
-        .verify()
-        .unwrap()
-        .problems
+    shmap::inspect::Inspector::open(Path::new(path), now).unwrap()
+}
+
+/// What the core's verification walk (the one `shmap-inspect --verify` runs) finds wrong with
+/// the map at `path`, read as of now.
+#[allow(dead_code)]
+pub fn verify_problems(path: &str) -> Vec<shmap::inspect::Problem> {
+    inspector(path).verify().unwrap().problems
 }
