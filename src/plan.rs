@@ -167,11 +167,32 @@ impl Sizing {
         } else {
             cap.saturating_mul(2).max(need).min(largest)
         };
+        // `largest_cap` kept room for a rebuild of the current index; the new one may be
+        // larger (sized for the new ring): fewer slots, down to twice the entries, until a
+        // rebuild of it fits beside it once the active generation is returned (the proptest
+        // found a 405 KB value growing a 64 KiB ring to 6.3 MiB with a 1 MiB index under 8 MiB).
+        let mut slots = self.slots_for_cap(new);
+        let rebuild_fits = |slots: u64| {
+            let plan = Plan {
+                slots,
+                log_cap: Some(new),
+            };
+            HEADER_LEN
+                .saturating_add(plan_len(&plan))
+                .saturating_add(index_region_len(slots))
+                <= self.max_size
+        };
+        while !rebuild_fits(slots)
+            && slots > MIN_SLOTS
+            && slots / 2 > self.entries.saturating_mul(2)
+        {
+            slots /= 2;
+        }
         let plan = Plan {
-            slots: self.slots_for_cap(new),
+            slots,
             log_cap: Some(new),
         };
-        self.fits(&plan).then_some(plan)
+        (self.fits(&plan) && rebuild_fits(slots)).then_some(plan)
     }
 
     /// The smallest sensible ring: the one the map was created with.
