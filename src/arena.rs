@@ -327,7 +327,8 @@ impl Gen {
             // Records are 8-aligned: three word loads, the bytes in file order.
             zerocopy::transmute!(w.load_words::<3>(at)?)
         } else {
-            // Only a damaged slot names an unaligned position.
+            // Slots hold multiples of 8 and rings start page-aligned: only a damaged log
+            // header (its head or tail) names an unaligned position.
             let mut buf = [0u8; RECORD_HEADER_LEN as usize];
             w.read(at, &mut buf)?;
             RecordHeader::read_from_bytes(&buf).map_err(|_| Error::corrupt(pos, "header"))?

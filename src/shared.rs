@@ -187,9 +187,7 @@ impl Shared {
     pub fn durable(&self) -> bool {
         !self.on_tmpfs
     }
-}
 
-impl Shared {
     /// The last process out writes the whole file back before it marks the map clean.
     fn final_sync(&self) -> Result<()> {
         fp!("detach::final_sync", |_| Err(

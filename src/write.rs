@@ -990,9 +990,6 @@ impl Writer<'_> {
     }
 }
 
-#[cfg(feature = "failpoints")]
-use crate::failpoints::injected_sync_error;
-
 /// `active_alloc` for a ring region of `len` bytes reserved through `reserved`: 0 once all
 /// of it is.
 fn watermark(reserved: u64, len: u64) -> u64 {

@@ -7,12 +7,12 @@
 use std::sync::atomic::{Ordering, fence};
 use std::time::{Duration, Instant};
 
-#[cfg(feature = "failpoints")]
-use super::injected_sync_error;
 use super::{RETIRE_STEP, Writer, watermark};
 use crate::arena::{self, Gen, NoSink, Probe};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
+#[cfg(feature = "failpoints")]
+use crate::failpoints::injected_sync_error;
 use crate::format::{
     self, Desc, LOG_HEADER_LEN, PAGE, RecordHeader, index_region_len, log_region_len, round_up,
     sctl, slot,

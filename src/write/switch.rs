@@ -200,7 +200,7 @@ impl Writer<'_> {
         fp!("switch::retired_written");
         arena::write_desc(w, self.shard, desc_slot, desc)?;
         fp!("switch::between_descriptor_and_publish", |_| Err(
-            super::injected_sync_error()
+            crate::failpoints::injected_sync_error()
         ));
         if self.sh.durable() {
             mem.sync(0, mem.header_len())?;
@@ -237,7 +237,7 @@ impl Writer<'_> {
         gone: (u64, u64),
     ) -> Result<()> {
         fp!("switch::between_publish_and_counters", |_| Err(
-            super::injected_sync_error()
+            crate::failpoints::injected_sync_error()
         ));
         let mem = &self.sh.mem;
         if self.sh.durable() {
