@@ -61,6 +61,7 @@ pub const ALL: &[&str] = &[
     "recount::between_counters",
     "recover::start",
     "recover::between_building_and_recount",
+    "housekeep::step",
     "set_if::between_value_and_stamp",
     "set_if::between_remove_and_stamp",
     "set_if::between_stamp_and_floor",

@@ -830,6 +830,7 @@ impl<'a> Writer<'a> {
     /// [`Writer::housekeep`] at the end of a write: retired regions are punched at most
     /// [`RETIRE_STEP`] bytes a write, so no write pays for a whole retired generation.
     pub fn housekeep_step(&mut self) -> Result<()> {
+        fp!("housekeep::step");
         self.maintain_by(RETIRE_STEP)?;
         self.maybe_shrink()
     }

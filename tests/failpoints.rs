@@ -602,6 +602,35 @@ fn failed_recovery_is_retried() {
     check_after_crash(&map, &path, "recover::start (returned an error)");
 }
 
+/// A recovery that panics unwinds through the write's guard, which must then leave the shard
+/// alone: no housekeeping on a shard whose recovery did not complete, only the unlock, and the
+/// duty to recover stays for the next writer. The housekeeping point panics too, so reaching it
+/// while unwinding aborts this process; before the fix the guard's drop housekept regardless.
+fn a_recovery_that_panics_leaves_the_shard_to_the_next_writer() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-recovery-panic");
+    let map = Shmap::open(&path, &opts()).unwrap();
+    assert!(aborted(child(&path, DEAD_WRITER_AT)));
+    fail::cfg("recover::start", "1*panic").unwrap();
+    fail::cfg("housekeep::step", "panic").unwrap();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| map.set(b"x", b"1")));
+    std::panic::set_hook(hook);
+    fail::remove("housekeep::step");
+    fail::remove("recover::start");
+    assert!(first.is_err(), "the injected panic did not unwind");
+    // The lock was released and the duty kept: the next write recovers and goes through.
+    map.set(b"x", b"1").unwrap();
+    let keys = map.keys().unwrap().len() as u64;
+    assert_eq!(
+        map.stats().unwrap().entries,
+        keys,
+        "the write after the panic did not recover: the dead writer's stale counter survived"
+    );
+    check_after_crash(&map, &path, "recover::start (panicked)");
+}
+
 /// A writer died holding the lock, the last process out marked the map clean, and the first
 /// process alone then failed to recover (injected): the next process alone must still recover.
 /// Before the fix the failed open had already cleared the dead holder's lock word, the duty's
@@ -991,6 +1020,9 @@ fn main() {
     failed_recovery_is_retried();
     n += 1;
     println!("failed recovery is retried: ok");
+    a_recovery_that_panics_leaves_the_shard_to_the_next_writer();
+    n += 1;
+    println!("a recovery that panics leaves the shard to the next writer: ok");
     a_failed_recovery_at_open_keeps_the_duty();
     n += 1;
     println!("a failed recovery at open keeps the duty: ok");
