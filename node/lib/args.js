@@ -33,7 +33,8 @@ function writeKey(key) {
     return keyBuf.utf8Write(key, 0);
   }
   if (key instanceof Uint8Array) {
-    const n = key.length;
+    // byteLength, not length: an own `length` property can say anything.
+    const n = key.byteLength;
     if (n === 0) throw argValue('key', 'must not be empty', key);
     if (n > MAX_KEY) throw keyTooLarge(n);
     keyBuf.set(key, 0);
@@ -46,8 +47,11 @@ function writeKey(key) {
 function ttlArg(ttl, name = 'ttlMs') {
   if (ttl === undefined) return -1;
   if (typeof ttl !== 'number') throw argType(name, 'of type number', ttl);
-  if (!(ttl >= 0)) throw outOfRange(name, '>= 0', ttl);
   if (ttl === Infinity) return 0;
+  // Past 2^53 ms (285,000 years) a TTL only saturates the clock: say so rather than store it.
+  if (!(ttl >= 0 && ttl <= Number.MAX_SAFE_INTEGER)) {
+    throw outOfRange(name, `>= 0 and <= ${Number.MAX_SAFE_INTEGER}, or Infinity`, ttl);
+  }
   // A positive TTL under 1 ms is 1 ms: flooring it to 0 would mean "never expires".
   return ttl > 0 && ttl < 1 ? 1 : Math.floor(ttl);
 }
@@ -101,9 +105,36 @@ function uidsArg(v, name) {
   return v.slice();
 }
 
+// Bytes the addon may read while nothing else changes them: a view of a SharedArrayBuffer,
+// which another thread may be writing, is copied first (the record's checksum and its copy in
+// the map must be of the same bytes; Rust must not read memory that changes under it).
+function stableBytes(u) {
+  return u.buffer instanceof SharedArrayBuffer ? Buffer.from(u) : u;
+}
+
+// JSON text for a value stored as JSON; a value JSON cannot hold (cyclic, BigInt, a toJSON
+// that returns undefined, a function or a Symbol) is a TypeError naming "value".
+function jsonText(value) {
+  let json;
+  try {
+    json = JSON.stringify(value);
+  } catch (e) {
+    const err = argValue('value', `cannot be stored as JSON (${e.message})`, value);
+    err.cause = e;
+    throw err;
+  }
+  if (typeof json !== 'string') {
+    throw argValue('value', 'cannot be stored as JSON (its toJSON gave no JSON value)', value);
+  }
+  return json;
+}
+
 function isThenable(v) {
   return v !== null && (typeof v === 'object' || typeof v === 'function') &&
     typeof v.then === 'function';
 }
 
-module.exports = { writeKey, writePrefix, ttlArg, sizeArg, boolArg, modeArg, uidsArg, shardsArg, isThenable };
+module.exports = {
+  writeKey, writePrefix, ttlArg, sizeArg, boolArg, modeArg, uidsArg, shardsArg, isThenable,
+  stableBytes, jsonText,
+};

@@ -3,6 +3,8 @@
 // value comes back with the type it was stored with. Encoding is done by the handle (it writes
 // into its own io buffer: see Shmap#store); decoding is here.
 
+const { stableBytes, jsonText } = require('./args');
+
 // Type tags. Must match `mod tag` in src/lib.rs.
 const T_BYTES = 0; // Buffer
 const T_ASCII = 1; // string, ASCII bytes (decoded as latin1: same bytes, fastest)
@@ -75,8 +77,8 @@ function encodeValue(value) {
     case 'boolean': return [value ? T_TRUE : T_FALSE, EMPTY];
     case 'object':
       if (value === null) return [T_NULL, EMPTY];
-      if (value instanceof Uint8Array) return [value instanceof Buffer ? T_BYTES : T_U8, value];
-      if (Array.isArray(value) || isPlainObject(value)) return encodeText(JSON.stringify(value), T_JSON);
+      if (value instanceof Uint8Array) return [value instanceof Buffer ? T_BYTES : T_U8, stableBytes(value)];
+      if (Array.isArray(value) || isPlainObject(value)) return encodeText(jsonText(value), T_JSON);
       return undefined;
     default: return undefined;
   }

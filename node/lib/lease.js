@@ -18,8 +18,9 @@ const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 const sleepSync = (ms) => Atomics.wait(SLEEPER, 0, 0, ms);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// Keys being loaded by an async getOrSet in this thread ("<path>\0<key>"): a synchronous
-// getOrSet must not block waiting for a loader that needs this very thread to finish.
+// Keys being loaded in this thread ("<path>\0<key>"), from the loader's call until its value
+// (or its Promise's) is stored: a getOrSet of such a key in this thread, nested in the loader
+// or while its Promise is pending, must not wait for a lease that only this thread can end.
 const inflight = new Set();
 
 // A sync loader is waited for synchronously.
@@ -29,7 +30,7 @@ function getOrSetSync(port, key, loader, ttl) {
     const v = port.get(key);
     if (v !== undefined) return v;
     if (inflight.has(port.flightKey(key))) {
-      // An async load of this key is running in this thread: waiting here would block it.
+      // This thread is loading the key: waiting here would wait for itself.
       return finishLoad(port, key, loader(key), ttl, 0);
     }
     const st = port.lease(key);
@@ -42,7 +43,7 @@ function getOrSetSync(port, key, loader, ttl) {
   }
 }
 
-// An async loader: waits with timers.
+// An async loader: waits with timers (for a load in this thread too: the wait does not block it).
 async function getOrSetAsync(port, key, loader, ttl) {
   let delay = 1;
   for (;;) {
@@ -50,15 +51,7 @@ async function getOrSetAsync(port, key, loader, ttl) {
     if (v !== undefined) return v;
     const st = port.lease(key);
     if (st.state === 0) return st.value;
-    if (st.state === 1) {
-      const fk = port.flightKey(key);
-      inflight.add(fk);
-      try {
-        return await load(port, key, loader, ttl, st.token);
-      } finally {
-        inflight.delete(fk);
-      }
-    }
+    if (st.state === 1) return load(port, key, loader, ttl, st.token);
     do {
       await sleep(delay);
       delay = Math.min(delay * 2, 50);
@@ -66,27 +59,36 @@ async function getOrSetAsync(port, key, loader, ttl) {
   }
 }
 
+// Runs the loader under the lease `token`; the key is in `inflight` until its value is stored
+// or the load failed (then the lease is given back).
 function load(port, key, loader, ttl, token) {
-  let value;
+  const fk = port.flightKey(key);
+  inflight.add(fk);
+  let pending = false;
   try {
-    value = loader(key);
+    const value = loader(key);
+    if (isThenable(value)) {
+      pending = true;
+      return Promise.resolve(value).then(
+        (v) => finishLoad(port, key, v, ttl, token),
+        (e) => { release(port, key, token); throw e; },
+      ).finally(() => inflight.delete(fk));
+    }
+    return finishLoad(port, key, value, ttl, token);
   } catch (e) {
+    // The loader threw, or so did its result's `then` getter.
     release(port, key, token);
     throw e;
+  } finally {
+    if (!pending) inflight.delete(fk);
   }
-  if (isThenable(value)) {
-    return Promise.resolve(value).then(
-      (v) => finishLoad(port, key, v, ttl, token),
-      (e) => { release(port, key, token); throw e; });
-  }
-  return finishLoad(port, key, value, ttl, token);
 }
 
 function finishLoad(port, key, value, ttl, token) {
-  if (isThenable(value)) {
-    return Promise.resolve(value).then((v) => finishLoad(port, key, v, ttl, token));
-  }
   try {
+    if (isThenable(value)) {
+      return Promise.resolve(value).then((v) => finishLoad(port, key, v, ttl, token));
+    }
     port.store(key, value, ttl);
   } catch (e) {
     release(port, key, token);

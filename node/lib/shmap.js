@@ -6,7 +6,9 @@
 
 const { native, fast, keyBuf, verBuf, ver, handles, MISS, UNCHANGED } = require('./native');
 const { argType, argValue, outOfRange } = require('./errors');
-const { writeKey, writePrefix, ttlArg, sizeArg, boolArg, modeArg, uidsArg, shardsArg } = require('./args');
+const {
+  writeKey, writePrefix, ttlArg, sizeArg, boolArg, modeArg, uidsArg, shardsArg, stableBytes, jsonText,
+} = require('./args');
 const {
   T_BYTES, T_ASCII, T_JSON, T_F64, T_TRUE, T_FALSE, T_NULL, T_INT, T_U8, TWO_32,
   isPlainObject, decode, decodeEntryValue, encodeValue,
@@ -385,18 +387,11 @@ class Shmap {
       case 'object': {
         if (value === null) return fast.put(id, klen, 0, T_NULL, ttl, add);
         if (value instanceof Uint8Array) {
-          return native.putBytes(id, klen, value, value instanceof Buffer ? T_BYTES : T_U8, ttl, add);
+          const tag = value instanceof Buffer ? T_BYTES : T_U8;
+          return native.putBytes(id, klen, stableBytes(value), tag, ttl, add);
         }
         if (Array.isArray(value) || isPlainObject(value)) {
-          let json;
-          try {
-            json = JSON.stringify(value);
-          } catch (e) {
-            const err = argValue('value', `cannot be stored as JSON (${e.message})`, value);
-            err.cause = e;
-            throw err;
-          }
-          const utf16 = this.#writeString(json);
+          const utf16 = this.#writeString(jsonText(value));
           return fast.put(id, klen, this.#vlen, T_JSON + utf16, ttl, add);
         }
         break;
@@ -463,12 +458,14 @@ function ifVersionArg(cond) {
   const { versionKey, floorKey, version, compare = '<=', stamp = false, stampTtlMs } = cond;
   const keyBytes = (k, name) => {
     if (typeof k === 'string' && k !== '') return Buffer.from(k, 'utf8');
-    if (k instanceof Uint8Array && k.length > 0) return Buffer.from(k.buffer, k.byteOffset, k.length);
+    if (k instanceof Uint8Array && k.byteLength > 0) {
+      return stableBytes(Buffer.from(k.buffer, k.byteOffset, k.byteLength));
+    }
     throw argType(name, 'a non-empty string, Buffer or Uint8Array', k);
   };
   if (typeof version !== 'number') throw argType('cond.version', 'of type number', version);
   if (!Number.isSafeInteger(version)) throw outOfRange('cond.version', 'a safe integer', version);
-  if (!(compare in COMPARE)) throw argValue('cond.compare', "must be '<=', '<' or '==='", compare);
+  if (typeof compare !== 'string' || !Object.hasOwn(COMPARE, compare)) throw argValue('cond.compare', "must be '<=', '<' or '==='", compare);
   return {
     versionKey: keyBytes(versionKey, 'cond.versionKey'),
     floorKey: floorKey === undefined ? undefined : keyBytes(floorKey, 'cond.floorKey'),

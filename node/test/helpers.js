@@ -22,12 +22,16 @@ function tempDir(t) {
 }
 
 /** Asserts that `fn` throws an error with `code` (and of class `Ctor`, if given). */
+// Asserts that fn throws a `Ctor` with `code`; returns what it threw.
 function throwsCode(assert, fn, code, Ctor = Error) {
+  let thrown;
   assert.throws(fn, (e) => {
+    thrown = e;
     assert.ok(e instanceof Ctor, `expected a ${Ctor.name}, got ${e && e.constructor && e.constructor.name}: ${e && e.message}`);
     assert.equal(e.code, code, `expected code ${code}, got ${e.code}: ${e.message}`);
     return true;
   });
+  return thrown;
 }
 
 const WORKER = path.join(__dirname, 'fixtures', 'worker.js');
