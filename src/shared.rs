@@ -44,6 +44,12 @@ pub(crate) struct Shared {
     /// Per shard, the ring capacity at which starting a build was refused (no plan, or no
     /// room): not tried again until the ring changes.
     pub no_build_at: Vec<AtomicU64>,
+    /// Per shard, the ring capacity at which a build to a smaller ring met a record over a
+    /// sixteenth of the new ring (`ring_floor_of`: sixteen times that record): until the ring
+    /// changes, no shrink or compaction builds a ring below it.
+    pub ring_floor_at: Vec<AtomicU64>,
+    /// See `ring_floor_at`.
+    pub ring_floor_of: Vec<AtomicU64>,
     /// Per shard: the used-slot count below which an index rebuild behind the writes, once
     /// refused, is not asked for again.
     pub no_index_build_at: Vec<AtomicU64>,
@@ -116,6 +122,8 @@ impl Shared {
             local: (0..1usize << shard_bits).map(|_| Mutex::new(())).collect(),
             place_local: Mutex::new(()),
             no_build_at: per_shard(shard_bits),
+            ring_floor_at: per_shard(shard_bits),
+            ring_floor_of: per_shard(shard_bits),
             no_index_build_at: per_shard(shard_bits),
             cap_checked: per_shard_of_several(shard_bits),
             index_capped_at: per_shard_of_several(shard_bits),

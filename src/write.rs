@@ -855,6 +855,10 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         if let Some(plan) = self.sizing()?.shrink() {
+            if self.ring_floor() >= self.g.cap() {
+                // A record here needs the ring as it is (a build found it): no smaller ring.
+                return Ok(());
+            }
             // Built in bounded steps behind the writes, as a growth is, when the smaller ring
             // has the build's room (it has: a shrink keeps four times the live data).
             let r = self.start_shrink(plan).and_then(|started| {

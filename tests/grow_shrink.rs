@@ -295,3 +295,72 @@ fn a_compaction_lets_other_writers_in_between_its_steps() {
     drop(map);
     assert!(verify_problems(&path).is_empty());
 }
+
+/// A large value and little else, then a rebuild behind the writes to a smaller ring (a
+/// `compact`, or a shrink once the other keys are gone): the new ring must still be at least
+/// sixteen times the large record, else its cleaning can never move it. Before the fix the
+/// build sized its ring from the live bytes alone (300 KiB in a 908 KiB ring): with `evict:
+/// false` a later `set` failed with `Full` far below `max_size`, with eviction on the large
+/// value was evicted from a map almost empty.
+fn a_large_value_survives_a_smaller_rebuild(evict: bool, by_shrink: bool) {
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "large-rebuilt");
+    let o = Options::new()
+        .initial_size(64 << 10)
+        .max_size(64 << 20)
+        .evict(evict)
+        .retire_grace(Duration::ZERO);
+    let map = Shmap::open(&path, &o).unwrap();
+    let big = vec![5u8; 300 << 10];
+    map.set(b"big", &big).unwrap();
+    if by_shrink {
+        // Grow the ring with other keys, then remove them: the writes after shrink it.
+        let v = vec![1u8; 1000];
+        for i in 0..20_000u32 {
+            map.set(format!("other{i}").as_bytes(), &v).unwrap();
+        }
+        for i in 0..20_000u32 {
+            map.remove(format!("other{i}").as_bytes()).unwrap();
+        }
+    } else {
+        map.compact().unwrap();
+    }
+    let v = vec![1u8; 1000];
+    for i in 0..20_000u32 {
+        if let Err(e) = map.set(format!("hot{}", i % 8).as_bytes(), &v) {
+            let s = map.stats().unwrap();
+            panic!(
+                "evict={evict} by_shrink={by_shrink}: set #{i} failed: {e} (live {} of a {} ring)",
+                s.live_bytes, s.log_capacity
+            );
+        }
+    }
+    let s = map.stats().unwrap();
+    assert_eq!(
+        map.get(b"big").unwrap().as_deref(),
+        Some(&big[..]),
+        "evict={evict} by_shrink={by_shrink}: the large value was evicted from a map almost empty \
+         (evictions {}, live {}, ring {})",
+        s.evictions,
+        s.live_bytes,
+        s.log_capacity
+    );
+    assert!(
+        s.log_capacity >= 16 * (300 << 10),
+        "ring {} for a 300 KiB record",
+        s.log_capacity
+    );
+    assert!(verify_problems(&path).is_empty());
+}
+
+#[test]
+fn a_large_value_survives_a_compaction() {
+    a_large_value_survives_a_smaller_rebuild(false, false);
+    a_large_value_survives_a_smaller_rebuild(true, false);
+}
+
+#[test]
+fn a_large_value_survives_a_shrink() {
+    a_large_value_survives_a_smaller_rebuild(false, true);
+    a_large_value_survives_a_smaller_rebuild(true, true);
+}

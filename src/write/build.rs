@@ -264,11 +264,44 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Whether `plan`'s ring is below what a build to a smaller ring found a record of this
+    /// shard's needs (see `Shared::ring_floor_at`): such a plan is built in one step, whose
+    /// ring is sized for the largest record it carries, or not at all.
+    pub(super) fn below_ring_floor(&self, plan: &Plan) -> bool {
+        plan.log_cap.unwrap_or(0) < self.ring_floor()
+    }
+
+    /// Remembers that a ring of `floor` bytes is the least a record of this shard needs, while
+    /// the shard's ring is `at` bytes.
+    pub(super) fn note_ring_floor(&self, at: u64, floor: u64) {
+        let s = self.shard;
+        if let (Some(a), Some(of)) = (self.sh.ring_floor_at.get(s), self.sh.ring_floor_of.get(s)) {
+            if a.swap(at, Ordering::Relaxed) == at {
+                of.fetch_max(floor, Ordering::Relaxed);
+            } else {
+                of.store(floor, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The smallest ring a record of this shard needs, as a build or a switch found it (0:
+    /// none found, or the ring changed since).
+    pub(super) fn ring_floor(&self) -> u64 {
+        let s = self.shard;
+        match (self.sh.ring_floor_at.get(s), self.sh.ring_floor_of.get(s)) {
+            (Some(at), Some(of)) if at.load(Ordering::Relaxed) == self.g.cap() => {
+                of.load(Ordering::Relaxed)
+            }
+            _ => 0,
+        }
+    }
+
     /// Starts building the shrink `plan` when its ring holds the live data with the build's
-    /// room (see [`holds`]); false when it does not (the caller switches in one step).
+    /// room (see [`holds`]) and the largest record known (see [`Writer::below_ring_floor`]);
+    /// false when it does not (the caller switches in one step, for the live data alone).
     pub(super) fn start_shrink(&mut self, plan: Plan) -> Result<bool> {
         let live = self.ctl(sctl!(self.shard, live_bytes))?;
-        if !holds(&plan, live) {
+        if !holds(&plan, live) || self.below_ring_floor(&plan) {
             return Ok(false);
         }
         // Started, or not yet (retired space was in the way): not a one-step switch either way.
@@ -316,7 +349,10 @@ impl Writer<'_> {
         let Some(plan) = self.sizing()?.compact() else {
             return self.maintain().map(|()| true);
         };
-        if c.tries > COMPACT_TRIES || !self.compact_can_wait(&plan)? {
+        if c.tries > COMPACT_TRIES
+            || self.below_ring_floor(&plan)
+            || !self.compact_can_wait(&plan)?
+        {
             return self.compact_in_one_step(plan).map(|()| true);
         }
         match self.start_build(plan) {
@@ -526,6 +562,13 @@ impl Writer<'_> {
         let w = self.w();
         let head = n.head(w)?;
         let size = hdr.size();
+        if size.saturating_mul(16) > n.cap() {
+            // A smaller ring (a shrink, a compaction) than this record allows: `N`'s cleaning
+            // could never move it (`put` keeps every record within a sixteenth of its ring).
+            // The build is abandoned, and remembered until the ring changes.
+            self.note_ring_floor(self.g.cap(), size.saturating_mul(16));
+            return Err(Error::Full { needed: size });
+        }
         if head.saturating_add(size).saturating_add(n.cap() / 8) > n.cap() {
             return Err(Error::Full { needed: size });
         }

@@ -82,7 +82,13 @@ impl Writer<'_> {
         if let Some(cap) = plan.log_cap.as_mut() {
             carry.sort_unstable_by_key(|c| c.pos);
             let largest = carry.iter().map(|c| c.size).max().unwrap_or(0);
-            *cap = (*cap).max(round_up(largest.saturating_mul(16), PAGE).unwrap_or(u64::MAX));
+            let floor = round_up(largest.saturating_mul(16), PAGE).unwrap_or(u64::MAX);
+            if floor >= *cap {
+                // The largest record sets the new ring: no shrink of it can go lower (the next
+                // writes would otherwise switch again, to the same ring, one after another).
+                *cap = floor;
+                self.note_ring_floor(floor, floor);
+            }
             let budget = *cap - *cap / 8;
             let total = carry.iter().fold(0u64, |t, c| t.saturating_add(c.size));
             if total > budget {
