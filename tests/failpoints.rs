@@ -631,6 +631,73 @@ fn a_recovery_that_panics_leaves_the_shard_to_the_next_writer() {
     check_after_crash(&map, &path, "recover::start (panicked)");
 }
 
+/// A word of shard 0's entry (format.md, "Shard table"), read from the file.
+fn shard_word(path: &str, off: usize) -> u64 {
+    let b = std::fs::read(path).unwrap();
+    u64::from_le_bytes(b[12288 + off..12288 + off + 8].try_into().unwrap())
+}
+
+/// A build whose step after its publication fails (injected): the recovery of its reservation
+/// must not punch the generation it retired, whose pages readers may use for the grace period.
+/// The reservation is one span from the new index to the new log, and in a growth it usually
+/// holds the old regions; before the fix the recovery punched them at once (found by review).
+fn a_failed_publication_keeps_the_retired_pages() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-retired-pages");
+    let o = Options::new()
+        .initial_size(64 << 10)
+        .retire_grace(Duration::from_secs(3600));
+    let map = Shmap::open(&path, &o).unwrap();
+    let active_log = |p: &str| {
+        let active = shard_word(p, 0);
+        shard_word(p, 256 + 64 * (active & 1) as usize + 24)
+    };
+    let value = vec![7u8; 1000];
+    let mut i = 0u32;
+    // Until a build is in flight whose reservation holds the active ring.
+    let old_log = loop {
+        map.set(format!("k{i}").as_bytes(), &value).unwrap();
+        i += 1;
+        let (log, off, len) = (
+            active_log(&path),
+            shard_word(&path, 384),
+            shard_word(&path, 392),
+        );
+        if shard_word(&path, 192) != 0 && off <= log && log < off + len {
+            break log;
+        }
+        assert!(
+            i < 100_000,
+            "no build ever held the active ring in its reservation"
+        );
+    };
+    let first_page = |p: &str| {
+        let b = std::fs::read(p).unwrap();
+        b[(old_log + 64) as usize..(old_log + 4096) as usize].to_vec()
+    };
+    assert!(first_page(&path).iter().any(|&x| x != 0));
+    fail::cfg("build::between_active_and_counters", "1*return").unwrap();
+    while active_log(&path) == old_log {
+        map.set(format!("k{i}").as_bytes(), &value).unwrap();
+        i += 1;
+    }
+    fail::remove("build::between_active_and_counters");
+    assert_eq!(
+        shard_word(&path, 416),
+        old_log,
+        "the old ring is recorded as retired"
+    );
+    assert!(
+        first_page(&path).iter().any(|&x| x != 0),
+        "the retired ring was punched within its grace period"
+    );
+    check_after_crash(
+        &map,
+        &path,
+        "build::between_active_and_counters (returned an error)",
+    );
+}
+
 /// A writer died holding the lock, the last process out marked the map clean, and the first
 /// process alone then failed to recover (injected): the next process alone must still recover.
 /// Before the fix the failed open had already cleared the dead holder's lock word, the duty's
@@ -1023,6 +1090,9 @@ fn main() {
     a_recovery_that_panics_leaves_the_shard_to_the_next_writer();
     n += 1;
     println!("a recovery that panics leaves the shard to the next writer: ok");
+    a_failed_publication_keeps_the_retired_pages();
+    n += 1;
+    println!("a failed publication keeps the retired pages: ok");
     a_failed_recovery_at_open_keeps_the_duty();
     n += 1;
     println!("a failed recovery at open keeps the duty: ok");

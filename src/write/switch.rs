@@ -479,22 +479,27 @@ impl Writer<'_> {
         v
     }
 
+    /// The shard's retired extents not punched yet (an unreadable word counts as none).
+    fn retired_extents(&self) -> Vec<(u64, u64)> {
+        let s = self.shard;
+        [
+            (sctl!(s, retired_index_off), sctl!(s, retired_index_len)),
+            (sctl!(s, retired_log_off), sctl!(s, retired_log_len)),
+        ]
+        .into_iter()
+        .filter_map(|(off, len)| match (self.ctl(off), self.ctl(len)) {
+            (Ok(o), Ok(l)) if l != 0 => Some((o, o.saturating_add(l))),
+            _ => None,
+        })
+        .collect()
+    }
+
     /// First-fit placement after the header, away from the active regions.
     pub(super) fn place(&self, plan: &Plan) -> (u64, Option<u64>) {
         let mut used = self.in_use();
         // And away from what the shard retired and has not punched yet (a build starts with
         // them recorded, and punches them before its publication).
-        let s = self.shard;
-        for (off, len) in [
-            (sctl!(s, retired_index_off), sctl!(s, retired_index_len)),
-            (sctl!(s, retired_log_off), sctl!(s, retired_log_len)),
-        ] {
-            if let (Ok(o), Ok(l)) = (self.ctl(off), self.ctl(len))
-                && l != 0
-            {
-                used.push((o, o.saturating_add(l)));
-            }
-        }
+        used.extend(self.retired_extents());
         let alloc = |len: u64, used: &mut Vec<(u64, u64)>| {
             used.sort_unstable();
             let mut at = self.sh.mem.header_len();
@@ -569,8 +574,12 @@ impl Writer<'_> {
     /// generation's regions are (a retired or building extent recorded by a switch killed
     /// before or after its publication may be the active one).
     fn punch_outside_active(&self, off: u64, len: u64) -> Result<()> {
+        self.punch_outside(off, len, self.in_use())
+    }
+
+    /// Punches `[off, off + len)` outside the extents `used`.
+    fn punch_outside(&self, off: u64, len: u64, mut used: Vec<(u64, u64)>) -> Result<()> {
         let end = off.saturating_add(len).min(self.sh.mem.refresh_len()?);
-        let mut used = self.in_use();
         used.sort_unstable();
         let mut at = off;
         for (s, e) in used {
@@ -660,7 +669,12 @@ impl Writer<'_> {
             self.ctl(sctl!(s, building_len))?,
         );
         if len != 0 {
-            self.punch_outside_active(off, len)?;
+            // The reservation is one span from the new index to the new log, which may hold
+            // the regions the publication retired: those keep their pages for the grace period
+            // (readers may still be copying from them), and are punched after it.
+            let mut keep = self.in_use();
+            keep.extend(self.retired_extents());
+            self.punch_outside(off, len, keep)?;
         }
         self.ctl_set(sctl!(s, building_len), 0)?;
         self.ctl_set(sctl!(s, building_off), 0)
