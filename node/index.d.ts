@@ -27,9 +27,10 @@ export interface ShmapOptions {
    * processes writing keys of different shards do not wait for each other; 0 = twice the
    * cores. Lowered until every shard's first generation fits `initialSize`. Default 1. An
    * existing map keeps the count it was created with (`reset: true` re-creates it). In this
-   * release a value must fit one shard's ring (the largest value is smaller than with one
-   * shard) and at `maxSize` a shard evicts only its own entries (a `set` can then fail with
-   * ERR_SHMAP_FULL): see the README.
+   * release a value must fit one shard's ring, which grows only into budget the other shards
+   * do not hold, and at `maxSize` a shard evicts only its own entries: once the other shards
+   * hold the budget, a value that one shard would store can fail with ERR_SHMAP_TOO_LARGE
+   * (see the README).
    */
   shards?: number;
   /** Default time to live in ms of entries set without one, for every process (stored in the map). 0 = never expire. */
@@ -231,7 +232,8 @@ export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
    * Adds `delta` (a safe integer, default 1) to the integer at `key`, atomically across
    * processes, and returns the new value. A missing key counts as 0. Without `ttlMs` an
    * existing entry keeps its expiry.
-   * @throws {ShmapError} `ERR_SHMAP_NOT_AN_INTEGER` if `key` holds something else.
+   * @throws {ShmapError} `ERR_SHMAP_NOT_AN_INTEGER` if `key` holds something else,
+   * `ERR_SHMAP_INVALID_ARGUMENT` if the sum overflows a 64-bit integer.
    */
   incr(key: Key, delta?: number, ttlMs?: number): number;
   /**
@@ -275,7 +277,13 @@ export class Shmap<V extends Value = Value> implements Iterable<[string, V]> {
    * The value of `key`; if absent, `loader(key)` runs once across all processes and its
    * result is stored (with `ttlMs`) and returned. Other callers wait for that value: with an
    * async loader they get a Promise and wait on timers; with a sync loader they block.
-   * If the loader throws, nothing is stored and the next caller loads.
+   * If the loader throws, nothing is stored and the next caller loads. A Promise is returned
+   * on a hit too only for an `async function` loader: a plain function that returns a Promise
+   * gets the stored value itself on a hit (the loader is not called, so its kind is unknown),
+   * and its waiters block (this overload's type is then wrong on a hit); declare loaders
+   * `async` to always get a Promise. In this thread, a
+   * sync `getOrSet` of a key this thread is loading (inside its loader, or while its Promise
+   * is pending) runs its own loader at once rather than wait for itself.
    */
   getOrSet<T extends V>(key: Key, loader: (key: Key) => Promise<T>, ttlMs?: number): Promise<T>;
   getOrSet<T extends V>(key: Key, loader: (key: Key) => T, ttlMs?: number): T;

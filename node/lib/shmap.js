@@ -185,8 +185,9 @@ class Shmap {
   /**
    * The value of `key`; if absent, runs `loader(key)` once across all processes and stores its
    * result. While one process loads, the others wait for its value. A sync loader is waited
-   * for synchronously; an async function makes this return a Promise (and wait with timers),
-   * as does a loader that returns a Promise.
+   * for synchronously; an async function makes this return a Promise (and wait with timers).
+   * A plain function that returns a Promise gets one on a miss only: on a hit its loader is
+   * not called, so the value comes back as is (and its waiters block).
    */
   getOrSet(key, loader, ttlMs) {
     writeKey(key); // validates
