@@ -605,10 +605,12 @@ pub fn close(id: u32) -> Result<()> {
     guard(|| registry::close(id))
 }
 
-/// Forgets the handle (its JS object was collected).
+/// Forgets the handle (its JS object was collected). Called by a FinalizationRegistry, where
+/// nothing could take an error: a panic dropping the handle (a bug) is swallowed, not unwound
+/// into Node.
 #[napi]
 pub fn free(id: u32) {
-    registry::free(id);
+    let _ = std::panic::catch_unwind(|| registry::free(id));
 }
 
 /// Sets the cap on the file's memory, for every process.

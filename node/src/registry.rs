@@ -55,8 +55,12 @@ pub fn insert(env: &Env, h: Handle) -> shmap::Result<u32> {
             // Drop every handle (and the Buffer references) before this thread's environment
             // goes away, while deleting a reference is still allowed.
             env.add_env_cleanup_hook((), |()| {
-                let table = TABLE.with(|t| t.try_borrow_mut().map(|mut t| std::mem::take(&mut *t)));
-                drop(table);
+                // A panic here (a bug) must not unwind into Node: the handles are leaked then.
+                let _ = std::panic::catch_unwind(|| {
+                    let table =
+                        TABLE.with(|t| t.try_borrow_mut().map(|mut t| std::mem::take(&mut *t)));
+                    drop(table);
+                });
             })
             .map_err(|e| Error::InvalidArgument(format!("cannot register cleanup: {e}")))?;
             t.hooked = true;
