@@ -364,3 +364,41 @@ fn a_large_value_survives_a_shrink() {
     a_large_value_survives_a_smaller_rebuild(false, true);
     a_large_value_survives_a_smaller_rebuild(true, true);
 }
+
+/// Entries that expired and a rebuild behind the writes dropped are counted in `expirations`,
+/// as a one-step switch counts those it drops. Before the fix a compaction (or growth) built
+/// behind the writes dropped them uncounted: 0 of 1,000.
+#[test]
+fn a_rebuild_counts_the_expired_entries_it_drops() {
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "expired-rebuilt");
+    let map = Shmap::open(&path, &Options::new().retire_grace(Duration::ZERO)).unwrap();
+    for i in 0..1000u32 {
+        map.set_with(
+            format!("short{i}").as_bytes(),
+            b"v",
+            shmap::SetOptions {
+                ttl_ms: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    for i in 0..1000u32 {
+        map.set(format!("kept{i}").as_bytes(), b"v").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let before = map.stats().unwrap();
+    map.compact().unwrap();
+    let after = map.stats().unwrap();
+    assert!(
+        after.builds > before.builds,
+        "the compaction was not built behind the writes"
+    );
+    assert_eq!(after.entries, 1000);
+    assert_eq!(
+        after.expirations - before.expirations,
+        1000,
+        "expired entries dropped by the build were not counted"
+    );
+}

@@ -854,7 +854,13 @@ impl Writer<'_> {
             mem.sync(0, mem.header_len())?;
         }
         let alloc = self.ctl(sctl!(s, build_alloc))?;
-        self.ctl_set(sctl!(s, entries), self.ctl(sctl!(s, build_entries))?)?;
+        // What the copy left behind: entries it found expired (or damaged), which the writes
+        // meanwhile kept counted in both generations alike. Counted as a one-step switch
+        // counts what it drops (a kill here loses the count, never the entries).
+        let entries = self.ctl(sctl!(s, build_entries))?;
+        let dropped = self.ctl(sctl!(s, entries))?.saturating_sub(entries);
+        self.ctl_add(sctl!(s, expirations), dropped)?;
+        self.ctl_set(sctl!(s, entries), entries)?;
         self.ctl_set(sctl!(s, live_bytes), self.ctl(sctl!(s, build_live))?)?;
         self.ctl_set(sctl!(s, used_slots), self.ctl(sctl!(s, build_used))?)?;
         // The rest of the ring is reserved in steps as the active generation's head reaches
