@@ -85,9 +85,11 @@ fn open_file(path: &Path, opts: &Options) -> Result<(File, bool)> {
                 }
             }
             ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem if opts.read_only => {
+                // O_NONBLOCK: a FIFO in the map's place is refused by `check_owner`, not
+                // waited on in `open` (a read-only open of a FIFO blocks until a writer comes).
                 let f = OpenOptions::new()
                     .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                     .open(path)
                     .map_err(|e| match e.raw_os_error() {
                         Some(libc::ELOOP) => symlink_refused(path),
@@ -188,10 +190,21 @@ fn lock_shared_until(file: &File, deadline: Instant) -> Result<()> {
 }
 
 fn open_shared(path: &Path, opts: &Options) -> Result<Shared> {
-    let deadline = Instant::now() + opts.lock_timeout;
+    // An absurd timeout is a long one (`Instant` would overflow): a century.
+    let now = Instant::now();
+    let deadline = now
+        .checked_add(opts.lock_timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
     for _ in 0..100 {
         let (file, writable) = open_file(path, opts)?;
         if !writable {
+            // A reader that may only read the file is attached as every process is (a shared
+            // `flock`): removal sees it, and no opener that finds itself alone re-creates or
+            // trims the file under its mapping.
+            lock_shared_until(&file, deadline)?;
+            if !still_named(&file, path)? {
+                continue;
+            }
             return open_read_only(path, file, opts);
         }
         if let Some(sh) = attach_file(path, file, opts, deadline)? {

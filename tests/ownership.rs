@@ -231,3 +231,135 @@ fn openers_racing_removal_never_end_on_an_unlinked_file() {
     println!("removed {removed} times, refused {in_use} times");
     assert!(removed > 0, "the race was never exercised");
 }
+
+/// Runs `f` in a forked child as uid/gid 65534 (`nobody`), giving it a `report` that writes a
+/// line into a pipe; returns the child's pid and a reader of the lines. The child `_exit`s
+/// when `f` returns.
+fn as_nobody(f: impl FnOnce(&dyn Fn(&str))) -> (libc::pid_t, std::io::BufReader<std::fs::File>) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: a pipe into two fresh descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child only drops its privileges, runs `f` and leaves by `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let report = |line: &str| {
+            let line = format!("{line}\n");
+            // SAFETY: writes to the pipe's write end, open in this child.
+            unsafe { libc::write(fds[1], line.as_ptr().cast(), line.len()) };
+        };
+        // SAFETY: plain syscalls in the child.
+        if unsafe { libc::setgid(65534) == 0 && libc::setuid(65534) == 0 } {
+            f(&report);
+        } else {
+            report("setuid failed");
+        }
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: the parent's copy of the write end is closed; the read end becomes a File.
+    unsafe { libc::close(fds[1]) };
+    let out = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    (pid, std::io::BufReader::new(out))
+}
+
+/// Waits at most `bound` for `pid`, then kills it. True if it exited by itself.
+fn exits_within(pid: libc::pid_t, bound: Duration) -> bool {
+    let until = Instant::now() + bound;
+    loop {
+        let mut status = 0;
+        // SAFETY: polls a child of this process.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            return true;
+        }
+        if Instant::now() >= until {
+            // SAFETY: kills and reaps the child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A reader that may only read the file (`read_only`, another user's map of mode 0644) is
+/// attached like any other process: removal sees it and refuses, and no opener that finds
+/// itself alone re-creates or truncates the file under its mapping. Before the fix the
+/// read-only fallback took no `flock`, and `remove_map` removed the file under the live
+/// reader (`Removed { still_attached: [] }`), which went on reading the unlinked map.
+#[test]
+fn a_read_only_reader_of_another_users_map_is_attached() {
+    use std::io::BufRead;
+    let path = format!("/dev/shm/shmap-test-ro-{}", std::process::id());
+    let _ = std::fs::remove_file(&path);
+    let m = Shmap::open(&path, &Options::new().mode(0o644)).unwrap();
+    m.set(b"k", b"v1").unwrap();
+    drop(m);
+    let p = path.clone();
+    let (pid, mut out) = as_nobody(move |report| {
+        match Shmap::open(&p, &Options::new().read_only(true).mode(0o644)) {
+            Ok(r) => {
+                let found = r.get(b"k").ok().flatten().is_some();
+                report(&format!("attached {found}"));
+                std::thread::sleep(Duration::from_secs(30)); // attached until killed
+            }
+            Err(e) => report(&format!("refused {}", e.code())),
+        }
+    });
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let outcome = shmap::remove_map(&path, false);
+    exits_within(pid, Duration::ZERO);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(line.trim(), "attached true");
+    match outcome.unwrap() {
+        // A read-only reader claims no process slot: refused, with no pid to name.
+        RemoveOutcome::InUse { .. } => {}
+        other => panic!("removed under a read-only reader: {other:?}"),
+    }
+}
+
+/// A FIFO where a map should be is refused within the lock timeout, also by a reader that may
+/// only read it (the read-only fallback open blocked in `open` until a writer came, before the
+/// file type was checked: an unbounded wait on a name anyone can create in /dev/shm).
+#[test]
+fn a_fifo_is_refused_without_waiting() {
+    use std::io::BufRead;
+    let path = format!("/dev/shm/shmap-test-fifo-{}", std::process::id());
+    let _ = std::fs::remove_file(&path);
+    let c = std::ffi::CString::new(path.clone()).unwrap();
+    // SAFETY: creates a FIFO at a fresh path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o444) }, 0);
+    let p = path.clone();
+    let (pid, mut out) = as_nobody(move |report| {
+        let o = Options::new()
+            .read_only(true)
+            .lock_timeout(Duration::from_millis(500));
+        match Shmap::open(&p, &o) {
+            Ok(_) => report("opened"),
+            Err(e) => report(&format!("refused {}", e.code())),
+        }
+    });
+    let exited = exits_within(pid, Duration::from_secs(10));
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        exited,
+        "a read-only open of a FIFO was still waiting after 10 s"
+    );
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("refused ERR_SHMAP_"), "{line}");
+}
+
+/// An absurd lock timeout is a long one, not a panic inside `open` (`Instant` overflow).
+#[test]
+fn a_lock_timeout_of_duration_max_does_not_panic() {
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "max-timeout");
+    let m = Shmap::open(&path, &Options::new().lock_timeout(Duration::MAX)).unwrap();
+    m.set(b"k", b"v").unwrap();
+    assert_eq!(m.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}
