@@ -16,6 +16,9 @@
 // <prefix>\0lock\0<key> (getOrSet's cross-host lock).
 
 const crypto = require('node:crypto');
+
+// Epoch numbers below this (2^40 ms: 2004) come from a counter that was just (re)created.
+const EPOCH_FLOOR = 2 ** 40;
 const { Shmap, kStampClock } = require('../lib/shmap');
 const { codedError, argType, argValue } = require('../lib/errors');
 
@@ -147,7 +150,7 @@ function num(o, name) {
 
 class RedisTier {
   #map; #redis; #conn; #sub = null;
-  #channel; #prefix; #seqKey; #o;
+  #channel; #prefix; #published; #seqKey; #o;
   #kEpoch; #kEpochs; #kSub; #kOrigin;
   #origin;
   #keys = new Map(); // key -> its L1 key in epoch #e
@@ -195,6 +198,10 @@ class RedisTier {
     this.#margin = EPOCH_CHECK_MS + clock.lagMs;
     this.#redis = redis;
     this.#prefix = prefix;
+    // The client's own keyPrefix (ioredis prepends it to KEYS, so to the keys the scripts
+    // publish; channels are not prefixed): an invalidation names `keyPrefix + prefix + key`.
+    const kp = redis.options && typeof redis.options.keyPrefix === 'string' ? redis.options.keyPrefix : '';
+    this.#published = kp + prefix;
     this.#channel = channel || `shmap:${prefix}`;
     this.#seqKey = `${this.#channel}\0seq`;
     const P = `${prefix}\0`;
@@ -329,7 +336,9 @@ class RedisTier {
     if (e !== undefined) {
       if (this.#hooks.beforeFill) await this.#hooks.beforeFill(key);
       // Redis's remaining TTL as of the read, less the time since (a fill can be late).
-      const ttl = Math.min(pttl > 0 ? pttl - (Date.now() - t0) : Infinity, this.#o.l1Ttl);
+      // PTTL 0 is a key in its last millisecond (Redis's time stands still in a script), not
+      // one without expiry: only -1 is that.
+      const ttl = Math.min(pttl >= 0 ? pttl - (Date.now() - t0) : Infinity, this.#o.l1Ttl);
       const s = seq === null ? 0 : Number(seq.toString());
       if (ttl > 0) this.#tryL1(() => this.#map.setIfVersion(this.#dk(e, key), v, ttl, this.#cond(e, key, s, '<=', false)));
       this.#dropOld(e, key);
@@ -554,7 +563,11 @@ class RedisTier {
   #newEpoch(s, validUntil, why) {
     const map = this.#map;
     const prev = this.#epoch || map.get(this.#kEpoch);
-    const e = map.incr(this.#kEpochs);
+    // Epochs never repeat: the counter never expires (ttl 0, whatever the map's maxAge), and
+    // one recreated (evicted, the map cleared) starts past the clock in ms, beyond any epoch
+    // handed out before (one flush a millisecond would be needed to catch up).
+    let e = map.incr(this.#kEpochs, 1, 0);
+    if (e < EPOCH_FLOOR) e = map.incr(this.#kEpochs, Date.now(), 0);
     map.set(this.#fk(e), s, 0);
     const ttl = Math.max(1, validUntil - this.#margin - Date.now());
     map.set(this.#kEpoch, e, ttl);
@@ -580,8 +593,8 @@ class RedisTier {
       return;
     }
     this.#lastSeen = seq;
-    if (typeof m.key !== 'string' || !m.key.startsWith(this.#prefix)) return;
-    const key = m.key.slice(this.#prefix.length);
+    if (typeof m.key !== 'string' || !m.key.startsWith(this.#published)) return;
+    const key = m.key.slice(this.#published.length);
     const e = this.#epoch;
     const map = this.#map;
     try {

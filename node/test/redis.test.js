@@ -391,3 +391,69 @@ rtest('staleIfError: with Redis down, L1 is served within the window (even by a 
     await assert.rejects(p.call('get', 'k'), (e) => e.code === 'ERR_SHMAP_TIER_UNAVAILABLE');
   }
 });
+
+// Two hosts (two maps) on one redis-server, in this process.
+async function twoHosts(t, r, { redis = {}, mapA = {} } = {}) {
+  const Redis = require('ioredis');
+  const { createRedisTier } = require('shmap/redis');
+  const host = async (tag, mopts) => {
+    const map = new Shmap(uniqueName(t, tag), { reset: true, ...mopts });
+    const client = new Redis({ port: r.port, ...redis });
+    const tier = createRedisTier({ map, redis: client, prefix: 'rv:', ...OPTS });
+    t.after(async () => { await tier.close(); client.disconnect(); map.close(); });
+    await until(`${tag}'s epoch`, () => tier.stats().epoch !== undefined);
+    return { map, tier };
+  };
+  return [await host('a', mapA), await host('b', {})];
+}
+
+rtest('a value read in its last millisecond in Redis is not kept in L1 past its expiry', async (t) => {
+  // Redis answers GET for a key whose PTTL is 0 (its last millisecond): that is a TTL, not
+  // none. Before the fix such a fill got the whole l1Ttl (60 s) and was served long expired.
+  const r = await startRedis(t);
+  const [A, B] = await twoHosts(t, r);
+  const served = [];
+  await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+    const k = `ttl${i}`;
+    await B.tier.set(k, 'v', 200);
+    const start = Date.now();
+    while (Date.now() - start < 260) { await A.tier.get(k); await sleep(1); }
+    if ((await A.tier.get(k)) !== undefined) served.push(k);
+  }));
+  assert.deepEqual(served, [], 'served after their expiry in Redis');
+});
+
+rtest('an ioredis client with keyPrefix still gets its invalidations', async (t) => {
+  // The published key carries the client's keyPrefix; before the fix every invalidation was
+  // dropped as another tier's, and host A read v1 until l1Ttl after host B wrote v2.
+  const r = await startRedis(t);
+  const [A, B] = await twoHosts(t, r, { redis: { keyPrefix: 'app:' } });
+  await B.tier.set('k', 'v1');
+  assert.equal(await A.tier.get('k'), 'v1');
+  await until('L1 serves it', async () => (await A.tier.get('k')) === 'v1' && A.tier.stats().l1Hits > 0);
+  await B.tier.set('k', 'v2');
+  await until('A sees v2 within maxStale', async () => (await A.tier.get('k')) === 'v2', 600 + 2000);
+  assert.ok(A.tier.stats().invalidationsApplied > 0);
+});
+
+rtest('epoch numbers are never reused, even after the map\'s maxAge (old L1 copies stay unreachable)', async (t) => {
+  // The epoch counter took the map's maxAge: it expired, the next flush began at epoch 1 again,
+  // and copies filled in the first epoch 1 (v1, after B wrote v2) were served again.
+  const r = await startRedis(t);
+  const Redis = require('ioredis');
+  const admin = new Redis({ port: r.port });
+  t.after(() => admin.disconnect());
+  const [A, B] = await twoHosts(t, r, { mapA: { maxAge: 1000 } });
+  const e1 = A.tier.stats().epoch;
+  await B.tier.set('k', 'v1');
+  assert.equal(await A.tier.get('k'), 'v1');
+  await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+  await until('a second epoch', () => ![undefined, e1].includes(A.tier.stats().epoch));
+  const e2 = A.tier.stats().epoch;
+  await B.tier.set('k', 'v2');
+  await sleep(1200); // past maxAge
+  await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+  await until('a third epoch', () => ![undefined, e2].includes(A.tier.stats().epoch));
+  assert.notEqual(A.tier.stats().epoch, e1, 'an epoch number came back');
+  assert.equal(await A.tier.get('k'), 'v2');
+});
