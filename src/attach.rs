@@ -287,15 +287,26 @@ fn read_superblock(file: &File, path: &Path) -> Result<Superblock> {
     Ok(sb)
 }
 
-/// Whether the file is one a creator left unfinished: empty, or no magic written yet (the
-/// creator writes the superblock last). Such a file is (re-)created, never refused.
-fn unfinished(file: &File) -> Result<bool> {
+/// Whether the file is one a creator left unfinished: empty, or a first page that is zero but
+/// for the global control block (the creator writes the superblock last, and nothing else in
+/// page 0). Such a file is (re-)created by an opener that may create; any other file whose
+/// first bytes are zero is not a map, and is left as it is.
+pub(crate) fn unfinished(file: &File) -> Result<bool> {
     use std::os::unix::fs::FileExt;
-    let mut magic = [0u8; 8];
-    let n = file
-        .read_at(&mut magic, 0)
-        .map_err(|e| Error::io("read map file", e))?;
-    Ok(n == 0 || (n == magic.len() && magic == [0; 8]))
+    let mut page = vec![0u8; format::PAGE as usize];
+    let mut n = 0;
+    while n < page.len() {
+        match file.read_at(&mut page[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read map file", e)),
+        }
+    }
+    let control = format::CONTROL_OFF as usize
+        ..format::CONTROL_OFF as usize + std::mem::size_of::<format::Control>();
+    let zero = |r: std::ops::Range<usize>| page[r].iter().all(|&b| b == 0);
+    Ok(n == 0 || (n == page.len() && zero(0..control.start) && zero(control.end..page.len())))
 }
 
 /// Alone with the file (exclusive flock): create, re-create, or validate and recover it.

@@ -112,7 +112,7 @@ fn is_map_or_unfinished(file: &File) -> Result<bool> {
     let n = file
         .read_at(&mut magic, 0)
         .map_err(|e| Error::io("read map file", e))?;
-    Ok(n == 0 || (n == 8 && (magic == MAGIC || magic == [0; 8])))
+    Ok((n == 8 && magic == MAGIC) || crate::attach::unfinished(file)?)
 }
 
 fn attached_pids(file: &File, len: u64) -> Result<Vec<u32>> {

@@ -363,3 +363,30 @@ fn a_lock_timeout_of_duration_max_does_not_panic() {
     m.set(b"k", b"v").unwrap();
     assert_eq!(m.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// A file that is not a map is never wiped, even when its first bytes are zero (a sparse or
+/// preallocated file, a disk image): only an empty file or what a creator killed midway leaves
+/// (page 0 zero but for the global control block) is re-created. Before the fix any file whose
+/// first 8 bytes were zero counted as a creation killed midway: opened (even with
+/// `create(false)`), its data was replaced by a new map, and `remove_map` deleted it.
+#[test]
+fn a_file_with_zero_first_bytes_is_not_a_map() {
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "zero-prefixed");
+    let mut data = vec![0u8; 8192];
+    data[1024..1040].copy_from_slice(b"PRECIOUS-DATA-01");
+    write_private(&path, &data);
+    for o in [Options::new().create(false), Options::new()] {
+        let e = Shmap::open(&path, &o).map(|_| ()).unwrap_err();
+        assert_eq!(e.code(), "ERR_SHMAP_NOT_A_MAP", "{e}");
+    }
+    assert_eq!(
+        shmap::remove_map(&path, false).unwrap_err().code(),
+        "ERR_SHMAP_NOT_A_MAP"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), data, "the file was changed");
+    // An unfinished creation (here: an empty file) is still re-created.
+    std::fs::write(&path, b"").unwrap();
+    let m = Shmap::open(&path, &Options::new()).unwrap();
+    m.set(b"k", b"v").unwrap();
+}
