@@ -151,7 +151,8 @@ impl Options {
     /// takes well under a second), so only a stopped or pathologically slow holder trips it,
     /// and short enough that a frozen process costs an event loop seconds, not forever (the
     /// figure lua-resty-lock and bbolt use). Waiting for another process's loader in a lease
-    /// (`getOrSet`) is bounded by the lease's own time instead.
+    /// (`getOrSet`) is bounded by the lease's own time instead. Handles of one map in one
+    /// process share one attachment, and with it the first handle's timeout (a known limit).
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
         self
