@@ -258,8 +258,9 @@ fn as_nobody(f: impl FnOnce(&dyn Fn(&str))) -> (libc::pid_t, std::io::BufReader<
         // SAFETY: ends the child without running the parent's destructors.
         unsafe { libc::_exit(0) };
     }
-    // SAFETY: the parent's copy of the write end is closed; the read end becomes a File.
+    // SAFETY: closes the parent's copy of the write end, which nothing else uses.
     unsafe { libc::close(fds[1]) };
+    // SAFETY: the read end is a fresh descriptor owned by nothing else: the File owns it now.
     let out = unsafe { std::fs::File::from_raw_fd(fds[0]) };
     (pid, std::io::BufReader::new(out))
 }
