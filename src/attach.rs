@@ -287,11 +287,18 @@ fn read_superblock(file: &File, path: &Path) -> Result<Superblock> {
     Ok(sb)
 }
 
-/// Whether the file is one a creator left unfinished: empty, or a first page that is zero but
-/// for the global control block (the creator writes the superblock last, and nothing else in
-/// page 0). Such a file is (re-)created by an opener that may create; any other file whose
-/// first bytes are zero is not a map, and is left as it is.
+/// Whether the file is one a creator left unfinished: empty, or a first page whose magic is
+/// zero and whose bytes past the global control block are zero. A creator writes in page 0
+/// only the control block and then the superblock, last (a reader may see it half written:
+/// its magic zero, other bytes not), so any other file whose first bytes are zero is not a
+/// map, and is left as it is. An unfinished file is (re-)created.
 pub(crate) fn unfinished(file: &File) -> Result<bool> {
+    let page = first_page(file)?;
+    Ok(unfinished_page(&page))
+}
+
+/// The file's first page, or as much of it as there is.
+pub(crate) fn first_page(file: &File) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let mut page = vec![0u8; format::PAGE as usize];
     let mut n = 0;
@@ -303,10 +310,16 @@ pub(crate) fn unfinished(file: &File) -> Result<bool> {
             Err(e) => return Err(Error::io("read map file", e)),
         }
     }
-    let control = format::CONTROL_OFF as usize
-        ..format::CONTROL_OFF as usize + std::mem::size_of::<format::Control>();
+    page.truncate(n);
+    Ok(page)
+}
+
+/// [`unfinished`] of a first page read once (a creator may be writing it meanwhile).
+pub(crate) fn unfinished_page(page: &[u8]) -> bool {
+    let after_control = format::CONTROL_OFF as usize + std::mem::size_of::<format::Control>();
     let zero = |r: std::ops::Range<usize>| page[r].iter().all(|&b| b == 0);
-    Ok(n == 0 || (n == page.len() && zero(0..control.start) && zero(control.end..page.len())))
+    page.is_empty()
+        || (page.len() == format::PAGE as usize && zero(0..8) && zero(after_control..page.len()))
 }
 
 /// Alone with the file (exclusive flock): create, re-create, or validate and recover it.

@@ -107,12 +107,9 @@ pub fn remove_map_path(path: &Path, force: bool) -> Result<RemoveOutcome> {
 }
 
 fn is_map_or_unfinished(file: &File) -> Result<bool> {
-    use std::os::unix::fs::FileExt;
-    let mut magic = [0u8; 8];
-    let n = file
-        .read_at(&mut magic, 0)
-        .map_err(|e| Error::io("read map file", e))?;
-    Ok((n == 8 && magic == MAGIC) || crate::attach::unfinished(file)?)
+    // One read: a creator may be writing the page meanwhile.
+    let page = crate::attach::first_page(file)?;
+    Ok(page.get(..8) == Some(&MAGIC[..]) || crate::attach::unfinished_page(&page))
 }
 
 fn attached_pids(file: &File, len: u64) -> Result<Vec<u32>> {
