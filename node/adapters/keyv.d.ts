@@ -28,7 +28,7 @@ export class KeyvShmap extends EventEmitter {
   get<Value>(key: string): Promise<Value | undefined>;
   getMany<Value>(keys: string[]): Promise<Array<Value | undefined>>;
   set(key: string, value: any, ttl?: number): Promise<boolean>;
-  setMany(entries: Array<{ key: string; value: any; ttl?: number }>): Promise<void>;
+  setMany(entries: Array<{ key: string; value: any; ttl?: number }>): Promise<boolean[]>;
   has(key: string): Promise<boolean>;
   hasMany(keys: string[]): Promise<boolean[]>;
   delete(key: string): Promise<boolean>;

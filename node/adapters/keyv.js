@@ -52,6 +52,7 @@ class KeyvShmap extends EventEmitter {
   async setMany(entries) {
     if (!Array.isArray(entries)) throw argType('entries', 'an instance of Array', entries);
     for (const { key, value, ttl } of entries) this.map.set(key, value, ttlOf(ttl));
+    return entries.map(() => true);
   }
 
   async has(key) {

@@ -127,15 +127,22 @@ function decode(b) {
   switch (b[0]) {
     case 0x73: return rest.toString('utf8'); // s
     case 0x77: return rest.toString('utf16le'); // w
-    case 0x6e: return Number(rest.toString('latin1')); // n
-    case 0x74: return true; // t
-    case 0x66: return false; // f
-    case 0x7a: return null; // z
-    case 0x6a: return JSON.parse(rest.toString('utf8')); // j
+    case 0x6e: { // n: what String(number) writes, else not this format
+      const s = rest.toString('latin1');
+      const n = Number(s);
+      if (s !== '' && (String(n) === s || s === '-0')) return n;
+      break;
+    }
+    case 0x74: if (rest.length === 0) return true; break; // t
+    case 0x66: if (rest.length === 0) return false; break; // f
+    case 0x7a: if (rest.length === 0) return null; break; // z
+    case 0x6a: // j
+      try { return JSON.parse(rest.toString('utf8')); } catch { break; }
     case 0x62: return Buffer.from(rest); // b
     case 0x75: return new Uint8Array(rest); // u
-    default: return Buffer.from(b); // not written in this format: the bytes as they are
+    default: break;
   }
+  return Buffer.from(b); // not written in this format: the bytes as they are
 }
 
 // --- The tier. ---
@@ -213,8 +220,10 @@ class RedisTier {
     this.#origin = map.get(this.#kOrigin);
     // Commands go through a connection of our own: no offline queue (an outage fails at once
     // instead of queueing), and every command bounded.
+    // lazyConnect: false, or a lazy client's duplicates would never connect.
     this.#conn = track(redis.duplicate({
       enableOfflineQueue: false, commandTimeout: o.redisTimeout, maxRetriesPerRequest: 0,
+      lazyConnect: false,
     }));
     this.#schedule(0);
   }
@@ -519,7 +528,7 @@ class RedisTier {
     if (!this.#sub) {
       const s = track(this.#redis.duplicate({
         enableOfflineQueue: false, autoResubscribe: false, maxRetriesPerRequest: 0,
-        commandTimeout: this.#o.redisTimeout,
+        commandTimeout: this.#o.redisTimeout, lazyConnect: false,
       }));
       s.on('close', () => this.#broken());
       s.on('message', (ch, msg) => {

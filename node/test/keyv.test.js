@@ -111,3 +111,11 @@ test('4 processes share one Keyv store; getOrSet loads once across them', { time
   assert.equal(built.size, 1, 'every process got the one loaded value');
   assert.equal(map.get('loader-runs'), 1, 'the loader ran once');
 });
+
+test('setMany resolves one true per entry, as Keyv\'s own stores do', async (t) => {
+  const { default: Keyv } = await import('keyv');
+  const keyv = new Keyv({ store: openStore(t) });
+  // Resolved undefined before: Keyv returns the store's result as it is.
+  assert.deepEqual(await keyv.setMany([{ key: 'a', value: 1 }, { key: 'b', value: 2, ttl: 1000 }]), [true, true]);
+  assert.equal(await keyv.get('b'), 2);
+});

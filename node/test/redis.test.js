@@ -457,3 +457,31 @@ rtest('epoch numbers are never reused, even after the map\'s maxAge (old L1 copi
   assert.notEqual(A.tier.stats().epoch, e1, 'an epoch number came back');
   assert.equal(await A.tier.get('k'), 'v2');
 });
+
+rtest('a lazyConnect client works: the tier connects its own connections', async (t) => {
+  // The duplicates inherited lazyConnect and nothing ever connected them: every call failed
+  // with ERR_SHMAP_TIER_UNAVAILABLE while Redis was up.
+  const r = await startRedis(t);
+  const [A, B] = await twoHosts(t, r, { redis: { lazyConnect: true } });
+  await B.tier.set('k', 'v');
+  assert.equal(await A.tier.get('k'), 'v');
+});
+
+rtest('a foreign value whose tag letter does not fit its bytes reads as the bytes, never a SyntaxError', async (t) => {
+  const r = await startRedis(t);
+  const Redis = require('ioredis');
+  const admin = new Redis({ port: r.port });
+  t.after(() => admin.disconnect());
+  const [A] = await twoHosts(t, r);
+  for (const raw of ['joe', 'false-ish', 'tomorrow', 'zebra', 'nope']) {
+    await admin.set(`rv:${raw}`, raw);
+    const v = await A.tier.get(raw);
+    assert.ok(Buffer.isBuffer(v), `${raw} read as ${typeof v} ${String(v)}`);
+    assert.equal(v.toString(), raw);
+  }
+  // What the tier writes still reads back typed.
+  await A.tier.set('typed', { j: 1 });
+  assert.deepEqual(await A.tier.get('typed'), { j: 1 });
+  await A.tier.set('n', 12.5);
+  assert.equal(await A.tier.get('n'), 12.5);
+});
