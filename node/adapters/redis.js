@@ -16,11 +16,11 @@
 // <prefix>\0lock\0<key> (getOrSet's cross-host lock).
 
 const crypto = require('node:crypto');
+const { Shmap, kStampClock } = require('../lib/shmap');
+const { codedError, argType, argValue } = require('../lib/errors');
 
 // Epoch numbers below this (2^40 ms: 2004) come from a counter that was just (re)created.
 const EPOCH_FLOOR = 2 ** 40;
-const { Shmap, kStampClock } = require('../lib/shmap');
-const { codedError, argType, argValue } = require('../lib/errors');
 
 const DEFAULTS = {
   ttl: 0, // Redis TTL of set() without one, ms (0 = none)

@@ -64,24 +64,23 @@ async function getOrSetAsync(port, key, loader, ttl) {
 function load(port, key, loader, ttl, token) {
   const fk = port.flightKey(key);
   inflight.add(fk);
-  let pending = false;
+  let value;
   try {
-    const value = loader(key);
+    value = loader(key);
     if (isThenable(value)) {
-      pending = true;
       return Promise.resolve(value).then(
         (v) => finishLoad(port, key, v, ttl, token),
         (e) => { release(port, key, token); throw e; },
       ).finally(() => inflight.delete(fk));
     }
-    return finishLoad(port, key, value, ttl, token);
   } catch (e) {
     // The loader threw, or so did its result's `then` getter.
+    inflight.delete(fk);
     release(port, key, token);
     throw e;
-  } finally {
-    if (!pending) inflight.delete(fk);
   }
+  inflight.delete(fk);
+  return finishLoad(port, key, value, ttl, token);
 }
 
 function finishLoad(port, key, value, ttl, token) {

@@ -494,12 +494,19 @@ impl Writer<'_> {
         .collect()
     }
 
-    /// First-fit placement after the header, away from the active regions.
+    /// [`Writer::in_use`] and the shard's retired extents not punched yet: what neither a
+    /// placement nor the recovery of a reservation may touch.
+    fn in_use_or_retired(&self) -> Vec<(u64, u64)> {
+        let mut v = self.in_use();
+        v.extend(self.retired_extents());
+        v
+    }
+
+    /// First-fit placement after the header, away from the active regions and from what the
+    /// shard retired and has not punched yet (a build starts with them recorded, and punches
+    /// them before its publication).
     pub(super) fn place(&self, plan: &Plan) -> (u64, Option<u64>) {
-        let mut used = self.in_use();
-        // And away from what the shard retired and has not punched yet (a build starts with
-        // them recorded, and punches them before its publication).
-        used.extend(self.retired_extents());
+        let mut used = self.in_use_or_retired();
         let alloc = |len: u64, used: &mut Vec<(u64, u64)>| {
             used.sort_unstable();
             let mut at = self.sh.mem.header_len();
@@ -672,9 +679,7 @@ impl Writer<'_> {
             // The reservation is one span from the new index to the new log, which may hold
             // the regions the publication retired: those keep their pages for the grace period
             // (readers may still be copying from them), and are punched after it.
-            let mut keep = self.in_use();
-            keep.extend(self.retired_extents());
-            self.punch_outside(off, len, keep)?;
+            self.punch_outside(off, len, self.in_use_or_retired())?;
         }
         self.ctl_set(sctl!(s, building_len), 0)?;
         self.ctl_set(sctl!(s, building_off), 0)
