@@ -9,7 +9,8 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    self, Desc, FLAG_PAD, LOG_HEADER_LEN, LogHeader, RECORD_HEADER_LEN, RecordHeader, sctl, slot,
+    self, CHUNK_HEAD_LEN, Desc, FLAG_CHUNK, FLAG_PAD, LOG_HEADER_LEN, LogHeader, RECORD_HEADER_LEN,
+    RecordHeader, sctl, slot,
 };
 use crate::raw::{Mem, Window};
 
@@ -305,6 +306,32 @@ impl Gen {
         w.store_u64(self.slot_off(i), v, Ordering::Release)
     }
 
+    /// Publishes a slot value if the slot still holds `seen`: how every store to an active
+    /// index is made, so that no write replaces one it did not see (format.md, "Lanes and
+    /// chunks"). False if the slot had changed.
+    pub fn cas_slot(&self, w: &Window, i: u64, seen: u64, v: u64) -> Result<bool> {
+        self.replace_slot(w, i, seen, |_| v)
+    }
+
+    /// [`Gen::cas_slot`] with the new value made from the slot's current one: a reader's
+    /// reference bit set meanwhile is not a change of the slot (it is retried over); anything
+    /// else is, and gives false.
+    pub fn replace_slot(
+        &self,
+        w: &Window,
+        i: u64,
+        mut seen: u64,
+        new: impl Fn(u64) -> u64,
+    ) -> Result<bool> {
+        loop {
+            match w.cas_u64(self.slot_off(i), seen, new(seen))? {
+                Ok(_) => return Ok(true),
+                Err(now) if now & !slot::REF == seen & !slot::REF => seen = now,
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
     /// Sets the CLOCK reference bit if the slot still holds `seen` (never a blind store).
     pub fn touch(&self, w: &Window, i: u64, seen: u64) {
         if seen & slot::REF == 0 && w.writable() {
@@ -507,8 +534,76 @@ impl Gen {
     /// Appends a record at the head; the caller has made room. Returns its position. The record
     /// is not visible until a slot points at it.
     pub fn append(&self, w: &Window, hdr: &RecordHeader, key: &[u8], value: &[u8]) -> Result<u64> {
-        let mut head = self.head(w)?;
+        let head = self.start_append(w, hdr.size())?;
+        self.write_record(w, head, hdr, key, value)?;
+        self.set_head(w, head + hdr.size())?;
+        Ok(head)
+    }
+
+    /// Appends a chunk of `size` bytes (a multiple of 8, at least [`CHUNK_HEAD_LEN`]) for the
+    /// lane word `owner`: its header, `fill` at its first record and `owner`; the rest is not
+    /// written (nothing reads past `fill`). Returns its position.
+    pub fn append_chunk(&self, w: &Window, size: u64, owner: u64) -> Result<u64> {
+        let head = self.start_append(w, size)?;
+        self.write_chunk(w, head, size, CHUNK_HEAD_LEN, owner)?;
+        self.set_head(w, head + size)?;
+        Ok(head)
+    }
+
+    /// Writes a chunk header at `pos`: `size` bytes, `fill` as given.
+    pub fn write_chunk(
+        &self,
+        w: &Window,
+        pos: u64,
+        size: u64,
+        fill: u64,
+        owner: u64,
+    ) -> Result<()> {
+        let hdr =
+            RecordHeader::new(0, (size - RECORD_HEADER_LEN) as usize, FLAG_CHUNK, 0).seal(&[], &[]);
+        fence(Ordering::Release);
+        let at = self.ring(self.phys(pos));
+        w.write(at, hdr.as_bytes())?;
+        w.store_u64(at + RECORD_HEADER_LEN, fill, Ordering::Relaxed)?;
+        w.store_u64(at + RECORD_HEADER_LEN + 8, owner, Ordering::Relaxed)
+    }
+
+    /// File offset of the `fill` word of the chunk at `pos`.
+    pub fn fill_off(&self, pos: u64) -> u64 {
+        self.ring(self.phys(pos)) + RECORD_HEADER_LEN
+    }
+
+    /// The `owner` word of the chunk at `pos`.
+    pub fn chunk_owner(&self, w: &Window, pos: u64) -> Result<u64> {
+        w.load_u64(self.fill_off(pos) + 8, Ordering::Acquire)
+    }
+
+    /// Writes a record's bytes at `pos` (inside a chunk, or at the head), with the zeros that
+    /// pad it to a multiple of 8.
+    pub fn write_record(
+        &self,
+        w: &Window,
+        pos: u64,
+        hdr: &RecordHeader,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
         let size = hdr.size();
+        // Bytes here may still be read by a reader that loaded an older slot; they will fail
+        // validation because the tail (or the generation) moved before this point.
+        fence(Ordering::Release);
+        let at = self.ring(self.phys(pos));
+        w.write(at, hdr.as_bytes())?;
+        w.write(at + RECORD_HEADER_LEN, key)?;
+        w.write(at + RECORD_HEADER_LEN + key.len() as u64, value)?;
+        let used = RECORD_HEADER_LEN + key.len() as u64 + value.len() as u64;
+        w.write(at + used, &[0u8; 8][..(size - used) as usize])
+    }
+
+    /// The head at which `size` bytes go, past a pad to the end of the ring if they would cross
+    /// it (the pad and the head past it stored).
+    fn start_append(&self, w: &Window, size: u64) -> Result<u64> {
+        let mut head = self.head(w)?;
         let room = self.cap() - self.phys(head);
         if head.saturating_add(room).saturating_add(size) > format::MAX_POS {
             // Damage: leave the duty to recover, whose sanity check rebuilds the generation.
@@ -523,16 +618,6 @@ impl Gen {
             head += room;
             self.set_head(w, head)?;
         }
-        // Bytes here may still be read by a reader that loaded an older slot; they will fail
-        // validation because the tail (or the generation) moved before this point.
-        fence(Ordering::Release);
-        let at = self.ring(self.phys(head));
-        w.write(at, hdr.as_bytes())?;
-        w.write(at + RECORD_HEADER_LEN, key)?;
-        w.write(at + RECORD_HEADER_LEN + key.len() as u64, value)?;
-        let used = RECORD_HEADER_LEN + key.len() as u64 + value.len() as u64;
-        w.write(at + used, &[0u8; 8][..(size - used) as usize])?;
-        self.set_head(w, head + size)?;
         Ok(head)
     }
 

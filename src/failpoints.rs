@@ -65,6 +65,16 @@ pub const ALL: &[&str] = &[
     "set_if::between_value_and_stamp",
     "set_if::between_remove_and_stamp",
     "set_if::between_stamp_and_floor",
+    "clean::before_entering_chunk",
+    // lanes
+    "fast::between_record_and_fill",
+    "fast::between_fill_and_slot",
+    "fast::between_slot_and_counters",
+    "quiesce::after_gate",
+    "adopt::before_free",
+    "close::after_closed",
+    "lane::after_claim",
+    "chunk::between_append_and_lane",
     // build
     "after_write::start",
     "build::started",

@@ -18,12 +18,12 @@ compile_error!(
 );
 
 /// Format version written by and readable by this build.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// File magic: `"SHMAP\0\r\n"` (the CR/LF catch text-mode mangling).
 pub const MAGIC: [u8; 8] = *b"SHMAP\0\r\n";
 /// Alignment of every region offset and length.
 pub const PAGE: u64 = 4096;
-/// Bytes before the first region of a map of up to 16 shards (see [`header_len`]).
+/// Bytes before the first region of a map of up to 8 shards (see [`header_len`]).
 pub const HEADER_LEN: u64 = 20480;
 /// Offset of the global control block.
 pub const CONTROL_OFF: u64 = 256;
@@ -38,7 +38,7 @@ pub const PROC_SLOT_LEN: u64 = 8;
 /// Offset of the shard table (after page 0 and the process table).
 pub const SHARD_OFF: u64 = 12288;
 /// Bytes of one shard table entry.
-pub const SHARD_ENTRY_LEN: u64 = 512;
+pub const SHARD_ENTRY_LEN: u64 = 1024;
 /// At most `2^MAX_SHARD_BITS` shards.
 pub const MAX_SHARD_BITS: u32 = 7;
 /// The shard counts this build creates and operates (`shard_bits` up to this): a file with
@@ -73,6 +73,14 @@ pub const FLAG_PAD: u32 = 1 << 31;
 pub const FLAG_INT: u32 = 1 << 30;
 /// Record flag: the record is a loader's lease, not a value.
 pub const FLAG_LEASE: u32 = 1 << 29;
+/// A chunk of the ring claimed by one lane (format.md, "Lanes and chunks").
+pub const FLAG_CHUNK: u32 = 1 << 28;
+/// Lanes per shard.
+pub const LANES: usize = 8;
+/// A chunk's bytes before its first record: its header, `fill` and `owner`.
+pub const CHUNK_HEAD_LEN: u64 = 40;
+/// `fill`'s bit set once a cleaner closed the chunk.
+pub const CHUNK_CLOSED: u64 = 1 << 63;
 /// Flags a caller may set (the rest are the format's).
 pub const USER_FLAGS: u32 = 0xFFFF;
 
@@ -189,8 +197,43 @@ pub struct ShardEntry {
     pub retired_log_len: u64,
     pub retired_ms: u64,
     pub footprint_hint: u64,
-    // Line 7.
-    pub reserved7: [u64; 8],
+    // Line 7, the fast path's gate.
+    pub fast_gate: u64,
+    pub reserved7: [u64; 7],
+    // Lines 8 to 15.
+    pub lanes: [Lane; LANES],
+}
+
+impl ShardEntry {
+    /// The shard's live bytes: `live_bytes` plus its lanes' `live_delta`, all two's-complement
+    /// (a sum below zero, a count a kill left short until the recount, reads as 0).
+    pub fn live(&self) -> u64 {
+        let sum = self
+            .lanes
+            .iter()
+            .fold(self.live_bytes, |a, l| a.wrapping_add(l.live_delta));
+        if sum > u64::MAX / 2 { 0 } else { sum }
+    }
+
+    /// The shard's `bytes_written` and its lanes' `written`.
+    pub fn written(&self) -> u64 {
+        self.lanes
+            .iter()
+            .fold(self.bytes_written, |a, l| a.saturating_add(l.written))
+    }
+}
+
+/// One lane of a shard (format.md, "Lanes and chunks"): written by its owner's fast writes.
+#[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct Lane {
+    pub owner: u64,
+    pub busy: u64,
+    pub chunk: u64,
+    pub chunk_gen: u64,
+    pub live_delta: u64,
+    pub written: u64,
+    pub reserved: [u64; 2],
 }
 
 /// A generation descriptor (two slots per shard; the shard's `active` word names the slot).
@@ -294,7 +337,9 @@ const _: () = {
     assert!(offset_of!(ShardEntry, retired_log_off) == 416);
     assert!(offset_of!(ShardEntry, retired_ms) == 432);
     assert!(offset_of!(ShardEntry, footprint_hint) == 440);
-    assert!(offset_of!(ShardEntry, reserved7) == 448);
+    assert!(offset_of!(ShardEntry, fast_gate) == 448);
+    assert!(offset_of!(ShardEntry, lanes) == 512);
+    assert!(size_of::<Lane>() == 64);
     assert!(size_of::<Desc>() == 64);
     assert!(offset_of!(Desc, crc) == 56);
     assert!(size_of::<ProcSlot>() as u64 == PROC_SLOT_LEN);
@@ -302,7 +347,7 @@ const _: () = {
     assert!(size_of::<RecordHeader>() as u64 == RECORD_HEADER_LEN);
     assert!(CONTROL_OFF + 256 <= PROC_OFF);
     assert!(PROC_OFF + PROC_SLOTS as u64 * PROC_SLOT_LEN == SHARD_OFF);
-    assert!(SHARD_OFF + 16 * SHARD_ENTRY_LEN == HEADER_LEN);
+    assert!(SHARD_OFF + 8 * SHARD_ENTRY_LEN == HEADER_LEN);
 };
 
 /// File offset of a global control-block field.
@@ -322,8 +367,19 @@ macro_rules! sctl {
 }
 pub(crate) use sctl;
 
-/// Bytes before the first region for a map of `2^shard_bits` shards: 20480 up to 16 shards,
-/// then 512 bytes more per shard, rounded up to a page.
+/// File offset of field `field` of lane `lane` of shard `shard`.
+macro_rules! lane {
+    ($shard:expr, $lane:expr, $field:ident) => {
+        $crate::format::shard_off($shard)
+            + ::std::mem::offset_of!($crate::format::ShardEntry, lanes) as u64
+            + ($lane as u64) * ::std::mem::size_of::<$crate::format::Lane>() as u64
+            + ::std::mem::offset_of!($crate::format::Lane, $field) as u64
+    };
+}
+pub(crate) use lane;
+
+/// Bytes before the first region for a map of `2^shard_bits` shards: 20480 up to 8 shards,
+/// then 1024 bytes more per shard, rounded up to a page.
 pub const fn header_len(shard_bits: u32) -> u64 {
     let table = (SHARD_ENTRY_LEN << shard_bits).next_multiple_of(PAGE);
     let len = SHARD_OFF + table;
@@ -634,7 +690,10 @@ impl RecordHeader {
         let room = log_cap.checked_sub(phys)?;
         let key_len = self.key_len.get() as u64;
         let flags = self.flags.get();
-        if flags & FLAG_PAD == 0 && (key_len == 0 || key_len > MAX_KEY_LEN as u64) {
+        if flags & (FLAG_PAD | FLAG_CHUNK) == 0 && (key_len == 0 || key_len > MAX_KEY_LEN as u64) {
+            return None;
+        }
+        if flags & FLAG_CHUNK != 0 && (key_len != 0 || self.size() < CHUNK_HEAD_LEN) {
             return None;
         }
         let size = self.size();
@@ -716,13 +775,13 @@ mod tests {
             Err(Error::NotAMap { .. })
         ));
 
-        for old in [1, 2, 3] {
+        for old in [1, 2, 3, 4] {
             let mut v = Superblock::new(42, 1000, 0);
             v.version = old.into();
             v.crc = crc32fast::hash(&v.as_bytes()[..124]).into();
             assert!(matches!(
                 Superblock::decode(v.as_bytes(), p),
-                Err(Error::UnsupportedVersion { found, supported: 4 }) if found == old
+                Err(Error::UnsupportedVersion { found, supported: 5 }) if found == old
             ));
         }
         // Every shard count up to 128 reads; a header length that does not go with it is
@@ -752,9 +811,9 @@ mod tests {
             Err(Error::Corrupt { .. })
         ));
         assert_eq!(header_len(0), HEADER_LEN);
-        assert_eq!(header_len(4), HEADER_LEN);
-        assert_eq!(header_len(5), SHARD_OFF + 16384);
-        assert_eq!(header_len(7), SHARD_OFF + 65536);
+        assert_eq!(header_len(3), HEADER_LEN);
+        assert_eq!(header_len(4), SHARD_OFF + 16384);
+        assert_eq!(header_len(7), SHARD_OFF + 131072);
 
         let mut flipped = bytes.clone();
         flipped[75] ^= 1;

@@ -30,9 +30,9 @@ use zerocopy::FromBytes;
 use crate::arena::Gen;
 use crate::error::Error;
 use crate::format::{
-    self, CONFIG_NO_EVICT, Desc, FLAG_INT, FLAG_LEASE, FLAG_PAD, HEADER_LEN, LOCK_WAITERS,
-    LOG_HEADER_LEN, LogHeader, MAGIC, PROC_SLOTS, ProcSlot, RECORD_HEADER_LEN, RecordHeader,
-    SLOT_LEN, Superblock, USER_FLAGS, gctl, sctl, slot,
+    self, CHUNK_CLOSED, CHUNK_HEAD_LEN, CONFIG_NO_EVICT, Desc, FLAG_CHUNK, FLAG_INT, FLAG_LEASE,
+    FLAG_PAD, HEADER_LEN, LOCK_WAITERS, LOG_HEADER_LEN, LogHeader, MAGIC, PROC_SLOTS, ProcSlot,
+    RECORD_HEADER_LEN, RecordHeader, SLOT_LEN, Superblock, USER_FLAGS, gctl, sctl, slot,
 };
 use crate::lock;
 use crate::map::{Shmap, open_for_inspection};
@@ -78,7 +78,7 @@ fn read_ctl(sh: &Shared, shard: usize) -> Result<Ctl> {
         config_flags: c.config_flags,
         clean: c.clean,
         entries: e.entries,
-        live_bytes: e.live_bytes,
+        live_bytes: e.live(),
         used_slots: e.used_slots,
         evictions: e.evictions,
         expirations: e.expirations,
@@ -89,7 +89,7 @@ fn read_ctl(sh: &Shared, shard: usize) -> Result<Ctl> {
         build_gen: e.build_gen,
         build_cursor: e.build_cursor,
         retired_len: e.retired_index_len.saturating_add(e.retired_log_len),
-        bytes_written: e.bytes_written,
+        bytes_written: e.written(),
         bytes_copied: e.bytes_copied,
         switches: e.switches,
     })
@@ -728,7 +728,7 @@ impl Inspector {
                 SlotRead::Invalid(_) | SlotRead::BehindTail { .. } => cs.damaged += 1,
                 SlotRead::Switched => return Ok(None),
                 SlotRead::Live(r) => match r.hdr {
-                    Ok((hdr, size)) if hdr.flags.get() & FLAG_PAD == 0 => {
+                    Ok((hdr, size)) if hdr.flags.get() & (FLAG_PAD | FLAG_CHUNK) == 0 => {
                         cs.live_bytes = cs.live_bytes.saturating_add(size);
                         if hdr.expired(self.now_ms) {
                             cs.expired += 1;
@@ -743,6 +743,22 @@ impl Inspector {
             }
         }
         Ok(unchanged(g, self.sh()?.mem.w())?.then_some(cs))
+    }
+
+    /// Whether a lane of `shard` was left announced by a dead process: a fast writer killed
+    /// after its publication, whose count the next writer to adopt the lane recounts.
+    fn dead_fast_writer(&self, shard: usize) -> Result<bool> {
+        let sh = self.sh()?;
+        let e = read_shard(&sh.mem, shard)?;
+        for l in &e.lanes {
+            if l.owner != 0 && l.busy != 0 {
+                let (slot, inc) = crate::lock::owner_of(l.owner as u32);
+                if !crate::lock::alive(&sh.mem, None, slot, inc)? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     fn lock_state(&self, c: &Ctl) -> Result<LockState> {
@@ -1233,10 +1249,10 @@ impl Inspector {
                 }
             };
             live_bytes = live_bytes.saturating_add(size);
-            if hdr.flags.get() & FLAG_PAD != 0 {
+            if hdr.flags.get() & (FLAG_PAD | FLAG_CHUNK) != 0 {
                 problems.push(Problem {
                     offset: slot_off(i),
-                    what: format!("index slot {i} points at a pad (position {pos})"),
+                    what: format!("index slot {i} points at a pad or chunk (position {pos})"),
                 });
                 continue;
             }
@@ -1328,12 +1344,14 @@ impl Inspector {
                 after.used_slots,
                 after.active_gen,
             )
+            && before.bytes_written == after.bytes_written
             && g.head(w)? == head;
-        let dead_writer = before.writer_lock == after.writer_lock
+        let dead_writer = (before.writer_lock == after.writer_lock
             && matches!(
                 self.lock_state(&after)?,
                 LockState::Held { alive: false, .. }
-            );
+            ))
+            || self.dead_fast_writer(g.shard)?;
         if quiet || dead_writer {
             v.counters_checked = true;
             let recount = [
@@ -1453,7 +1471,16 @@ impl Inspector {
         let (mut pads, mut overtaken) = (0, 0);
         let (mut pos, mut start) = (tail, tail);
         let (mut key, mut value) = (Vec::new(), Vec::new());
+        // Inside a chunk: where its records end (`fill`) and where the chunk does.
+        let mut chunk: Option<(u64, u64)> = None;
         while pos < head {
+            if let Some((fill_end, end)) = chunk
+                && pos >= fill_end
+            {
+                chunk = None;
+                pos = end;
+                continue;
+            }
             let phys = g.phys(pos);
             let room = g.cap() - phys;
             if room < RECORD_HEADER_LEN {
@@ -1513,6 +1540,36 @@ impl Inspector {
                 pos = g.next_lap(pos);
                 continue;
             }
+            if flags & FLAG_CHUNK != 0 {
+                // A lane's chunk: its records below `fill`, then past its end.
+                let fill = w.load_u64(g.fill_off(pos), Ordering::Acquire)? & !CHUNK_CLOSED;
+                let mut what = Vec::new();
+                if chunk.is_some() {
+                    what.push("lies inside another chunk's records".to_string());
+                }
+                if hdr.checksum(&[], &[]) != hdr.crc.get() {
+                    what.push("fails its checksum".into());
+                }
+                if !crate::write::valid_fill(fill, size) {
+                    what.push(format!("has a fill of {fill} in {size} bytes"));
+                }
+                if pos.saturating_add(size) > head {
+                    what.push(format!("ends past the head {head}"));
+                }
+                if !what.is_empty() {
+                    found.push((
+                        pos,
+                        Problem {
+                            offset: rec_off(pos),
+                            what: format!("chunk at position {pos} {}", what.join(", ")),
+                        },
+                    ));
+                    break;
+                }
+                chunk = Some((pos + fill, pos + size));
+                pos += CHUNK_HEAD_LEN;
+                continue;
+            }
             g.read_key(w, pos, &hdr, &mut key)?;
             value.resize(hdr.value_len.get() as usize, 0);
             g.read_value(w, pos, &hdr, &mut value)?;
@@ -1526,6 +1583,17 @@ impl Inspector {
                     Problem {
                         offset: rec_off(pos),
                         what: format!("record at position {pos} ends past the head {head}"),
+                    },
+                ));
+            }
+            if let Some((fill_end, _)) = chunk
+                && pos.saturating_add(size) > fill_end
+            {
+                found.push((
+                    pos,
+                    Problem {
+                        offset: rec_off(pos),
+                        what: format!("record at position {pos} ends past its chunk's fill"),
                     },
                 ));
             }

@@ -18,7 +18,7 @@ use crate::shared::{Shared, read_control, read_shard};
 use crate::types::{
     Condition, Counter, Entry, IncrOptions, LeaseState, Lookup, Meta, SetOptions, Stats, Version,
 };
-use crate::write::{Compaction, Writer};
+use crate::write::{self, Compaction, Fast, Writer};
 
 /// The pause between two steps of [`Shmap::compact`], for the writers that waited meanwhile.
 const COMPACT_PAUSE: Duration = Duration::from_micros(50);
@@ -269,10 +269,24 @@ impl Shmap {
     pub fn set_with(&self, key: &[u8], value: &[u8], o: SetOptions) -> Result<u64> {
         let h = self.hash(key)?;
         check_flags(o.flags)?;
+        let sh = self.live()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let shard = sh.shard_of(h);
+        // An overwrite in this process's chunk needs no lock (format.md, "Lanes and chunks").
+        let expires = write::expiry_at(sh, || (sh.clock)(), o.ttl_ms)?;
+        let fast = write::fast_set(sh, shard, key, h, value, o.flags, expires)?;
+        if fast == Fast::Done {
+            return Ok(0);
+        }
         let mut g = self.writer(h)?;
         let wr = g.writer()?;
-        wr.put(key, h, value, o.flags, wr.expiry(o.ttl_ms)?, false)
-            .map(|r| r.evicted)
+        let put = wr.put(key, h, value, o.flags, wr.expiry(o.ttl_ms)?, false)?;
+        if put.replaced && fast == Fast::Prepare {
+            wr.prepare_fast_after_write();
+        }
+        Ok(put.evicted)
     }
 
     /// Stores `value` only if `key` is absent (or expired); true if stored.
@@ -280,7 +294,7 @@ impl Shmap {
         let h = self.hash(key)?;
         check_flags(o.flags)?;
         let mut g = self.writer(h)?;
-        let wr = g.writer()?;
+        let wr = g.exclusive()?;
         wr.put(key, h, value, o.flags, wr.expiry(o.ttl_ms)?, true)
             .map(|r| r.stored)
     }
@@ -298,7 +312,7 @@ impl Shmap {
     pub fn incr(&self, key: &[u8], delta: i64, init: i64, ttl_ms: Option<u64>) -> Result<i64> {
         let h = self.hash(key)?;
         let mut g = self.writer(h)?;
-        g.writer()?.incr(key, h, delta, init, ttl_ms)
+        g.exclusive()?.incr(key, h, delta, init, ttl_ms)
     }
 
     /// Stores an integer counter (readable by `incr`).
@@ -355,7 +369,7 @@ impl Shmap {
         let h = self.hash(key)?;
         let token = next_token();
         let mut g = self.writer(h)?;
-        g.writer()?.lease(key, h, lease_ms, token)
+        g.exclusive()?.lease(key, h, lease_ms, token)
     }
 
     /// Whether another live process (or another request of this one) holds an unexpired lease
@@ -397,7 +411,7 @@ impl Shmap {
     pub fn release_lease(&self, key: &[u8], token: u64) -> Result<bool> {
         let h = self.hash(key)?;
         let mut g = self.writer(h)?;
-        g.writer()?.release_lease(key, h, token)
+        g.exclusive()?.release_lease(key, h, token)
     }
 
     /// Number of entries (including expired ones not yet reclaimed).
@@ -474,10 +488,10 @@ impl Shmap {
             let e = read_shard(&sh.mem, s)?;
             let (head, tail) = (g.head(w)?, g.tail(w)?);
             st.entries = st.entries.saturating_add(e.entries);
-            st.live_bytes = st.live_bytes.saturating_add(e.live_bytes);
+            st.live_bytes = st.live_bytes.saturating_add(e.live());
             st.dead_bytes = st
                 .dead_bytes
-                .saturating_add(head.saturating_sub(tail).saturating_sub(e.live_bytes));
+                .saturating_add(head.saturating_sub(tail).saturating_sub(e.live()));
             st.log_capacity = st.log_capacity.saturating_add(g.cap());
             st.index_slots = st.index_slots.saturating_add(g.slots());
             st.used_slots = st.used_slots.saturating_add(e.used_slots);
@@ -488,7 +502,7 @@ impl Shmap {
             st.builds = st.builds.saturating_add(e.builds);
             st.builds_forced = st.builds_forced.saturating_add(e.builds_forced);
             st.building = st.building.saturating_add(u64::from(e.build_gen != 0));
-            st.bytes_written = st.bytes_written.saturating_add(e.bytes_written);
+            st.bytes_written = st.bytes_written.saturating_add(e.written());
             st.bytes_copied = st.bytes_copied.saturating_add(e.bytes_copied);
         }
         Ok(st)
@@ -673,6 +687,14 @@ impl<'a> WriteGuard<'a> {
         }
         self.wr.as_mut().ok_or(Error::Busy)
     }
+
+    /// [`WriteGuard::writer`] for a read-modify-write: no fast write of the shard runs until
+    /// the lock is released (format.md, "Lanes and chunks").
+    pub fn exclusive(&mut self) -> Result<&mut Writer<'a>> {
+        let wr = self.writer()?;
+        wr.quiesce()?;
+        Ok(wr)
+    }
 }
 
 /// This process's writer mutex, waited for at most the handle's lock timeout (another thread
@@ -717,6 +739,7 @@ impl Drop for WriteGuard<'_> {
             && let Some(wr) = self.wr.as_mut()
         {
             let _ = wr.housekeep_step();
+            let _ = wr.release_gate();
         }
         lock::unlock_writer(&self.sh.mem, &lock::shard(self.shard));
     }
@@ -802,7 +825,7 @@ impl Shmap {
         }
         let mut ws = Vec::with_capacity(guards.len());
         for g in guards.iter_mut() {
-            ws.push(g.writer()?);
+            ws.push(g.exclusive()?);
         }
         let at = shards
             .iter()
@@ -831,7 +854,7 @@ impl Shmap {
     pub fn expire(&self, key: &[u8], ttl_ms: u64) -> Result<bool> {
         let h = self.hash(key)?;
         let mut g = self.writer(h)?;
-        g.writer()?.retime(key, h, ttl_ms)
+        g.exclusive()?.retime(key, h, ttl_ms)
     }
 
     /// Adds `delta` to the integer counter at `key` with the choices of [`IncrOptions`]; returns
@@ -840,7 +863,7 @@ impl Shmap {
     pub fn incr_with(&self, key: &[u8], delta: i64, o: IncrOptions) -> Result<Option<Counter>> {
         let h = self.hash(key)?;
         let mut g = self.writer(h)?;
-        g.writer()?.incr_with(key, h, delta, o)
+        g.exclusive()?.incr_with(key, h, delta, o)
     }
 
     /// Removes each of `keys` under one hold of each of their shards' writer locks (so the

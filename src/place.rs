@@ -15,14 +15,14 @@ pub(crate) const SHARD_MIN: u64 = 3 * PAGE;
 /// At most this many shards (`shard_bits <= 7`).
 pub(crate) const MAX_SHARDS: u32 = 128;
 /// Bytes of one shard table entry.
-pub(crate) const SHARD_ENTRY_LEN: u64 = 512;
+pub(crate) const SHARD_ENTRY_LEN: u64 = 1024;
 /// Where the shard table starts (after page 0 and the 1024 x 8 process table).
 pub(crate) const SHARD_TABLE_OFF: u64 = 12288;
-/// Version 2's header length, kept for up to 16 shards.
+/// Version 2's header length, kept for up to 8 shards.
 pub(crate) const BASE_HEADER_LEN: u64 = 20480;
 
-/// Bytes before the first region for a map of `shards` shards: 20480 up to 16 shards, then
-/// 512 bytes more per shard (rounded up to a page).
+/// Bytes before the first region for a map of `shards` shards: 20480 up to 8 shards, then
+/// 1024 bytes more per shard (rounded up to a page).
 pub(crate) fn header_len(shards: u32) -> u64 {
     let table = round_up(SHARD_ENTRY_LEN * u64::from(shards.max(1)), PAGE).unwrap_or(u64::MAX);
     (SHARD_TABLE_OFF + table).max(BASE_HEADER_LEN)
@@ -174,13 +174,13 @@ mod tests {
     use crate::plan::{Sizing, initial};
 
     #[test]
-    fn the_header_stays_version_2s_up_to_16_shards() {
+    fn the_header_stays_version_2s_up_to_8_shards() {
         assert_eq!(BASE_HEADER_LEN, HEADER_LEN);
-        for s in [1, 2, 4, 8, 16] {
+        for s in [1, 2, 4, 8] {
             assert_eq!(header_len(s), HEADER_LEN, "{s} shards");
         }
-        assert_eq!(header_len(32), 12288 + 16384);
-        assert_eq!(header_len(128), 12288 + 65536);
+        assert_eq!(header_len(16), 12288 + 16384);
+        assert_eq!(header_len(128), 12288 + 131072);
     }
 
     #[test]

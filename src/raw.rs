@@ -433,6 +433,26 @@ impl Window {
             .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire))
     }
 
+    /// Atomic 8-byte swap, sequentially consistent: one side of a store-then-load handshake
+    /// (format.md, "Lanes and chunks"), whose other side loads with `SeqCst` too.
+    #[inline]
+    pub fn swap_u64(&self, off: u64, v: u64) -> Result<u64> {
+        Ok(self.a64w(off)?.swap(v, Ordering::SeqCst))
+    }
+
+    /// Atomic 8-byte compare-and-swap, sequentially consistent (see [`Window::swap_u64`]).
+    #[inline]
+    pub fn cas_u64_seqcst(
+        &self,
+        off: u64,
+        old: u64,
+        new: u64,
+    ) -> Result<std::result::Result<u64, u64>> {
+        Ok(self
+            .a64w(off)?
+            .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst))
+    }
+
     /// Atomic 8-byte add; returns the previous value.
     #[inline]
     pub fn add_u64(&self, off: u64, v: u64) -> Result<u64> {

@@ -58,6 +58,12 @@ pub(crate) struct Shared {
     /// its slots (see `Writer::hold_entries`). Asked again when the generation changes or
     /// `max_size` does (empty with one shard, whose plan is a few loads).
     pub index_capped_at: Vec<AtomicU64>,
+    /// Per shard: the lane this process claimed in it (`k + 1`; 0 = none), see format.md,
+    /// "Lanes and chunks".
+    pub lane_of: Vec<std::sync::atomic::AtomicU32>,
+    /// Per shard: held by this process's thread inside a fast write or a chunk claim (tried,
+    /// never waited for: a thread that cannot take it takes the locked path).
+    pub lane_local: Vec<Mutex<()>>,
     /// The longest wait for another process.
     pub lock_timeout: Duration,
     /// The fork epoch when the attachment was made (see [`Shared::forked`]).
@@ -127,6 +133,10 @@ impl Shared {
             no_index_build_at: per_shard(shard_bits),
             cap_checked: per_shard_of_several(shard_bits),
             index_capped_at: per_shard_of_several(shard_bits),
+            lane_of: (0..1usize << shard_bits)
+                .map(|_| std::sync::atomic::AtomicU32::new(0))
+                .collect(),
+            lane_local: (0..1usize << shard_bits).map(|_| Mutex::new(())).collect(),
             lock_timeout: opts.lock_timeout,
             epoch: {
                 crate::raw::ensure_fork_handler();

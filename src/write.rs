@@ -4,19 +4,21 @@
 //! generation and switches to it. `Writer`'s state is private to this module and `switch`.
 
 mod build;
+mod lanes;
 mod switch;
 
 use std::sync::atomic::Ordering;
 
 use self::build::Build;
 pub use self::build::Compaction;
+pub(crate) use self::lanes::{Fast, fast_set, valid_fill};
 use self::switch::Fill;
 use crate::arena::{Gen, NoSink, Probe};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
 use crate::format::{
-    self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, FLAG_PAD, RECORD_HEADER_LEN, RecordHeader, gctl,
-    record_size, sctl, slot,
+    self, CHUNK_HEAD_LEN, CONFIG_NO_EVICT, FLAG_CHUNK, FLAG_INT, FLAG_LEASE, FLAG_PAD,
+    RECORD_HEADER_LEN, RecordHeader, gctl, record_size, sctl, slot,
 };
 use crate::lock;
 use crate::plan::{self, Sizing};
@@ -54,12 +56,43 @@ pub(crate) struct Writer<'a> {
     build: Option<Build>,
     /// Line 3 names a build that is not there: abandoned by the next write.
     build_stale: bool,
+    /// This critical section closed the shard's fast-write gate and drained its lanes
+    /// (format.md, "Lanes and chunks"); it stays closed until the lock is released.
+    quiesced: bool,
+    /// This critical section has cleaned the ring (a chunk claim then makes no more room).
+    cleaned: bool,
+    /// Upkeep is cleaning (ahead of need, or for a chunk claim): it gives up rather than wait
+    /// for a fast write, which only a write that needs the room does (bounded).
+    no_wait: bool,
+}
+
+/// The absolute expiry at `now` for a TTL choice (see `SetOptions::ttl_ms`).
+/// The clock is read only for a TTL.
+pub(crate) fn expiry_at(
+    sh: &Shared,
+    now: impl FnOnce() -> u64,
+    ttl_ms: Option<u64>,
+) -> Result<u64> {
+    let ttl = match ttl_ms {
+        Some(t) => t,
+        None => sh
+            .mem
+            .w()
+            .load_u64(gctl!(default_ttl_ms), Ordering::Acquire)?,
+    };
+    Ok(if ttl == 0 {
+        0
+    } else {
+        now().saturating_add(ttl)
+    })
 }
 
 /// Outcome of a put.
 pub(crate) struct Put {
     pub stored: bool,
     pub evicted: u64,
+    /// The key was present (an overwrite).
+    pub replaced: bool,
 }
 
 /// A lease value: the owner's process slot, incarnation and a per-request token.
@@ -96,6 +129,9 @@ impl<'a> Writer<'a> {
             quiet_left: lock::QUIET_BUDGET,
             build: None,
             build_stale: false,
+            quiesced: false,
+            cleaned: false,
+            no_wait: false,
         };
         match wr.load_build()? {
             Ok(b) => wr.build = b,
@@ -192,7 +228,7 @@ impl<'a> Writer<'a> {
         Ok(Sizing {
             desc: self.g.desc,
             entries: self.ctl(sctl!(self.shard, entries))?,
-            live_bytes: self.ctl(sctl!(self.shard, live_bytes))?,
+            live_bytes: self.live()?,
             max_size,
             min_pages,
         })
@@ -200,15 +236,7 @@ impl<'a> Writer<'a> {
 
     /// The absolute expiry for a TTL choice (see `SetOptions::ttl_ms`).
     pub fn expiry(&self, ttl_ms: Option<u64>) -> Result<u64> {
-        let ttl = match ttl_ms {
-            Some(t) => t,
-            None => self.ctl(gctl!(default_ttl_ms))?,
-        };
-        Ok(if ttl == 0 {
-            0
-        } else {
-            self.now.saturating_add(ttl)
-        })
+        expiry_at(self.sh, || self.now, ttl_ms)
     }
 
     /// Ring bytes kept free so that moving any record during cleaning always fits.
@@ -243,6 +271,7 @@ impl<'a> Writer<'a> {
     /// Tombstones a slot whose record is damaged, and recounts.
     fn drop_damaged(&mut self, idx: u64) -> Result<()> {
         self.abandon_build()?;
+        self.quiesce()?;
         self.g.store_slot(self.w(), idx, slot::TOMBSTONE)?;
         self.recount()
     }
@@ -297,9 +326,10 @@ impl<'a> Writer<'a> {
                         return Ok(Put {
                             stored: false,
                             evicted: 0,
+                            replaced: true,
                         });
                     }
-                    (hit.idx, Some(hit.hdr.size()))
+                    (hit.idx, Some((hit.hdr.size(), hit.slot)))
                 }
                 Probe::Miss {
                     free: Some(idx), ..
@@ -327,16 +357,23 @@ impl<'a> Writer<'a> {
             let w = self.w();
             let pos = self.g.append(w, &hdr, key, value)?;
             fp!("put::between_append_and_publish");
-            let prev = self.g.load_slot(w, idx)?;
-            self.g.store_slot(w, idx, slot::live(pos, h))?;
+            // From the value probed: a fast write (which only ever replaces a live slot) may
+            // have come first, and then this record is dead and the put probes again.
+            let prev = match old {
+                Some((_, seen)) => seen,
+                None => self.g.load_slot(w, idx)?,
+            };
+            if !self.g.cas_slot(w, idx, prev, slot::live(pos, h))? {
+                continue;
+            }
             self.mirror(idx, key, h)?;
             fp!("put::between_publish_and_counters");
             // Counters follow the publication; a crash here leaves them for recovery.
             match old {
-                Some(old_size) => {
+                Some((old_size, _)) => {
                     self.ctl_add(sctl!(self.shard, live_bytes), size)?;
                     fp!("put::between_live_bytes_updates");
-                    self.ctl_sub(sctl!(self.shard, live_bytes), old_size)?;
+                    self.live_sub(old_size)?;
                 }
                 None => {
                     self.ctl_add(sctl!(self.shard, entries), 1)?;
@@ -356,6 +393,7 @@ impl<'a> Writer<'a> {
             return Ok(Put {
                 stored: true,
                 evicted,
+                replaced: old.is_some(),
             });
         }
         Err(Error::Full { needed: size })
@@ -363,14 +401,22 @@ impl<'a> Writer<'a> {
 
     /// Removes `key`; true if a live (unexpired) value was there.
     pub fn remove(&mut self, key: &[u8], h: u64) -> Result<bool> {
-        let Probe::Hit(hit) = self.probe(key, h, false)? else {
-            return Ok(false);
+        let hit = loop {
+            let Probe::Hit(hit) = self.probe(key, h, false)? else {
+                return Ok(false);
+            };
+            // A fast write of the key may come first: then its record is the one removed.
+            if self
+                .g
+                .cas_slot(self.w(), hit.idx, hit.slot, slot::TOMBSTONE)?
+            {
+                break hit;
+            }
         };
-        self.g.store_slot(self.w(), hit.idx, slot::TOMBSTONE)?;
         self.mirror(hit.idx, key, h)?;
         fp!("remove::between_tombstone_and_counters");
         self.ctl_sub(sctl!(self.shard, entries), 1)?;
-        self.ctl_sub(sctl!(self.shard, live_bytes), hit.hdr.size())?;
+        self.live_sub(hit.hdr.size())?;
         let present = !hit.hdr.expired(self.now) && hit.hdr.flags.get() & FLAG_LEASE == 0;
         let r = self.after_write(0).and_then(|()| self.maybe_shrink());
         self.upkeep(r);
@@ -541,7 +587,7 @@ impl<'a> Writer<'a> {
             return self.finish_build();
         }
         let cap = self.g.cap();
-        let live = self.ctl(sctl!(self.shard, live_bytes))?;
+        let live = self.live()?;
         let too_big = size.saturating_mul(16) > cap;
         let wont_fit = live.saturating_add(size).saturating_add(self.reserve()) > cap;
         let dense = live.saturating_mul(2) > cap;
@@ -590,15 +636,17 @@ impl<'a> Writer<'a> {
         if self.g.free(self.g.head(w)?, self.g.tail(w)?) >= cap / 4 || self.building_ring() {
             return Ok(());
         }
-        if self.evict_enabled()? && self.ctl(sctl!(self.shard, live_bytes))?.saturating_mul(2) > cap
-        {
+        if self.evict_enabled()? && self.live()?.saturating_mul(2) > cap {
             return Ok(());
         }
         let target = Target::Ahead {
             free: cap / 4,
             moved: wrote.saturating_mul(8).max(crate::format::PAGE),
         };
-        match self.clean(target, false) {
+        let was = std::mem::replace(&mut self.no_wait, true);
+        let r = self.clean(target, false);
+        self.no_wait = was;
+        match r {
             // Nothing it could move now: the write that needs room decides.
             Err(Error::Full { .. }) => Ok(()),
             r => r,
@@ -609,6 +657,7 @@ impl<'a> Writer<'a> {
     /// reclaimed, live ones moved to the head, or (with `evict`) evicted unless their CLOCK bit
     /// gives them a second chance.
     fn clean(&mut self, target: Target, evict: bool) -> Result<()> {
+        self.cleaned = true;
         let w = self.w();
         let g = self.g;
         let cap = g.cap();
@@ -624,7 +673,7 @@ impl<'a> Writer<'a> {
             Target::Ahead { .. } => 0,
             Target::Entries(n) => {
                 let entries = self.ctl(sctl!(self.shard, entries))?;
-                let live = self.ctl(sctl!(self.shard, live_bytes))?;
+                let live = self.live()?;
                 let avg = live.checked_div(entries).unwrap_or(0);
                 entries.saturating_sub(n).saturating_mul(avg).min(cap / 16)
             }
@@ -668,6 +717,30 @@ impl<'a> Writer<'a> {
                 g.set_tail(w, g.next_lap(tail))?;
                 continue;
             }
+            if hdr.flags.get() & FLAG_CHUNK != 0 {
+                // A lane's chunk (format.md, "Lanes and chunks"): closed, its owner's write
+                // into it waited for, its unused end made a closed empty chunk; then its
+                // records are cleaned as any others.
+                let Some(fill) = self.close_chunk(tail, size)? else {
+                    return self.rebuild_verified();
+                };
+                if fill == CHUNK_HEAD_LEN {
+                    g.set_tail(w, tail + size)?;
+                    continue;
+                }
+                if fill < size {
+                    g.write_chunk(
+                        w,
+                        tail + fill,
+                        size - fill,
+                        format::CHUNK_CLOSED | CHUNK_HEAD_LEN,
+                        0,
+                    )?;
+                }
+                fp!("clean::before_entering_chunk");
+                g.set_tail(w, tail + CHUNK_HEAD_LEN)?;
+                continue;
+            }
             g.read_key(w, tail, &hdr, &mut self.keybuf)?;
             let key = std::mem::take(&mut self.keybuf);
             let h = format::hash(&key, self.sh.seed);
@@ -682,16 +755,16 @@ impl<'a> Writer<'a> {
             };
             let referenced = hit.slot & slot::REF != 0;
             if hdr.expired(self.now) {
-                self.reclaim(hit.idx, h, size, sctl!(self.shard, expirations))?;
+                self.reclaim(hit.idx, hit.slot, h, size, sctl!(self.shard, expirations))?;
             } else if evict && (!referenced || second_chances >= chance_budget) {
-                self.reclaim(hit.idx, h, size, sctl!(self.shard, evictions))?;
+                self.reclaim(hit.idx, hit.slot, h, size, sctl!(self.shard, evictions))?;
             } else {
                 let head = g.head(w)?;
                 if g.footprint(head, size) > g.free(head, tail) {
                     if !evict {
                         return Err(Error::Full { needed: size });
                     }
-                    self.reclaim(hit.idx, h, size, sctl!(self.shard, evictions))?;
+                    self.reclaim(hit.idx, hit.slot, h, size, sctl!(self.shard, evictions))?;
                 } else {
                     if evict {
                         second_chances = second_chances.saturating_add(size);
@@ -710,15 +783,18 @@ impl<'a> Writer<'a> {
 
     /// Tombstones a live slot and counts the reclaimed record under `counter`.
     /// The key is the one in `keybuf` (hash `h`), mirrored into a build in flight.
-    fn reclaim(&mut self, idx: u64, h: u64, size: u64, counter: u64) -> Result<()> {
-        self.g.store_slot(self.w(), idx, slot::TOMBSTONE)?;
+    fn reclaim(&mut self, idx: u64, seen: u64, h: u64, size: u64, counter: u64) -> Result<()> {
+        if !self.g.cas_slot(self.w(), idx, seen, slot::TOMBSTONE)? {
+            // Overwritten by a fast write meanwhile: the record was dead already.
+            return Ok(());
+        }
         let key = std::mem::take(&mut self.keybuf);
         let r = self.mirror(idx, &key, h);
         self.keybuf = key;
         r?;
         fp!("reclaim::between_tombstone_and_counters");
         self.ctl_sub(sctl!(self.shard, entries), 1)?;
-        self.ctl_sub(sctl!(self.shard, live_bytes), size)?;
+        self.live_sub(size)?;
         self.ctl_add(counter, 1)
     }
 
@@ -747,9 +823,15 @@ impl<'a> Writer<'a> {
         }
         let new = self.g.append(w, hdr, &self.keybuf, &value)?;
         fp!("move::between_append_and_repoint");
-        self.g.store_slot(w, idx, slot::moved(s, new, keep_ref))?;
+        let repointed = self
+            .g
+            .replace_slot(w, idx, s, |s| slot::moved(s, new, keep_ref))?;
         self.ctl_add(sctl!(self.shard, bytes_copied), hdr.size())?;
         self.buf = value;
+        if !repointed {
+            // A fast write replaced the record meanwhile: the copy is dead.
+            return Ok(());
+        }
         let key = std::mem::take(&mut self.keybuf);
         let r = self.mirror_move(idx, &key, h);
         self.keybuf = key;
@@ -759,6 +841,7 @@ impl<'a> Writer<'a> {
     /// Recomputes `entries`, `live_bytes` and `used_slots` from the index, dropping slots that
     /// point outside the ring's valid range or at nonsense.
     fn recount(&mut self) -> Result<()> {
+        self.quiesce()?;
         let w = self.w();
         let g = self.g;
         let (head, tail) = (g.head(w)?, g.tail(w)?);
@@ -788,7 +871,7 @@ impl<'a> Writer<'a> {
         }
         self.ctl_set(sctl!(self.shard, entries), entries)?;
         fp!("recount::between_counters");
-        self.ctl_set(sctl!(self.shard, live_bytes), live)?;
+        self.set_live(live)?;
         self.ctl_set(sctl!(self.shard, used_slots), used)
     }
 
@@ -799,6 +882,7 @@ impl<'a> Writer<'a> {
             0,
             "recovery failed (injected by a failpoint)"
         )));
+        self.quiesce()?;
         let w = self.w();
         let (head, tail) = (self.g.head(w)?, self.g.tail(w)?);
         // A build in flight is abandoned (nothing of it is visible).
@@ -850,7 +934,7 @@ impl<'a> Writer<'a> {
             return Ok(());
         }
         // The cheap test first (the plan repeats it): this runs at the end of every write.
-        let live = self.ctl(sctl!(self.shard, live_bytes))?;
+        let live = self.live()?;
         if live.saturating_mul(8) >= self.g.cap() {
             return Ok(());
         }

@@ -117,7 +117,7 @@ fn header_damage_is_typed() {
     match open(&path) {
         Err(Error::UnsupportedVersion {
             found: 1,
-            supported: 4,
+            supported: 5,
         }) => {}
         other => panic!("expected version error, got {other:?}"),
     }

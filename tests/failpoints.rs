@@ -40,6 +40,11 @@ const ALONE_AFTER_DEAD_WRITER: &[&str] = &[
     "recover_alone::between_duty_and_reset",
     "recover_alone::between_reset_and_recovery",
 ];
+/// Points reached only by a process that adopts a dead process's lane: a first child dies
+/// inside a fast write (its lane announced, its count short by the record).
+const NEED_DEAD_FAST_WRITER: &[&str] = &["adopt::before_free"];
+/// The point that first child dies at.
+const DEAD_FAST_WRITER_AT: &str = "fast::between_slot_and_counters";
 /// The point a first child dies at to leave a dead writer (lock held, counters stale).
 const DEAD_WRITER_AT: &str = "put::between_publish_and_counters";
 
@@ -237,7 +242,153 @@ fn child(path: &str, point: &str) -> std::process::ExitStatus {
     child_running(path, point, "default")
 }
 
-/// A child that runs `workload` ("default" or "index") until it aborts at `point`.
+/// The map of [`fast_workload`]: a ring large enough for chunks from the start.
+fn fast_opts() -> Options {
+    opts().initial_size(4 << 20)
+}
+
+/// Overwrites of keys already present: after the first locked overwrite claims a lane and a
+/// chunk, the rest are fast writes (format.md, "Lanes and chunks"), with values that change
+/// size so that a lost count shows.
+fn fast_workload(path: &str) {
+    let map = Shmap::open(path, &fast_opts()).unwrap();
+    for round in 0..4u64 {
+        for i in 0..200 {
+            map.set(format!("f{i}").as_bytes(), &value(i, round))
+                .unwrap();
+        }
+    }
+    drop(map);
+}
+
+/// A fast writer killed after its publication and before its lane's count: the lane is left
+/// announced and its count short. The next write that needs the shard still (an `incr`)
+/// adopts the lane and recounts, after which the counters verify exactly; until then the walk
+/// reports them stale, not damaged.
+fn a_dead_fast_writer_is_recounted_by_the_next_exclusive_write() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fast");
+    let map = Shmap::open(&path, &fast_opts()).unwrap();
+    for i in 0..200 {
+        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
+    }
+    let status = child_running(&path, DEAD_FAST_WRITER_AT, "fast");
+    assert!(
+        aborted(status),
+        "the child never died in a fast write: {status:?}"
+    );
+    let v = common::inspector(&path).verify().unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert!(
+        v.notes.iter().any(|n| n.what.contains("stale")),
+        "a count the dead fast writer left short is a note: {:?}",
+        v.notes
+    );
+    map.incr(b"counter", 1, 0, None).unwrap();
+    let v = common::inspector(&path).verify().unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert!(v.counters_checked);
+    assert!(
+        v.notes.iter().all(|n| !n.what.contains("stale")),
+        "recounted: {:?}",
+        v.notes
+    );
+    for i in 0..200 {
+        assert!(map.get(format!("f{i}").as_bytes()).unwrap().is_some());
+    }
+}
+
+/// A fast writer stopped (SIGSTOP) between its chunk's `fill` and the key's slot: cleaning
+/// that reaches its chunk waits for it at most the lock timeout, so other writers get
+/// `LockTimeout` naming its pid instead of waiting forever, and a chunk claim (upkeep) does not
+/// wait at all; after SIGCONT its write completes and nothing is lost.
+fn a_stopped_fast_writer_times_the_cleaner_out() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-stopfast");
+    let o = fast_opts()
+        .max_size(4 << 20)
+        .lock_timeout(Duration::from_millis(300));
+    let map = Shmap::open(&path, &o).unwrap();
+    for i in 0..200 {
+        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
+    }
+    let parked = dir.path().join("parked");
+    let go = dir.path().join("go");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("SHMAP_FP_PARKFAST", dir.path())
+        .env("SHMAP_FP_PATH", &path)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // A failed assertion must not leave a stopped child behind.
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            signal(self.0, libc::SIGCONT);
+            signal(self.0, libc::SIGKILL);
+        }
+    }
+    let reap = Reap(pid);
+    let t = Instant::now();
+    while !parked.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the child never parked"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    signal(pid, libc::SIGSTOP);
+    while !stopped(pid) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::fs::write(&go, b"").unwrap();
+    // Writes wrap the ring until cleaning reaches the stopped writer's chunk.
+    let t = Instant::now();
+    let mut timed_out = 0;
+    let mut n = 0u64;
+    while timed_out == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "cleaning never reached the chunk after {n} writes: {:?}",
+            map.stats().unwrap()
+        );
+        let w = Instant::now();
+        match map.set(format!("p{}", n % 3000).as_bytes(), &value(n, 1)) {
+            Ok(()) => {}
+            Err(e @ shmap::Error::LockTimeout { .. }) => {
+                assert!(e.to_string().contains(&format!("pid {pid}")), "{e}");
+                timed_out += 1;
+            }
+            Err(e) => panic!("expected a lock timeout, got {e:?}"),
+        }
+        assert!(
+            w.elapsed() < Duration::from_secs(5),
+            "a write was not bounded"
+        );
+        n += 1;
+    }
+    signal(pid, libc::SIGCONT);
+    let status = child.wait().unwrap();
+    std::mem::forget(reap);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the resumed child failed: {status:?}"
+    );
+    assert_eq!(
+        map.get(b"f0").unwrap().as_deref(),
+        Some(&value(0, 5)[..]),
+        "the stopped fast write was published once it resumed"
+    );
+    for _ in 0..1000 {
+        map.set(format!("p{}", n % 3000).as_bytes(), &value(n, 1))
+            .unwrap();
+        n += 1;
+    }
+    check_after_crash(&map, &path, "a stopped fast writer");
+}
+
+/// A child that runs `workload` ("default", "index" or "fast") until it aborts at `point`.
 fn child_running(path: &str, point: &str, workload: &str) -> std::process::ExitStatus {
     Command::new(std::env::current_exe().unwrap())
         .env("SHMAP_FP_CHILD", point)
@@ -297,6 +448,12 @@ fn crash_at(point: &str) {
         assert!(
             aborted(child(&path, DEAD_WRITER_AT)),
             "{point}: the first child did not die at {DEAD_WRITER_AT}"
+        );
+    }
+    if NEED_DEAD_FAST_WRITER.contains(&point) {
+        assert!(
+            aborted(child(&path, DEAD_FAST_WRITER_AT)),
+            "{point}: the first child did not die at {DEAD_FAST_WRITER_AT}"
         );
     }
     let alone = LAST_OUT.contains(&point) || ALONE_AFTER_DEAD_WRITER.contains(&point);
@@ -995,6 +1152,28 @@ fn main() {
         drop(map);
         std::process::exit(0);
     }
+    if let Ok(dir) = std::env::var("SHMAP_FP_PARKFAST") {
+        // Parks inside its first fast write, after `fill`, until the parent says go.
+        let path = std::env::var("SHMAP_FP_PATH").unwrap();
+        let dir = std::path::PathBuf::from(dir);
+        let once = AtomicBool::new(false);
+        fail::cfg_callback("fast::between_fill_and_slot", move || {
+            if once.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            std::fs::write(dir.join("parked"), b"").unwrap();
+            while !dir.join("go").exists() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+        .unwrap();
+        let map = Shmap::open(&path, &fast_opts().max_size(4 << 20)).unwrap();
+        // The first overwrite claims a lane and a chunk under the lock; the second is fast.
+        map.set(b"f1", &value(1, 5)).unwrap();
+        map.set(b"f0", &value(0, 5)).unwrap();
+        drop(map);
+        std::process::exit(0);
+    }
     if let Ok(marker) = std::env::var("SHMAP_FP_HOLD") {
         // Takes the writer lock and keeps it, as a stopped writer would.
         let path = std::env::var("SHMAP_FP_PATH").unwrap();
@@ -1019,11 +1198,17 @@ fn main() {
         .unwrap();
         if std::env::var("SHMAP_FP_WORKLOAD").as_deref() == Ok("index") {
             index_workload(&path);
+        } else if std::env::var("SHMAP_FP_WORKLOAD").as_deref() == Ok("fast") {
+            fast_workload(&path);
         } else {
             workload(&path);
         }
         // Reaching here means the point was never hit.
         std::process::exit(3);
+    }
+    if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("stopfast") {
+        a_stopped_fast_writer_times_the_cleaner_out();
+        return;
     }
     let started = Instant::now();
     let mut n = 0;
@@ -1072,6 +1257,13 @@ fn main() {
         n += 1;
         println!("an error right after a switch's publication ({point}): ok");
     }
+    a_dead_fast_writer_is_recounted_by_the_next_exclusive_write();
+    n += 1;
+    println!("a dead fast writer is recounted by the next exclusive write: ok");
+    a_stopped_fast_writer_times_the_cleaner_out();
+    n += 1;
+    println!("a fast writer stopped (SIGSTOP) in its chunk times the cleaner out: ok");
+    println!("a dead fast writer is recounted by the next exclusive write: ok");
     a_failed_upkeep_fails_no_write();
     n += 1;
     println!("a failed upkeep fails no write: ok");

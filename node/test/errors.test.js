@@ -112,8 +112,8 @@ test('ERR_SHMAP_VERSION: a file of another format version', (t) => {
   });
 });
 
-for (const old of [2, 3]) {
-  test(`ERR_SHMAP_VERSION: a version-${old} map (the committed fixture) is refused; reset: true re-creates it as version 4`, (t) => {
+for (const old of [2, 3, 4]) {
+  test(`ERR_SHMAP_VERSION: a version-${old} map (the committed fixture) is refused; reset: true re-creates it as version 5`, (t) => {
     const fixture = path.join(PKG, '..', 'tests', 'fixtures', `v${old}.shmap`);
     const file = path.join(tempDir(t), 'old.shmap');
     fs.copyFileSync(fixture, file);
@@ -122,7 +122,7 @@ for (const old of [2, 3]) {
     assert.throws(() => new Shmap(file), (e) => {
       assert.equal(e.code, 'ERR_SHMAP_VERSION');
       assert.match(e.message, new RegExp(`version ${old}`));
-      assert.match(e.message, /version 4/);
+      assert.match(e.message, /version 5/);
       assert.match(e.message, /reset: true/);
       return true;
     });
@@ -131,7 +131,7 @@ for (const old of [2, 3]) {
     assert.equal(m.get('alpha'), undefined);
     m.set('alpha', 'new');
     m.close();
-    assert.equal(fs.readFileSync(file).readUInt32LE(8), 4, 'the file is version 4 now');
+    assert.equal(fs.readFileSync(file).readUInt32LE(8), 5, 'the file is version 5 now');
     const again = new Shmap(file);
     assert.equal(again.get('alpha'), 'new');
     again.close();

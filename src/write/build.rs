@@ -187,7 +187,7 @@ impl Writer<'_> {
             return self.or_abandon(r);
         }
         let cap = self.g.cap();
-        let live = self.ctl(sctl!(self.shard, live_bytes))?;
+        let live = self.live()?;
         if live.saturating_mul(2) <= cap || self.now < self.sh.no_grow_until.load(Ordering::Relaxed)
         {
             return self.maybe_index_build();
@@ -300,7 +300,7 @@ impl Writer<'_> {
     /// room (see [`holds`]) and the largest record known (see [`Writer::below_ring_floor`]);
     /// false when it does not (the caller switches in one step, for the live data alone).
     pub(super) fn start_shrink(&mut self, plan: Plan) -> Result<bool> {
-        let live = self.ctl(sctl!(self.shard, live_bytes))?;
+        let live = self.live()?;
         if !holds(&plan, live) || self.below_ring_floor(&plan) {
             return Ok(false);
         }
@@ -323,6 +323,7 @@ impl Writer<'_> {
     /// a damaged record, its ring filled) starts again, [`COMPACT_TRIES`] times at most, then
     /// switches in one step: `compact` ends after a bounded number of builds.
     pub fn compact_step(&mut self, c: &mut Compaction) -> Result<bool> {
+        self.quiesce()?;
         if self.build_stale {
             self.abandon_build()?;
         }
@@ -376,7 +377,7 @@ impl Writer<'_> {
     /// with less (a map at its cap that evicts keeps its ring full), the first write that found
     /// the ring full would finish the build in one step, in another writer's `set`.
     fn compact_can_wait(&self, plan: &Plan) -> Result<bool> {
-        let live = self.ctl(sctl!(self.shard, live_bytes))?;
+        let live = self.live()?;
         let w = self.w();
         let free = self.g.free(self.g.head(w)?, self.g.tail(w)?);
         Ok(holds(plan, live) && free >= (live / 4).saturating_add(self.reserve()))
@@ -401,6 +402,9 @@ impl Writer<'_> {
     /// [`ALLOC_STEP`] steps as it fills. False when it returned a step of retired space instead
     /// (the build is asked for again by a later write).
     fn start_build(&mut self, plan: Plan) -> Result<bool> {
+        // No fast write while a build copies and mirrors: the gate stays closed until it is
+        // published or abandoned (format.md, "Lanes and chunks").
+        self.quiesce()?;
         // An index rebuild keeps the active ring: `N`'s descriptor names its log region.
         let index_only = plan.log_cap.is_none();
         let cap = plan.log_cap.unwrap_or(self.g.cap());
@@ -861,7 +865,7 @@ impl Writer<'_> {
         let dropped = self.ctl(sctl!(s, entries))?.saturating_sub(entries);
         self.ctl_add(sctl!(s, expirations), dropped)?;
         self.ctl_set(sctl!(s, entries), entries)?;
-        self.ctl_set(sctl!(s, live_bytes), self.ctl(sctl!(s, build_live))?)?;
+        self.set_live(self.ctl(sctl!(s, build_live))?)?;
         self.ctl_set(sctl!(s, used_slots), self.ctl(sctl!(s, build_used))?)?;
         // The rest of the ring is reserved in steps as the active generation's head reaches
         // it (`active_alloc`; 0 once all of it is). An index rebuild's ring keeps its own.

@@ -52,6 +52,9 @@ impl Writer<'_> {
     }
 
     fn switch_once(&mut self, mut plan: Plan, fill: Fill) -> Result<()> {
+        // No fast write may land in the generation being copied (format.md, "Lanes and
+        // chunks").
+        self.quiesce()?;
         // Any other switch replaces a build in flight; a reservation left by one that failed
         // before is given back.
         self.abandon_build()?;
@@ -250,7 +253,7 @@ impl Writer<'_> {
             mem.sync(0, mem.header_len())?;
         }
         self.ctl_set(sctl!(self.shard, entries), count)?;
-        self.ctl_set(sctl!(self.shard, live_bytes), live)?;
+        self.set_live(live)?;
         self.ctl_set(sctl!(self.shard, used_slots), count)?;
         if let Some((reserved, len)) = log {
             self.ctl_set(sctl!(self.shard, active_alloc), watermark(reserved, len))?;
@@ -751,6 +754,7 @@ impl Writer<'_> {
     /// pointed to are dead bytes the ring reclaims as it wraps).
     fn clear_in_place(&mut self) -> Result<()> {
         self.abandon_build()?;
+        self.quiesce()?;
         let w = self.w();
         for i in 0..self.g.slots() {
             if slot::is_live(self.g.load_slot(w, i)?) {
@@ -758,7 +762,7 @@ impl Writer<'_> {
             }
         }
         self.ctl_set(sctl!(self.shard, entries), 0)?;
-        self.ctl_set(sctl!(self.shard, live_bytes), 0)
+        self.set_live(0)
     }
 
     /// Rebuilds compactly per `plan` (a ring about three times the live data) in one step: the

@@ -121,7 +121,7 @@ fn not_a_map() {
     let d = dir();
     for (name, path) in [
         ("foreign", foreign(d.path())),
-        ("version_5", version_5(d.path())),
+        ("future_version", future_version(d.path())),
     ] {
         let stderr: Vec<String> = [&[][..], &["--verify"], &["--keys"]]
             .into_iter()

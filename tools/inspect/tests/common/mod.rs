@@ -154,11 +154,12 @@ pub fn foreign(dir: &Path) -> PathBuf {
     path
 }
 
-/// The healthy map with its version field set to 4, a future version (and the superblock checksum fixed up).
-pub fn version_5(dir: &Path) -> PathBuf {
-    let path = healthy_named(dir, "version-5");
+/// The healthy map with its version field set to the next version, a future one (and the
+/// superblock checksum fixed up).
+pub fn future_version(dir: &Path) -> PathBuf {
+    let path = healthy_named(dir, "future-version");
     let mut sb = std::fs::read(&path).unwrap()[..128].to_vec();
-    sb[8..12].copy_from_slice(&5u32.to_le_bytes());
+    sb[8..12].copy_from_slice(&(shmap::format::VERSION + 1).to_le_bytes());
     let crc = crc32(&sb[..124]);
     sb[124..128].copy_from_slice(&crc.to_le_bytes());
     poke(&path, 0, &sb);

@@ -1,0 +1,550 @@
+//! The fast write and what the lock holder does for it (format.md, "Lanes and chunks").
+//!
+//! Two writers of one shard share its lock word, ring head and counters on every locked
+//! `set`; each costs a cache-line transfer between cores, which is what kept two writer
+//! processes near one's throughput (docs/shards.md). A process that overwrites keys gets a
+//! *lane*: a line of its own holding its announcement and counters, and a *chunk* of the ring
+//! claimed under the lock, into which it appends records without the lock and publishes them by
+//! compare-and-swap of the key's slot. What the writers still share is the index line.
+//!
+//! Kill-safety: every step is one store or read-modify-write; a record past `fill` is nothing, a
+//! record below it that no slot names is dead, and a count short by the last record is
+//! recounted by whoever adopts the dead owner's lane (under the lock, whose own recovery
+//! covers a kill of the adopter).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::Writer;
+use crate::arena::{Gen, NoSink, Probe};
+use crate::error::{Error, Result};
+use crate::failpoints::fp;
+use crate::format::{
+    CHUNK_CLOSED, CHUNK_HEAD_LEN, FLAG_CHUNK, FLAG_LEASE, LANES, RecordHeader, lane, record_size,
+    sctl, slot,
+};
+use crate::lock;
+use crate::shared::Shared;
+
+/// Chunks are at most this long (about sixty 100-byte sets), and a ring's sixty-fourth.
+const CHUNK_MAX: u64 = 8 << 10;
+/// No chunk under this (a ring under 256 KiB): its writers take the lock.
+const CHUNK_MIN: u64 = 4 << 10;
+/// Slot compare-and-swaps one fast write tries (each after a new probe) before the lock.
+const SLOT_TRIES: u32 = 8;
+
+/// The chunk length for a ring of `cap` bytes, if it has chunks.
+pub(crate) fn chunk_len(cap: u64) -> Option<u64> {
+    let len = (cap / 64).min(CHUNK_MAX) & !7;
+    (len >= CHUNK_MIN).then_some(len)
+}
+
+/// What a fast write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fast {
+    /// Stored and published.
+    Done,
+    /// The process has no lane or no usable chunk in this shard: the locked path, which may
+    /// claim them.
+    Prepare,
+    /// Anything else (absent key, gate closed, a lease, another thread in the lane): the
+    /// locked path.
+    Locked,
+}
+
+/// Whether `rest`, the chunk bytes a record would leave after it, can close the chunk: none,
+/// or room for a closed empty chunk.
+fn leaves_closable(rest: u64) -> bool {
+    rest == 0 || rest >= CHUNK_HEAD_LEN
+}
+
+/// Whether `fill` (without `CLOSED`) is one a chunk of `size` bytes can have: past its head, a
+/// multiple of 8, and leaving nothing or room for a closed empty chunk, unless the chunk is
+/// empty (a closed empty chunk's own end may be shorter).
+pub(crate) fn valid_fill(fill: u64, size: u64) -> bool {
+    fill >= CHUNK_HEAD_LEN
+        && fill <= size
+        && fill.is_multiple_of(8)
+        && (fill == CHUNK_HEAD_LEN || leaves_closable(size - fill))
+}
+
+/// A plain `set` of `key` (hash `h`) in shard `shard` without the writer lock, if the key is in
+/// the active generation and this process has a lane and a chunk with room there.
+pub(crate) fn fast_set(
+    sh: &Shared,
+    shard: usize,
+    key: &[u8],
+    h: u64,
+    value: &[u8],
+    flags: u32,
+    expires_ms: u64,
+) -> Result<Fast> {
+    let Some(k) = sh
+        .lane_of
+        .get(shard)
+        .map(|l| l.load(Ordering::Relaxed))
+        .filter(|&k| k != 0)
+    else {
+        return Ok(Fast::Prepare);
+    };
+    let k = (k - 1) as usize;
+    if sh.forked() {
+        return Ok(Fast::Locked);
+    }
+    let Some(Ok(_local)) = sh.lane_local.get(shard).map(|m| m.try_lock()) else {
+        return Ok(Fast::Locked);
+    };
+    let w = sh.mem.w();
+    let busy = lane!(shard, k, busy);
+    // The announcement, then the gate: a quiescing lock holder stores the gate, then reads
+    // `busy`; one of the two sees the other.
+    w.swap_u64(busy, 1)?;
+    let r = announced(sh, shard, k, key, h, value, flags, expires_ms);
+    w.store_u64(busy, 0, Ordering::Release)?;
+    r
+}
+
+/// The fast write, between the announcement and its retraction.
+#[allow(clippy::too_many_arguments)]
+fn announced(
+    sh: &Shared,
+    shard: usize,
+    k: usize,
+    key: &[u8],
+    h: u64,
+    value: &[u8],
+    flags: u32,
+    expires_ms: u64,
+) -> Result<Fast> {
+    let w = sh.mem.w();
+    if w.load_u64(sctl!(shard, fast_gate), Ordering::SeqCst)? != 0 {
+        return Ok(Fast::Locked);
+    }
+    let g = Gen::load(&sh.mem, shard)?;
+    if w.load_u64(lane!(shard, k, chunk_gen), Ordering::Acquire)? != g.number() {
+        return Ok(Fast::Prepare);
+    }
+    let chunk = w.load_u64(lane!(shard, k, chunk), Ordering::Acquire)?;
+    // `fill` with the announcement's ordering (a closer stores `CLOSED`, then reads `busy`);
+    // then `chunk_gen` again: a closer clears it before the tail passes the chunk, so a `fill`
+    // read from bytes written after that (the ring lapped) comes with the cleared word.
+    let fill_off = g.fill_off(chunk);
+    let fill = w.load_u64(fill_off, Ordering::SeqCst)?;
+    if fill & CHUNK_CLOSED != 0
+        || w.load_u64(lane!(shard, k, chunk_gen), Ordering::Acquire)? != g.number()
+    {
+        return Ok(Fast::Prepare);
+    }
+    let Ok((chdr, csize)) = g.header_at(w, chunk)? else {
+        return Ok(Fast::Prepare);
+    };
+    let size = record_size(key.len(), value.len());
+    if size.saturating_mul(4) > csize {
+        return Ok(Fast::Locked);
+    }
+    let mine = sh.me.map(|m| u64::from(m.word())).unwrap_or(0);
+    let fits = chdr.flags.get() & FLAG_CHUNK != 0
+        && g.chunk_owner(w, chunk)? == (k as u64) << 32 | mine
+        && fill >= CHUNK_HEAD_LEN
+        && fill
+            .checked_add(size)
+            .is_some_and(|end| end <= csize && leaves_closable(csize - end));
+    if !fits {
+        return Ok(Fast::Prepare);
+    }
+    let Probe::Hit(mut hit) = g.lookup(w, key, h, &mut NoSink)? else {
+        return Ok(Fast::Locked);
+    };
+    if hit.hdr.flags.get() & FLAG_LEASE != 0 {
+        return Ok(Fast::Locked);
+    }
+    let hdr = RecordHeader::new(key.len(), value.len(), flags, expires_ms).seal(key, value);
+    let pos = chunk + fill;
+    g.write_record(w, pos, &hdr, key, value)?;
+    fp!("fast::between_record_and_fill");
+    if w.cas_u64(fill_off, fill, fill + size)?.is_err() {
+        // Closed by a cleaner meanwhile: the bytes past `fill` are nothing.
+        return Ok(Fast::Prepare);
+    }
+    fp!("fast::between_fill_and_slot");
+    let mut tries = 0;
+    while !g.cas_slot(w, hit.idx, hit.slot, slot::live(pos, h))? {
+        tries += 1;
+        // Another write, a move or a reader's reference bit came first: the record (below
+        // `fill`) is published with the slot's new value, or left dead.
+        match g.lookup(w, key, h, &mut NoSink)? {
+            Probe::Hit(again) if tries < SLOT_TRIES && again.hdr.flags.get() & FLAG_LEASE == 0 => {
+                hit = again
+            }
+            _ => return Ok(Fast::Locked),
+        }
+    }
+    fp!("fast::between_slot_and_counters");
+    w.add_u64(
+        lane!(shard, k, live_delta),
+        size.wrapping_sub(hit.hdr.size()),
+    )?;
+    w.add_u64(lane!(shard, k, written), size)?;
+    Ok(Fast::Done)
+}
+
+impl Writer<'_> {
+    /// Whether lane `k` of this shard is claimed (by anyone, dead or alive).
+    fn lane_owner(&self, k: usize) -> Result<u64> {
+        self.ctl(lane!(self.shard, k, owner))
+    }
+
+    /// Whether the owner word `owner` (a lane's) names a live process.
+    fn owner_alive(&self, owner: u64) -> Result<bool> {
+        let (slot, inc) = lock::owner_of(owner as u32);
+        lock::alive(&self.sh.mem, self.sh.me, slot, inc)
+    }
+
+    /// The shard's `live_bytes`: line 1's word plus every lane's `live_delta`.
+    pub(super) fn live(&self) -> Result<u64> {
+        let mut live = self.ctl(sctl!(self.shard, live_bytes))?;
+        for k in 0..LANES {
+            live = live.wrapping_add(self.ctl(lane!(self.shard, k, live_delta))?);
+        }
+        // A sum that went below zero is a count a kill left short: zero until the recount.
+        Ok(if live > u64::MAX / 2 { 0 } else { live })
+    }
+
+    /// Takes `v` off line 1's `live_bytes`, two's-complement: the lanes' deltas may hold what
+    /// line 1 lacks (a record a fast write grew, removed under the lock).
+    pub(super) fn live_sub(&self, v: u64) -> Result<()> {
+        self.w()
+            .add_u64(sctl!(self.shard, live_bytes), v.wrapping_neg())
+            .map(|_| ())
+    }
+
+    /// Stores `live` as the shard's `live_bytes` (the truth, under quiescence): the lanes'
+    /// deltas are then part of it.
+    pub(super) fn set_live(&self, live: u64) -> Result<()> {
+        self.ctl_set(sctl!(self.shard, live_bytes), live)?;
+        for k in 0..LANES {
+            self.ctl_set(lane!(self.shard, k, live_delta), 0)?;
+        }
+        Ok(())
+    }
+
+    /// Stops fast writes in this shard until the lock is released: closes the gate and waits
+    /// for every announced lane to retract, adopting dead owners' lanes (format.md, "Lanes and
+    /// chunks"). Nothing to do while no lane is claimed: lanes are claimed under the lock.
+    pub(crate) fn quiesce(&mut self) -> Result<()> {
+        if self.quiesced {
+            return Ok(());
+        }
+        let mut claimed = false;
+        for k in 0..LANES {
+            claimed |= self.lane_owner(k)? != 0;
+        }
+        if !claimed {
+            self.quiesced = true;
+            return Ok(());
+        }
+        let w = self.w();
+        w.swap_u64(sctl!(self.shard, fast_gate), 1)?;
+        fp!("quiesce::after_gate");
+        self.quiesced = true;
+        let mut recount = false;
+        for k in 0..LANES {
+            recount |= self.drain(k, None)?;
+        }
+        if recount {
+            self.recount()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until lane `k` is not inside a fast write (with `chunk`, not one into that
+    /// chunk), for at most the lock timeout. A dead owner's lane is adopted: true if it was
+    /// announced (its count may be short by one record: the caller recounts).
+    fn drain(&mut self, k: usize, chunk: Option<u64>) -> Result<bool> {
+        let w = self.w();
+        let mut start: Option<Instant> = None;
+        let mut spins = 0u32;
+        loop {
+            let owner = self.lane_owner(k)?;
+            if owner == 0 {
+                return Ok(false);
+            }
+            let busy = w.load_u64(lane!(self.shard, k, busy), Ordering::SeqCst)?;
+            let elsewhere = match chunk {
+                Some(c) => {
+                    self.ctl(lane!(self.shard, k, chunk))? != c
+                        || self.ctl(lane!(self.shard, k, chunk_gen))? != self.g.number()
+                }
+                None => false,
+            };
+            if busy == 0 || elsewhere {
+                return Ok(false);
+            }
+            if self.no_wait {
+                // Upkeep (cleaning ahead, a chunk claim): no write waits for it.
+                return Err(Error::Full { needed: 0 });
+            }
+            // A fast write lasts a fraction of a microsecond: spin, then check the owner.
+            spins += 1;
+            if spins < 256 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if !self.owner_alive(owner)? {
+                // Its count may be short by its last record: the recount is owed before the
+                // lane (the only record of that) is freed, in case this one is cut short.
+                lock::owe_recovery(&self.sh.mem, &lock::shard(self.shard));
+                self.adopt(k)?;
+                return Ok(true);
+            }
+            let t = *start.get_or_insert_with(Instant::now);
+            if t.elapsed() >= self.sh.lock_timeout {
+                let (slot, _) = lock::owner_of(owner as u32);
+                return Err(Error::LockTimeout {
+                    waited_ms: t.elapsed().as_millis() as u64,
+                    holder_pid: lock::pid_of(&self.sh.mem, slot).ok().filter(|&p| p != 0),
+                    held_ms: None,
+                });
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// Frees lane `k` of a dead owner, its counts folded into line 1 and 2 (a kill in between
+    /// leaves the lock to a recovery, which recounts).
+    fn adopt(&mut self, k: usize) -> Result<()> {
+        let s = self.shard;
+        let delta = self.ctl(lane!(s, k, live_delta))?;
+        self.w().add_u64(sctl!(s, live_bytes), delta)?;
+        self.ctl_set(lane!(s, k, live_delta), 0)?;
+        let written = self.ctl(lane!(s, k, written))?;
+        self.ctl_add(sctl!(s, bytes_written), written)?;
+        self.ctl_set(lane!(s, k, written), 0)?;
+        fp!("adopt::before_free");
+        self.ctl_set(lane!(s, k, chunk_gen), 0)?;
+        self.ctl_set(lane!(s, k, busy), 0)?;
+        self.ctl_set(lane!(s, k, owner), 0)
+    }
+
+    /// Closes the chunk at the tail (`pos`, `size` bytes) and waits for its owner's fast write
+    /// into it, if one is under way; returns its `fill`, checked (`None`: damage).
+    pub(super) fn close_chunk(&mut self, pos: u64, size: u64) -> Result<Option<u64>> {
+        let w = self.w();
+        let off = self.g.fill_off(pos);
+        let mut fill = w.load_u64(off, Ordering::Acquire)?;
+        while fill & CHUNK_CLOSED == 0 {
+            match w.cas_u64_seqcst(off, fill, fill | CHUNK_CLOSED)? {
+                Ok(_) => break,
+                Err(now) => fill = now,
+            }
+        }
+        fp!("close::after_closed");
+        let fill = fill & !CHUNK_CLOSED;
+        let owner = self.g.chunk_owner(w, pos)?;
+        let k = (owner >> 32) as usize;
+        if k < LANES && self.lane_owner(k)? == owner & 0xFFFF_FFFF && owner != 0 {
+            if self.drain(k, Some(pos))? {
+                self.quiesce()?;
+                self.recount()?;
+            } else if self.ctl(lane!(self.shard, k, chunk))? == pos {
+                // The owner's next write claims another chunk (see `announced`).
+                self.ctl_set(lane!(self.shard, k, chunk_gen), 0)?;
+            }
+        }
+        let ok = valid_fill(fill, size);
+        Ok(ok.then_some(fill))
+    }
+
+    /// Claims a lane of this shard for this process, adopting a dead owner's; false if all
+    /// eight are live.
+    fn claim_lane(&mut self) -> Result<bool> {
+        let Some(me) = self.sh.me else {
+            return Ok(false);
+        };
+        let mine = u64::from(me.word());
+        let mut free = None;
+        for k in 0..LANES {
+            let owner = self.lane_owner(k)?;
+            if owner == mine {
+                free = Some(k);
+                break;
+            }
+            if free.is_none() && (owner == 0 || !self.owner_alive(owner)?) {
+                free = Some(k);
+            }
+        }
+        let Some(k) = free else {
+            return Ok(false);
+        };
+        let owner = self.lane_owner(k)?;
+        if owner != mine {
+            if owner != 0 {
+                let busy = self.ctl(lane!(self.shard, k, busy))? != 0;
+                if busy {
+                    lock::owe_recovery(&self.sh.mem, &lock::shard(self.shard));
+                }
+                self.adopt(k)?;
+                if busy {
+                    self.quiesce()?;
+                    self.recount()?;
+                    return Ok(false);
+                }
+            }
+            self.ctl_set(lane!(self.shard, k, owner), mine)?;
+            fp!("lane::after_claim");
+        }
+        if let Some(l) = self.sh.lane_of.get(self.shard) {
+            l.store(k as u32 + 1, Ordering::Relaxed);
+        }
+        Ok(true)
+    }
+
+    /// [`Writer::prepare_fast`] after a write that succeeded: its failure is not the write's
+    /// (as for any upkeep, see `Writer::upkeep`).
+    pub(crate) fn prepare_fast_after_write(&mut self) {
+        let was = std::mem::replace(&mut self.no_wait, true);
+        let r = self.prepare_fast();
+        self.no_wait = was;
+        self.upkeep(r);
+    }
+
+    /// After a locked overwrite: gives this process a lane and a chunk of the ring, so that
+    /// its next overwrites in this shard need no lock. Not while a build is in flight or the
+    /// gate is closed (fast writes would then wait for the lock anyway).
+    fn prepare_fast(&mut self) -> Result<()> {
+        let Some(csize) = chunk_len(self.g.cap()) else {
+            return Ok(());
+        };
+        if self.building() || self.build_stale || self.sh.forked() {
+            return Ok(());
+        }
+        if self.ctl(sctl!(self.shard, fast_gate))? != 0 {
+            return Ok(());
+        }
+        let sh = self.sh;
+        let Some(Ok(_local)) = sh.lane_local.get(self.shard).map(|m| m.try_lock()) else {
+            return Ok(());
+        };
+        let k = match sh
+            .lane_of
+            .get(self.shard)
+            .map(|l| l.load(Ordering::Relaxed))
+        {
+            Some(0) | None => {
+                if !self.claim_lane()? {
+                    return Ok(());
+                }
+                match sh
+                    .lane_of
+                    .get(self.shard)
+                    .map(|l| l.load(Ordering::Relaxed))
+                {
+                    Some(k) if k != 0 => (k - 1) as usize,
+                    _ => return Ok(()),
+                }
+            }
+            Some(k) => (k - 1) as usize,
+        };
+        let mine = self.sh.me.map(|m| u64::from(m.word())).unwrap_or(0);
+        if self.lane_owner(k)? != mine {
+            // Adopted by another process after this one was taken for dead (a stopped process):
+            // claim again at the next write.
+            if let Some(l) = sh.lane_of.get(self.shard) {
+                l.store(0, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        // Room for the chunk without a write's worth of cleaning more than a small one's: a
+        // chunk stands for a few hundred writes, and the cleaning ahead they would each carry
+        // is not done in one (a live run at the tail is moved by locked writes, a step each).
+        // At the cap of an evicting shard the chunk evicts its room.
+        let cap = self.g.cap();
+        let dense = self.evict_enabled()? && self.live()?.saturating_mul(2) > cap;
+        // One write's cleaning a critical section, the chunk's or the write's.
+        if dense {
+            if !self.has_room(csize)? {
+                if self.cleaned {
+                    return Ok(());
+                }
+                // CLOCK eviction alone (its second chances bounded as for any write), not the
+                // moves in place a write tries first.
+                match self.clean(super::Target::Room(csize), true) {
+                    Err(Error::Full { .. }) => return Ok(()),
+                    r => r?,
+                }
+            }
+        } else {
+            // The chunk's writes will not clean ahead: the quarter of the ring that cleaning
+            // ahead keeps free stays free past the chunk. Dead records are passed over at no
+            // cost to the budget; live ones are moved, at most the chunk's length of them.
+            let w = self.w();
+            let room = cap / 4 + csize;
+            if self.g.free(self.g.head(w)?, self.g.tail(w)?) < room {
+                if self.cleaned || self.building_ring() {
+                    return Ok(());
+                }
+                let target = super::Target::Ahead {
+                    free: room,
+                    moved: csize,
+                };
+                match self.clean(target, false) {
+                    Err(Error::Full { .. }) => {}
+                    r => r?,
+                }
+                if self.g.free(self.g.head(w)?, self.g.tail(w)?) < room {
+                    return Ok(());
+                }
+            }
+        }
+        if self.building() || self.g.cap() != cap || !self.has_room(csize)? {
+            return Ok(());
+        }
+        self.alloc_active(csize)?;
+        let owner = (k as u64) << 32 | mine;
+        let pos = self.g.append_chunk(self.w(), csize, owner)?;
+        fp!("chunk::between_append_and_lane");
+        self.ctl_set(lane!(self.shard, k, chunk), pos)?;
+        self.ctl_set(lane!(self.shard, k, chunk_gen), self.g.number())?;
+        self.after_write(csize)
+    }
+
+    /// At the end of a critical section: opens the gate again if it is closed and no build
+    /// is in flight (a build keeps it closed until it is published or abandoned).
+    pub(crate) fn release_gate(&self) -> Result<()> {
+        let gate = sctl!(self.shard, fast_gate);
+        if self.ctl(gate)? != 0 && self.ctl(sctl!(self.shard, build_gen))? == 0 {
+            self.ctl_set(gate, 0)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_a_sixty_fourth_of_the_ring_up_to_8_kib() {
+        assert_eq!(chunk_len(128 << 10), None);
+        assert_eq!(chunk_len(256 << 10), Some(4096));
+        assert_eq!(chunk_len(1 << 20), Some(8192));
+        assert_eq!(chunk_len(64 << 20), Some(8 << 10));
+        assert_eq!(chunk_len((1 << 20) + 8), Some(8192));
+    }
+
+    #[test]
+    fn a_chunk_closes_with_nothing_or_a_closed_chunk_left() {
+        assert!(leaves_closable(0));
+        assert!(!leaves_closable(8));
+        assert!(!leaves_closable(32));
+        assert!(leaves_closable(40));
+        // An empty chunk (a closed empty one over another's end) may be any length.
+        assert!(valid_fill(40, 48));
+        assert!(valid_fill(40, 8192));
+        assert!(!valid_fill(48, 80));
+        assert!(valid_fill(8192, 8192));
+        assert!(!valid_fill(32, 8192));
+        assert!(!valid_fill(44, 8192));
+        assert!(!valid_fill(8200, 8192));
+    }
+}
