@@ -59,8 +59,10 @@ pub(crate) struct Writer<'a> {
     /// This critical section closed the shard's fast-write gate and drained its lanes
     /// (format.md, "Lanes and chunks"); it stays closed until the lock is released.
     quiesced: bool,
-    /// This critical section has cleaned the ring (a chunk claim then makes no more room).
-    cleaned: bool,
+    /// Bytes this critical section's cleaning copied (moved, or given a second chance): a
+    /// chunk claim makes room only in one that copied nothing, so that no `set` copies more than
+    /// one write's bounded share.
+    copied_here: u64,
     /// Upkeep is cleaning (ahead of need, or for a chunk claim): it gives up rather than wait
     /// for a fast write, which only a write that needs the room does (bounded).
     no_wait: bool,
@@ -130,7 +132,7 @@ impl<'a> Writer<'a> {
             build: None,
             build_stale: false,
             quiesced: false,
-            cleaned: false,
+            copied_here: 0,
             no_wait: false,
         };
         match wr.load_build()? {
@@ -657,7 +659,6 @@ impl<'a> Writer<'a> {
     /// reclaimed, live ones moved to the head, or (with `evict`) evicted unless their CLOCK bit
     /// gives them a second chance.
     fn clean(&mut self, target: Target, evict: bool) -> Result<()> {
-        self.cleaned = true;
         let w = self.w();
         let g = self.g;
         let cap = g.cap();
@@ -827,6 +828,7 @@ impl<'a> Writer<'a> {
             .g
             .replace_slot(w, idx, s, |s| slot::moved(s, new, keep_ref))?;
         self.ctl_add(sctl!(self.shard, bytes_copied), hdr.size())?;
+        self.copied_here = self.copied_here.saturating_add(hdr.size());
         self.buf = value;
         if !repointed {
             // A fast write replaced the record meanwhile: the copy is dead.

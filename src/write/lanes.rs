@@ -463,7 +463,7 @@ impl Writer<'_> {
         // One write's cleaning a critical section, the chunk's or the write's.
         if dense {
             if !self.has_room(csize)? {
-                if self.cleaned {
+                if self.copied_here != 0 {
                     return Ok(());
                 }
                 // CLOCK eviction alone (its second chances bounded as for any write), not the
@@ -480,7 +480,7 @@ impl Writer<'_> {
             let w = self.w();
             let room = cap / 4 + csize;
             if self.g.free(self.g.head(w)?, self.g.tail(w)?) < room {
-                if self.cleaned || self.building_ring() {
+                if self.copied_here != 0 || self.building_ring() {
                     return Ok(());
                 }
                 let target = super::Target::Ahead {
