@@ -332,6 +332,13 @@ impl Gen {
         }
     }
 
+    /// Asks for the home slot's line of hash `h` with intent to write (a writer's probe that
+    /// will store there).
+    #[inline]
+    pub fn prefetch_home(&self, w: &Window, h: u64) {
+        w.prefetch_write(self.slot_off(self.home(h)));
+    }
+
     /// Sets the CLOCK reference bit if the slot still holds `seen` (never a blind store).
     pub fn touch(&self, w: &Window, i: u64, seen: u64) {
         if seen & slot::REF == 0 && w.writable() {
@@ -541,8 +548,8 @@ impl Gen {
     }
 
     /// Appends a chunk of `size` bytes (a multiple of 8, at least [`CHUNK_HEAD_LEN`]) for the
-    /// lane word `owner`: its header, `fill` at its first record and `owner`; the rest is not
-    /// written (nothing reads past `fill`). Returns its position.
+    /// lane word `owner`: its header, `fill` at its first record, `owner` and `dead`; the rest is
+    /// not written (nothing reads past `fill`). Returns its position.
     pub fn append_chunk(&self, w: &Window, size: u64, owner: u64) -> Result<u64> {
         let head = self.start_append(w, size)?;
         self.write_chunk(w, head, size, CHUNK_HEAD_LEN, owner)?;
@@ -565,7 +572,14 @@ impl Gen {
         let at = self.ring(self.phys(pos));
         w.write(at, hdr.as_bytes())?;
         w.store_u64(at + RECORD_HEADER_LEN, fill, Ordering::Relaxed)?;
-        w.store_u64(at + RECORD_HEADER_LEN + 8, owner, Ordering::Relaxed)
+        w.store_u64(at + RECORD_HEADER_LEN + 8, owner, Ordering::Relaxed)?;
+        w.store_u64(at + RECORD_HEADER_LEN + 16, 0, Ordering::Relaxed)
+    }
+
+    /// File offset of the `dead` word of the chunk at `pos`: record bytes in it its owner's
+    /// fast writes replaced.
+    pub fn dead_off(&self, pos: u64) -> u64 {
+        self.fill_off(pos) + 16
     }
 
     /// File offset of the `fill` word of the chunk at `pos`.

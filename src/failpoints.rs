@@ -70,6 +70,7 @@ pub const ALL: &[&str] = &[
     "fast::between_record_and_fill",
     "fast::between_fill_and_slot",
     "fast::between_slot_and_counters",
+    "fast::before_dead",
     "quiesce::after_gate",
     "adopt::before_free",
     "close::after_closed",

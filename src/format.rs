@@ -77,8 +77,8 @@ pub const FLAG_LEASE: u32 = 1 << 29;
 pub const FLAG_CHUNK: u32 = 1 << 28;
 /// Lanes per shard.
 pub const LANES: usize = 8;
-/// A chunk's bytes before its first record: its header, `fill` and `owner`.
-pub const CHUNK_HEAD_LEN: u64 = 40;
+/// A chunk's bytes before its first record: its header, `fill`, `owner` and `dead`.
+pub const CHUNK_HEAD_LEN: u64 = 48;
 /// `fill`'s bit set once a cleaner closed the chunk.
 pub const CHUNK_CLOSED: u64 = 1 << 63;
 /// Flags a caller may set (the rest are the format's).
@@ -233,7 +233,8 @@ pub struct Lane {
     pub chunk_gen: u64,
     pub live_delta: u64,
     pub written: u64,
-    pub reserved: [u64; 2],
+    pub closed: u64,
+    pub reserved: u64,
 }
 
 /// A generation descriptor (two slots per shard; the shard's `active` word names the slot).

@@ -167,6 +167,19 @@ impl Sizing {
         } else {
             cap.saturating_mul(2).max(need).min(largest)
         };
+        // The ring the record needs, if the largest one's index (sized for it) does not fit
+        // beside the active generation: a 2 MiB value in a 14 MiB ring under 64 MiB found none,
+        // below the `TooLarge` limit it was refused with.
+        // (Not for a ring the record does not outgrow: a growth by a few pages copies it all
+        // for nothing.)
+        [Some(new), (need > cap).then_some(need)]
+            .into_iter()
+            .flatten()
+            .find_map(|c| self.grow_to(c))
+    }
+
+    /// [`Sizing::grow`] to a ring of `new` bytes, if it fits.
+    fn grow_to(&self, new: u64) -> Option<Plan> {
         // `largest_cap` kept room for a rebuild of the current index; the new one may be
         // larger (sized for the new ring): fewer slots, down to twice the entries, until a
         // rebuild of it fits beside it once the active generation is returned (the proptest
@@ -182,17 +195,20 @@ impl Sizing {
                 .saturating_add(index_region_len(slots))
                 <= self.max_size
         };
-        while !rebuild_fits(slots)
-            && slots > MIN_SLOTS
-            && slots / 2 > self.entries.saturating_mul(2)
-        {
+        let fits = |slots: u64| {
+            rebuild_fits(slots)
+                && self.fits(&Plan {
+                    slots,
+                    log_cap: Some(new),
+                })
+        };
+        while !fits(slots) && slots > MIN_SLOTS && slots / 2 > self.entries.saturating_mul(2) {
             slots /= 2;
         }
-        let plan = Plan {
+        fits(slots).then_some(Plan {
             slots,
             log_cap: Some(new),
-        };
-        (self.fits(&plan) && rebuild_fits(slots)).then_some(plan)
+        })
     }
 
     /// The smallest sensible ring: the one the map was created with.
@@ -332,6 +348,28 @@ mod tests {
             max_size: DEFAULT_MAX_SIZE,
             min_pages: DEFAULT_INITIAL_SIZE / PAGE,
         }
+    }
+
+    /// A value under the `TooLarge` limit grows a compacted ring: the largest ring's index
+    /// (sized for it) did not fit beside the active generation, and no plan was made, so a 2 MiB
+    /// value in a 14 MiB ring under 64 MiB was refused as too large for its limit of 3.2 MB.
+    #[test]
+    fn a_value_under_the_limit_finds_a_growth_with_a_smaller_index() {
+        let s = Sizing {
+            desc: desc(65536, 14_266_368),
+            entries: 12_357,
+            live_bytes: 4_753_248,
+            max_size: 64 << 20,
+            min_pages: 16,
+        };
+        let size = 2_097_184;
+        assert!(
+            size <= s.largest_cap() / 16,
+            "under the limit TooLarge names"
+        );
+        let p = s.grow(size).expect("a plan");
+        assert!(p.log_cap.unwrap() >= size * 16);
+        assert!(s.fits(&p));
     }
 
     /// Tiny records grow a map to its cap with an index as large as the budget allows: each

@@ -433,6 +433,22 @@ impl Window {
             .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire))
     }
 
+    /// Asks for the line at `off` with intent to write: a line another core also holds then
+    /// comes over once, exclusive, rather than shared for a load and again for a store.
+    #[inline]
+    pub fn prefetch_write(&self, off: u64) {
+        #[cfg(target_arch = "x86_64")]
+        if let Ok(p) = self.check(off, 8, 8) {
+            // SAFETY: a prefetch is a hint that never faults nor changes memory; `p` is in
+            // bounds of the live mapping anyway (checked).
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(
+                    p.cast::<i8>(),
+                )
+            };
+        }
+    }
+
     /// Atomic 8-byte swap, sequentially consistent: one side of a store-then-load handshake
     /// (format.md, "Lanes and chunks"), whose other side loads with `SeqCst` too.
     #[inline]

@@ -62,14 +62,58 @@ pub(crate) struct Shared {
     /// "Lanes and chunks".
     pub lane_of: Vec<std::sync::atomic::AtomicU32>,
     /// Per shard: held by this process's thread inside a fast write or a chunk claim (tried,
-    /// never waited for: a thread that cannot take it takes the locked path).
-    pub lane_local: Vec<Mutex<()>>,
+    /// never waited for: a thread that cannot take it takes the locked path), with the chunks
+    /// this process claimed there.
+    pub lane_local: Vec<Mutex<LaneChunks>>,
     /// The longest wait for another process.
     pub lock_timeout: Duration,
     /// The fork epoch when the attachment was made (see [`Shared::forked`]).
     epoch: u64,
     /// The file's (device, inode).
     pub key: (u64, u64),
+}
+
+/// The chunks this process claimed in one shard's active generation, oldest first: a fast
+/// write that replaces a record in one of them counts it in the chunk's `dead`, so that
+/// cleaning passes a chunk whose records are all dead without reading them.
+#[derive(Default)]
+pub(crate) struct LaneChunks {
+    /// The generation they are in; 0: none.
+    pub generation: u64,
+    /// Their length (the same for a generation's chunks).
+    pub len: u64,
+    /// Their positions, ascending.
+    pub at: std::collections::VecDeque<u64>,
+}
+
+impl LaneChunks {
+    /// The chunk of generation `g` that holds position `pos`, if it is one of these.
+    pub fn holding(&self, g: u64, pos: u64) -> Option<u64> {
+        if g != self.generation {
+            return None;
+        }
+        let i = self.at.partition_point(|&c| c <= pos);
+        let c = *self.at.get(i.checked_sub(1)?)?;
+        (pos < c.saturating_add(self.len)).then_some(c)
+    }
+
+    /// Adds a chunk of generation `g` of `len` bytes at `pos`, forgetting those the tail
+    /// (`tail`) passed and any of another generation.
+    pub fn claimed(&mut self, g: u64, len: u64, pos: u64, tail: u64) {
+        if g != self.generation || len != self.len {
+            self.at.clear();
+            self.generation = g;
+            self.len = len;
+        }
+        while self
+            .at
+            .front()
+            .is_some_and(|&c| c.saturating_add(len) <= tail)
+        {
+            self.at.pop_front();
+        }
+        self.at.push_back(pos);
+    }
 }
 
 /// One zeroed word per shard.
@@ -136,7 +180,9 @@ impl Shared {
             lane_of: (0..1usize << shard_bits)
                 .map(|_| std::sync::atomic::AtomicU32::new(0))
                 .collect(),
-            lane_local: (0..1usize << shard_bits).map(|_| Mutex::new(())).collect(),
+            lane_local: (0..1usize << shard_bits)
+                .map(|_| Mutex::new(LaneChunks::default()))
+                .collect(),
             lock_timeout: opts.lock_timeout,
             epoch: {
                 crate::raw::ensure_fork_handler();
@@ -252,4 +298,31 @@ pub(crate) fn read_control(mem: &Mem) -> Result<Control> {
     // Each field is read with relaxed loads; counters may be mutually a little out of date.
     mem.w().read(format::CONTROL_OFF, &mut buf)?;
     Control::read_from_bytes(&buf).map_err(|_| Error::corrupt(format::CONTROL_OFF, "control"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LaneChunks;
+
+    #[test]
+    fn a_lanes_chunks_are_found_by_position_and_forgotten_behind_the_tail() {
+        let mut c = LaneChunks::default();
+        assert_eq!(c.holding(0, 10), None, "none yet, even for generation 0");
+        c.claimed(3, 4096, 8192, 0);
+        c.claimed(3, 4096, 20480, 0);
+        assert_eq!(c.holding(3, 8192), Some(8192));
+        assert_eq!(c.holding(3, 12287), Some(8192));
+        assert_eq!(c.holding(3, 12288), None, "between two chunks");
+        assert_eq!(c.holding(3, 24575), Some(20480));
+        assert_eq!(c.holding(3, 8191), None);
+        assert_eq!(c.holding(4, 8192), None, "another generation");
+        // A claim once the tail passed the first one forgets it.
+        c.claimed(3, 4096, 40960, 12288);
+        assert_eq!(c.holding(3, 8192), None);
+        assert_eq!(c.at.len(), 2);
+        // A claim in a new generation forgets the old one's.
+        c.claimed(5, 4096, 0, 0);
+        assert_eq!(c.holding(3, 20480), None);
+        assert_eq!(c.holding(5, 100), Some(0));
+    }
 }

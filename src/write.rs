@@ -372,7 +372,8 @@ impl<'a> Writer<'a> {
             fp!("put::between_publish_and_counters");
             // Counters follow the publication; a crash here leaves them for recovery.
             match old {
-                Some((old_size, _)) => {
+                Some((old_size, seen)) => {
+                    self.count_dead(slot::pos(seen), old_size)?;
                     self.ctl_add(sctl!(self.shard, live_bytes), size)?;
                     fp!("put::between_live_bytes_updates");
                     self.live_sub(old_size)?;

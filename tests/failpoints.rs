@@ -128,6 +128,19 @@ fn workload(path: &str) {
                 .unwrap();
         }
     }
+    // Overwrites (fast writes into this process's chunks) of keys then left alone, while a few
+    // hot keys churn: cleaning reaches chunks that still hold live records, enters and moves
+    // them (a chunk of dead records only is passed whole).
+    for round in [7, 8] {
+        for i in 0..2000 {
+            map.set(format!("kept{i}").as_bytes(), &value(i, round))
+                .unwrap();
+        }
+    }
+    for n in 0..30_000u64 {
+        map.set(format!("churn{}", n % 20).as_bytes(), &value(n, 6))
+            .unwrap();
+    }
     std::thread::sleep(Duration::from_millis(30));
     map.flush().unwrap();
     map.compact().unwrap();

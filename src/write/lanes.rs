@@ -24,7 +24,7 @@ use crate::format::{
     sctl, slot,
 };
 use crate::lock;
-use crate::shared::Shared;
+use crate::shared::{LaneChunks, Shared};
 
 /// Chunks are at most this long (about sixty 100-byte sets), and a ring's sixty-fourth.
 const CHUNK_MAX: u64 = 8 << 10;
@@ -91,7 +91,7 @@ pub(crate) fn fast_set(
     if sh.forked() {
         return Ok(Fast::Locked);
     }
-    let Some(Ok(_local)) = sh.lane_local.get(shard).map(|m| m.try_lock()) else {
+    let Some(Ok(local)) = sh.lane_local.get(shard).map(|m| m.try_lock()) else {
         return Ok(Fast::Locked);
     };
     let w = sh.mem.w();
@@ -99,7 +99,7 @@ pub(crate) fn fast_set(
     // The announcement, then the gate: a quiescing lock holder stores the gate, then reads
     // `busy`; one of the two sees the other.
     w.swap_u64(busy, 1)?;
-    let r = announced(sh, shard, k, key, h, value, flags, expires_ms);
+    let r = announced(sh, shard, k, &local, key, h, value, flags, expires_ms);
     w.store_u64(busy, 0, Ordering::Release)?;
     r
 }
@@ -110,6 +110,7 @@ fn announced(
     sh: &Shared,
     shard: usize,
     k: usize,
+    chunks: &LaneChunks,
     key: &[u8],
     h: u64,
     value: &[u8],
@@ -121,6 +122,8 @@ fn announced(
         return Ok(Fast::Locked);
     }
     let g = Gen::load(&sh.mem, shard)?;
+    // The slot this write will compare-and-swap: fetched once, for writing.
+    g.prefetch_home(w, h);
     if w.load_u64(lane!(shard, k, chunk_gen), Ordering::Acquire)? != g.number() {
         return Ok(Fast::Prepare);
     }
@@ -180,11 +183,18 @@ fn announced(
         }
     }
     fp!("fast::between_slot_and_counters");
-    w.add_u64(
-        lane!(shard, k, live_delta),
-        size.wrapping_sub(hit.hdr.size()),
-    )?;
+    let old = hit.hdr.size();
+    w.add_u64(lane!(shard, k, live_delta), size.wrapping_sub(old))?;
     w.add_u64(lane!(shard, k, written), size)?;
+    // The replaced record, if it is in one of this lane's chunks that no cleaner closed yet (a
+    // closer stores `closed`, then waits for `busy`: while this write is announced, such a
+    // chunk's head stays in the ring), is counted dead there.
+    if let Some(c) = chunks.holding(g.number(), slot::pos(hit.slot))
+        && w.load_u64(lane!(shard, k, closed), Ordering::SeqCst)? <= c
+    {
+        fp!("fast::before_dead");
+        w.add_u64(g.dead_off(c), old)?;
+    }
     Ok(Fast::Done)
 }
 
@@ -249,7 +259,7 @@ impl Writer<'_> {
         self.quiesced = true;
         let mut recount = false;
         for k in 0..LANES {
-            recount |= self.drain(k, None)?;
+            recount |= self.drain(k)?;
         }
         if recount {
             self.recount()?;
@@ -257,10 +267,10 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Waits until lane `k` is not inside a fast write (with `chunk`, not one into that
-    /// chunk), for at most the lock timeout. A dead owner's lane is adopted: true if it was
-    /// announced (its count may be short by one record: the caller recounts).
-    fn drain(&mut self, k: usize, chunk: Option<u64>) -> Result<bool> {
+    /// Waits until lane `k` is not inside a fast write, for at most the lock timeout (`no_wait`:
+    /// a few microseconds' spin). A dead owner's lane is adopted: true if it was announced (its
+    /// count may be short by one record: the caller recounts).
+    fn drain(&mut self, k: usize) -> Result<bool> {
         let w = self.w();
         let mut start: Option<Instant> = None;
         let mut spins = 0u32;
@@ -269,26 +279,18 @@ impl Writer<'_> {
             if owner == 0 {
                 return Ok(false);
             }
-            let busy = w.load_u64(lane!(self.shard, k, busy), Ordering::SeqCst)?;
-            let elsewhere = match chunk {
-                Some(c) => {
-                    self.ctl(lane!(self.shard, k, chunk))? != c
-                        || self.ctl(lane!(self.shard, k, chunk_gen))? != self.g.number()
-                }
-                None => false,
-            };
-            if busy == 0 || elsewhere {
+            if w.load_u64(lane!(self.shard, k, busy), Ordering::SeqCst)? == 0 {
                 return Ok(false);
-            }
-            if self.no_wait {
-                // Upkeep (cleaning ahead, a chunk claim): no write waits for it.
-                return Err(Error::Full { needed: 0 });
             }
             // A fast write lasts a fraction of a microsecond: spin, then check the owner.
             spins += 1;
             if spins < 256 {
                 std::hint::spin_loop();
                 continue;
+            }
+            if self.no_wait {
+                // Upkeep (cleaning ahead, a chunk claim): no write waits longer for it.
+                return Err(Error::Full { needed: 0 });
             }
             if !self.owner_alive(owner)? {
                 // Its count may be short by its last record: the recount is owed before the
@@ -343,7 +345,9 @@ impl Writer<'_> {
         let owner = self.g.chunk_owner(w, pos)?;
         let k = (owner >> 32) as usize;
         if k < LANES && self.lane_owner(k)? == owner & 0xFFFF_FFFF && owner != 0 {
-            if self.drain(k, Some(pos))? {
+            // Its owner counts no more dead records in it once it sees this (`announced`).
+            w.swap_u64(lane!(self.shard, k, closed), pos.saturating_add(1))?;
+            if self.drain(k)? {
                 self.quiesce()?;
                 self.recount()?;
             } else if self.ctl(lane!(self.shard, k, chunk))? == pos {
@@ -351,8 +355,17 @@ impl Writer<'_> {
                 self.ctl_set(lane!(self.shard, k, chunk_gen), 0)?;
             }
         }
-        let ok = valid_fill(fill, size);
-        Ok(ok.then_some(fill))
+        if !valid_fill(fill, size) {
+            return Ok(None);
+        }
+        // Every record its owner replaced: the chunk is passed whole.
+        let dead = w.load_u64(self.g.dead_off(pos), Ordering::Acquire)?;
+
+        Ok(Some(if dead == fill - CHUNK_HEAD_LEN {
+            CHUNK_HEAD_LEN
+        } else {
+            fill
+        }))
     }
 
     /// Claims a lane of this shard for this process, adopting a dead owner's; false if all
@@ -422,7 +435,7 @@ impl Writer<'_> {
             return Ok(());
         }
         let sh = self.sh;
-        let Some(Ok(_local)) = sh.lane_local.get(self.shard).map(|m| m.try_lock()) else {
+        let Some(Ok(mut local)) = sh.lane_local.get(self.shard).map(|m| m.try_lock()) else {
             return Ok(());
         };
         let k = match sh
@@ -505,7 +518,32 @@ impl Writer<'_> {
         fp!("chunk::between_append_and_lane");
         self.ctl_set(lane!(self.shard, k, chunk), pos)?;
         self.ctl_set(lane!(self.shard, k, chunk_gen), self.g.number())?;
+        local.claimed(self.g.number(), csize, pos, self.g.tail(self.w())?);
         self.after_write(csize)
+    }
+
+    /// After a locked write replaced the record at `pos` (`size` bytes): counts it dead in its
+    /// chunk if the chunk is one of this process's and not closed (no cleaner runs meanwhile:
+    /// this one holds the lock), as a fast write does.
+    pub(super) fn count_dead(&self, pos: u64, size: u64) -> Result<()> {
+        let sh = self.sh;
+        let Some(k) = sh
+            .lane_of
+            .get(self.shard)
+            .map(|l| l.load(Ordering::Relaxed))
+            .filter(|&k| k != 0)
+        else {
+            return Ok(());
+        };
+        let Some(Ok(local)) = sh.lane_local.get(self.shard).map(|m| m.try_lock()) else {
+            return Ok(());
+        };
+        if let Some(c) = local.holding(self.g.number(), pos)
+            && self.ctl(lane!(self.shard, k - 1, closed))? <= c
+        {
+            self.w().add_u64(self.g.dead_off(c), size)?;
+        }
+        Ok(())
     }
 
     /// At the end of a critical section: opens the gate again if it is closed and no build
@@ -534,17 +572,18 @@ mod tests {
 
     #[test]
     fn a_chunk_closes_with_nothing_or_a_closed_chunk_left() {
+        let head = CHUNK_HEAD_LEN;
         assert!(leaves_closable(0));
         assert!(!leaves_closable(8));
-        assert!(!leaves_closable(32));
-        assert!(leaves_closable(40));
+        assert!(!leaves_closable(head - 8));
+        assert!(leaves_closable(head));
         // An empty chunk (a closed empty one over another's end) may be any length.
-        assert!(valid_fill(40, 48));
-        assert!(valid_fill(40, 8192));
-        assert!(!valid_fill(48, 80));
+        assert!(valid_fill(head, head + 8));
+        assert!(valid_fill(head, 8192));
+        assert!(!valid_fill(head + 8, head + 40));
         assert!(valid_fill(8192, 8192));
-        assert!(!valid_fill(32, 8192));
-        assert!(!valid_fill(44, 8192));
+        assert!(!valid_fill(head - 8, 8192));
+        assert!(!valid_fill(head + 4, 8192));
         assert!(!valid_fill(8200, 8192));
     }
 }
