@@ -138,3 +138,23 @@ fn fast_writers_of_the_same_keys_lose_nothing() {
     assert_eq!(map.len().unwrap(), KEYS + 1);
     assert!(reads > 0);
 }
+
+/// A chunk claimed in a dense ring of a map below its `max_size` makes its room as a write
+/// does, by growing: the first cut evicted for it, as if the map were at its cap.
+#[test]
+fn a_chunk_claim_below_the_cap_grows_rather_than_evicts() {
+    let dir = shm_dir();
+    let path = map_path(dir.path(), "dense");
+    let map = Shmap::open(&path, &Options::new()).unwrap();
+    let keys = 5000u64;
+    for round in 0..6 {
+        for k in 0..keys {
+            map.set(format!("k{k}").as_bytes(), &value(0, k, round)).unwrap();
+        }
+    }
+    let s = map.stats().unwrap();
+    assert_eq!(s.evictions, 0, "evicted below max_size: {s:?}");
+    for k in 0..keys {
+        assert!(map.get(format!("k{k}").as_bytes()).unwrap().is_some(), "k{k}");
+    }
+}

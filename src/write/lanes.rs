@@ -470,7 +470,7 @@ impl Writer<'_> {
         // Room for the chunk without a write's worth of cleaning more than a small one's: a
         // chunk stands for a few hundred writes, and the cleaning ahead they would each carry
         // is not done in one (a live run at the tail is moved by locked writes, a step each).
-        // At the cap of an evicting shard the chunk evicts its room.
+        // In a dense ring of an evicting shard it makes its room as a write does.
         let cap = self.g.cap();
         let dense = self.evict_enabled()? && self.live()?.saturating_mul(2) > cap;
         // One write's cleaning a critical section, the chunk's or the write's.
@@ -479,10 +479,12 @@ impl Writer<'_> {
                 if self.copied_here != 0 {
                     return Ok(());
                 }
-                // CLOCK eviction alone (its second chances bounded as for any write), not the
-                // moves in place a write tries first.
-                match self.clean(super::Target::Room(csize), true) {
-                    Err(Error::Full { .. }) => return Ok(()),
+                // As a write of the chunk's length makes room: growth while the map may
+                // grow, CLOCK eviction at the cap.
+                match self.make_room(csize) {
+                    Err(Error::Full { .. } | Error::NoSpace { .. } | Error::TooLarge { .. }) => {
+                        return Ok(());
+                    }
                     r => r?,
                 }
             }
