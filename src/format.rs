@@ -702,6 +702,22 @@ impl RecordHeader {
     }
 }
 
+/// Whether `rest`, the chunk bytes a record would leave after it, can close the chunk: none,
+/// or room for a closed empty chunk.
+pub fn leaves_closable(rest: u64) -> bool {
+    rest == 0 || rest >= CHUNK_HEAD_LEN
+}
+
+/// Whether `fill` (without `CLOSED`) is one a chunk of `size` bytes can have: past its head, a
+/// multiple of 8, and leaving nothing or room for a closed empty chunk, unless the chunk is
+/// empty (a closed empty chunk's own end may be shorter).
+pub fn valid_fill(fill: u64, size: u64) -> bool {
+    fill >= CHUNK_HEAD_LEN
+        && fill <= size
+        && fill.is_multiple_of(8)
+        && (fill == CHUNK_HEAD_LEN || leaves_closable(size - fill))
+}
+
 /// Index slot encoding (see format.md, Index region).
 pub mod slot {
     /// An empty slot: probing stops.

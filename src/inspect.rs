@@ -1550,7 +1550,7 @@ impl Inspector {
                 if hdr.checksum(&[], &[]) != hdr.crc.get() {
                     what.push("fails its checksum".into());
                 }
-                if !crate::write::valid_fill(fill, size) {
+                if !format::valid_fill(fill, size) {
                     what.push(format!("has a fill of {fill} in {size} bytes"));
                 }
                 if pos.saturating_add(size) > head {

@@ -276,7 +276,14 @@ impl Shmap {
         let shard = sh.shard_of(h);
         // An overwrite in this process's chunk needs no lock (format.md, "Lanes and chunks").
         let expires = write::expiry_at(sh, || (sh.clock)(), o.ttl_ms)?;
-        let fast = write::fast_set(sh, shard, key, h, value, o.flags, expires)?;
+        let plain = write::Plain {
+            key,
+            h,
+            value,
+            flags: o.flags,
+            expires_ms: expires,
+        };
+        let fast = write::fast_set(sh, shard, &plain)?;
         if fast == Fast::Done {
             return Ok(0);
         }

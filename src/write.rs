@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use self::build::Build;
 pub use self::build::Compaction;
-pub(crate) use self::lanes::{Fast, fast_set, valid_fill};
+pub(crate) use self::lanes::{Fast, Plain, fast_set};
 use self::switch::Fill;
 use crate::arena::{Gen, NoSink, Probe};
 use crate::error::{Error, Result};

@@ -1138,24 +1138,32 @@ fn fork_while_another_thread_opens() {
     assert_eq!(second.get(b"k").unwrap().as_deref(), Some(&b"child"[..]));
 }
 
+/// Makes the first pass through failpoint `point` write `dir/parked` and wait until `dir/go`
+/// exists (a minute at most).
+fn park_at(point: &str, dir: std::path::PathBuf) {
+    let once = AtomicBool::new(false);
+    fail::cfg_callback(point, move || {
+        if once.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        std::fs::write(dir.join("parked"), b"").unwrap();
+        let t = Instant::now();
+        while !dir.join("go").exists() {
+            assert!(t.elapsed() < Duration::from_secs(60), "never told to go");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
+    .unwrap();
+}
+
 fn main() {
     if let Ok(dir) = std::env::var("SHMAP_FP_STOPHOLD") {
         // Parks inside the critical section of its first write until the parent says go.
         let path = std::env::var("SHMAP_FP_PATH").unwrap();
-        let dir = std::path::PathBuf::from(dir);
-        let once = AtomicBool::new(false);
-        fail::cfg_callback("put::between_publish_and_counters", move || {
-            if once.swap(true, Ordering::SeqCst) {
-                return;
-            }
-            std::fs::write(dir.join("parked"), b"").unwrap();
-            let t = Instant::now();
-            while !dir.join("go").exists() {
-                assert!(t.elapsed() < Duration::from_secs(60), "never told to go");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
-        .unwrap();
+        park_at(
+            "put::between_publish_and_counters",
+            std::path::PathBuf::from(dir),
+        );
         let map = Shmap::open(&path, &opts()).unwrap();
         map.set(b"held", b"1").unwrap();
         for i in 0..100 {
@@ -1168,18 +1176,7 @@ fn main() {
     if let Ok(dir) = std::env::var("SHMAP_FP_PARKFAST") {
         // Parks inside its first fast write, after `fill`, until the parent says go.
         let path = std::env::var("SHMAP_FP_PATH").unwrap();
-        let dir = std::path::PathBuf::from(dir);
-        let once = AtomicBool::new(false);
-        fail::cfg_callback("fast::between_fill_and_slot", move || {
-            if once.swap(true, Ordering::SeqCst) {
-                return;
-            }
-            std::fs::write(dir.join("parked"), b"").unwrap();
-            while !dir.join("go").exists() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
-        .unwrap();
+        park_at("fast::between_fill_and_slot", std::path::PathBuf::from(dir));
         let map = Shmap::open(&path, &fast_opts().max_size(4 << 20)).unwrap();
         // The first overwrite claims a lane and a chunk under the lock; the second is fast.
         map.set(b"f1", &value(1, 5)).unwrap();

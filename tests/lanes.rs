@@ -149,12 +149,16 @@ fn a_chunk_claim_below_the_cap_grows_rather_than_evicts() {
     let keys = 5000u64;
     for round in 0..6 {
         for k in 0..keys {
-            map.set(format!("k{k}").as_bytes(), &value(0, k, round)).unwrap();
+            map.set(format!("k{k}").as_bytes(), &value(0, k, round))
+                .unwrap();
         }
     }
     let s = map.stats().unwrap();
     assert_eq!(s.evictions, 0, "evicted below max_size: {s:?}");
     for k in 0..keys {
-        assert!(map.get(format!("k{k}").as_bytes()).unwrap().is_some(), "k{k}");
+        assert!(
+            map.get(format!("k{k}").as_bytes()).unwrap().is_some(),
+            "k{k}"
+        );
     }
 }

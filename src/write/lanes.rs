@@ -20,8 +20,8 @@ use crate::arena::{Gen, NoSink, Probe};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
 use crate::format::{
-    CHUNK_CLOSED, CHUNK_HEAD_LEN, FLAG_CHUNK, FLAG_LEASE, LANES, RecordHeader, lane, record_size,
-    sctl, slot,
+    CHUNK_CLOSED, CHUNK_HEAD_LEN, FLAG_CHUNK, FLAG_LEASE, LANES, RecordHeader, lane,
+    leaves_closable, record_size, sctl, slot, valid_fill,
 };
 use crate::lock;
 use crate::shared::{LaneChunks, Shared};
@@ -52,33 +52,18 @@ pub(crate) enum Fast {
     Locked,
 }
 
-/// Whether `rest`, the chunk bytes a record would leave after it, can close the chunk: none,
-/// or room for a closed empty chunk.
-fn leaves_closable(rest: u64) -> bool {
-    rest == 0 || rest >= CHUNK_HEAD_LEN
+/// What a plain `set` stores: `key` (hash `h`), `value`, its flags and absolute expiry.
+pub(crate) struct Plain<'a> {
+    pub key: &'a [u8],
+    pub h: u64,
+    pub value: &'a [u8],
+    pub flags: u32,
+    pub expires_ms: u64,
 }
 
-/// Whether `fill` (without `CLOSED`) is one a chunk of `size` bytes can have: past its head, a
-/// multiple of 8, and leaving nothing or room for a closed empty chunk, unless the chunk is
-/// empty (a closed empty chunk's own end may be shorter).
-pub(crate) fn valid_fill(fill: u64, size: u64) -> bool {
-    fill >= CHUNK_HEAD_LEN
-        && fill <= size
-        && fill.is_multiple_of(8)
-        && (fill == CHUNK_HEAD_LEN || leaves_closable(size - fill))
-}
-
-/// A plain `set` of `key` (hash `h`) in shard `shard` without the writer lock, if the key is in
-/// the active generation and this process has a lane and a chunk with room there.
-pub(crate) fn fast_set(
-    sh: &Shared,
-    shard: usize,
-    key: &[u8],
-    h: u64,
-    value: &[u8],
-    flags: u32,
-    expires_ms: u64,
-) -> Result<Fast> {
+/// Stores `p` in shard `shard` without the writer lock, if the key is in the active
+/// generation and this process has a lane and a chunk with room there.
+pub(crate) fn fast_set(sh: &Shared, shard: usize, p: &Plain<'_>) -> Result<Fast> {
     let Some(k) = sh
         .lane_of
         .get(shard)
@@ -99,24 +84,26 @@ pub(crate) fn fast_set(
     // The announcement, then the gate: a quiescing lock holder stores the gate, then reads
     // `busy`; one of the two sees the other.
     w.swap_u64(busy, 1)?;
-    let r = announced(sh, shard, k, &local, key, h, value, flags, expires_ms);
+    let r = announced(sh, shard, k, &local, p);
     w.store_u64(busy, 0, Ordering::Release)?;
     r
 }
 
 /// The fast write, between the announcement and its retraction.
-#[allow(clippy::too_many_arguments)]
 fn announced(
     sh: &Shared,
     shard: usize,
     k: usize,
     chunks: &LaneChunks,
-    key: &[u8],
-    h: u64,
-    value: &[u8],
-    flags: u32,
-    expires_ms: u64,
+    p: &Plain<'_>,
 ) -> Result<Fast> {
+    let &Plain {
+        key,
+        h,
+        value,
+        flags,
+        expires_ms,
+    } = p;
     let w = sh.mem.w();
     if w.load_u64(sctl!(shard, fast_gate), Ordering::SeqCst)? != 0 {
         return Ok(Fast::Locked);
