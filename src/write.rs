@@ -946,6 +946,10 @@ impl<'a> Writer<'a> {
                 // A record here needs the ring as it is (a build found it): no smaller ring.
                 return Ok(());
             }
+            // A shrink is never urgent: not while a fast write would have to be waited for.
+            if !self.quiesce_or_defer()? {
+                return Ok(());
+            }
             // Built in bounded steps behind the writes, as a growth is, when the smaller ring
             // has the build's room (it has: a shrink keeps four times the live data).
             let r = self.start_shrink(plan).and_then(|started| {

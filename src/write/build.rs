@@ -403,8 +403,11 @@ impl Writer<'_> {
     /// (the build is asked for again by a later write).
     fn start_build(&mut self, plan: Plan) -> Result<bool> {
         // No fast write while a build copies and mirrors: the gate stays closed until it is
-        // published or abandoned (format.md, "Lanes and chunks").
-        self.quiesce()?;
+        // published or abandoned (format.md, "Lanes and chunks"); a later write starts it
+        // while a fast write is under way (no write waits for a build's start).
+        if !self.quiesce_or_defer()? {
+            return Ok(false);
+        }
         // An index rebuild keeps the active ring: `N`'s descriptor names its log region.
         let index_only = plan.log_cap.is_none();
         let cap = plan.log_cap.unwrap_or(self.g.cap());

@@ -237,21 +237,36 @@ impl Writer<'_> {
             claimed |= self.lane_owner(k)? != 0;
         }
         if !claimed {
-            self.quiesced = true;
+            // Not recorded as done: a lane claimed later in this critical section (whose own
+            // build would then start) needs the gate closed then.
             return Ok(());
         }
         let w = self.w();
         w.swap_u64(sctl!(self.shard, fast_gate), 1)?;
         fp!("quiesce::after_gate");
-        self.quiesced = true;
         let mut recount = false;
         for k in 0..LANES {
+            // A drain that fails leaves `quiesced` false: the next call drains again.
             recount |= self.drain(k)?;
         }
+        self.quiesced = true;
         if recount {
             self.recount()?;
         }
         Ok(())
+    }
+
+    /// [`Writer::quiesce`] for work that can wait for a later write (a build's start, a
+    /// shrink): false, and nothing waited for, while a fast write is under way.
+    pub(crate) fn quiesce_or_defer(&mut self) -> Result<bool> {
+        let was = std::mem::replace(&mut self.no_wait, true);
+        let r = self.quiesce();
+        self.no_wait = was;
+        match r {
+            Ok(()) => Ok(true),
+            Err(Error::Full { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits until lane `k` is not inside a fast write, for at most the lock timeout (`no_wait`:
