@@ -569,11 +569,10 @@ impl Gen {
         let hdr =
             RecordHeader::new(0, (size - RECORD_HEADER_LEN) as usize, FLAG_CHUNK, 0).seal(&[], &[]);
         fence(Ordering::Release);
-        let at = self.ring(self.phys(pos));
-        w.write(at, hdr.as_bytes())?;
-        w.store_u64(at + RECORD_HEADER_LEN, fill, Ordering::Relaxed)?;
-        w.store_u64(at + RECORD_HEADER_LEN + 8, owner, Ordering::Relaxed)?;
-        w.store_u64(at + RECORD_HEADER_LEN + 16, 0, Ordering::Relaxed)
+        w.write(self.ring(self.phys(pos)), hdr.as_bytes())?;
+        w.store_u64(self.fill_off(pos), fill, Ordering::Relaxed)?;
+        w.store_u64(self.owner_off(pos), owner, Ordering::Relaxed)?;
+        w.store_u64(self.dead_off(pos), 0, Ordering::Relaxed)
     }
 
     /// File offset of the `dead` word of the chunk at `pos`: record bytes in it its owner's
@@ -587,9 +586,14 @@ impl Gen {
         self.ring(self.phys(pos)) + RECORD_HEADER_LEN
     }
 
+    /// File offset of the `owner` word of the chunk at `pos`.
+    fn owner_off(&self, pos: u64) -> u64 {
+        self.fill_off(pos) + 8
+    }
+
     /// The `owner` word of the chunk at `pos`.
     pub fn chunk_owner(&self, w: &Window, pos: u64) -> Result<u64> {
-        w.load_u64(self.fill_off(pos) + 8, Ordering::Acquire)
+        w.load_u64(self.owner_off(pos), Ordering::Acquire)
     }
 
     /// Writes a record's bytes at `pos` (inside a chunk, or at the head), with the zeros that

@@ -208,11 +208,7 @@ impl ShardEntry {
     /// The shard's live bytes: `live_bytes` plus its lanes' `live_delta`, all two's-complement
     /// (a sum below zero, a count a kill left short until the recount, reads as 0).
     pub fn live(&self) -> u64 {
-        let sum = self
-            .lanes
-            .iter()
-            .fold(self.live_bytes, |a, l| a.wrapping_add(l.live_delta));
-        if sum > u64::MAX / 2 { 0 } else { sum }
+        live_of(self.live_bytes, self.lanes.iter().map(|l| l.live_delta))
     }
 
     /// The shard's `bytes_written` and its lanes' `written`.
@@ -221,6 +217,13 @@ impl ShardEntry {
             .iter()
             .fold(self.bytes_written, |a, l| a.saturating_add(l.written))
     }
+}
+
+/// A shard's live bytes from line 1's `live_bytes` and its lanes' `live_delta`, summed in two's
+/// complement; a sum below zero (a count a kill left short, until the recount) reads as 0.
+pub fn live_of(line1: u64, deltas: impl IntoIterator<Item = u64>) -> u64 {
+    let sum = deltas.into_iter().fold(line1, u64::wrapping_add);
+    if sum > u64::MAX / 2 { 0 } else { sum }
 }
 
 /// One lane of a shard (format.md, "Lanes and chunks"): written by its owner's fast writes.

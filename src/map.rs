@@ -289,7 +289,7 @@ impl Shmap {
         }
         let mut g = self.writer(h)?;
         let wr = g.writer()?;
-        let put = wr.put(key, h, value, o.flags, wr.expiry(o.ttl_ms)?, false)?;
+        let put = wr.put(key, h, value, o.flags, expires, false)?;
         if put.replaced && fast == Fast::Prepare {
             wr.prepare_fast_after_write();
         }

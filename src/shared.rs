@@ -60,7 +60,7 @@ pub(crate) struct Shared {
     pub index_capped_at: Vec<AtomicU64>,
     /// Per shard: the lane this process claimed in it (`k + 1`; 0 = none), see format.md,
     /// "Lanes and chunks".
-    pub lane_of: Vec<std::sync::atomic::AtomicU32>,
+    lane_of: Vec<AtomicU64>,
     /// Per shard: held by this process's thread inside a fast write or a chunk claim (tried,
     /// never waited for: a thread that cannot take it takes the locked path), with the chunks
     /// this process claimed there.
@@ -177,9 +177,7 @@ impl Shared {
             no_index_build_at: per_shard(shard_bits),
             cap_checked: per_shard_of_several(shard_bits),
             index_capped_at: per_shard_of_several(shard_bits),
-            lane_of: (0..1usize << shard_bits)
-                .map(|_| std::sync::atomic::AtomicU32::new(0))
-                .collect(),
+            lane_of: per_shard(shard_bits),
             lane_local: (0..1usize << shard_bits)
                 .map(|_| Mutex::new(LaneChunks::default()))
                 .collect(),
@@ -198,6 +196,26 @@ impl Shared {
     #[inline]
     pub fn forked(&self) -> bool {
         crate::raw::fork_epoch() != self.epoch
+    }
+
+    /// The lane this process claimed in shard `shard`, if any.
+    #[inline]
+    pub fn lane(&self, shard: usize) -> Option<usize> {
+        let k = self.lane_of.get(shard)?.load(Ordering::Relaxed);
+        k.checked_sub(1).map(|k| k as usize)
+    }
+
+    /// Records the lane this process holds in shard `shard` (`None`: none).
+    pub fn set_lane(&self, shard: usize, lane: Option<usize>) {
+        if let Some(l) = self.lane_of.get(shard) {
+            l.store(lane.map_or(0, |k| k as u64 + 1), Ordering::Relaxed);
+        }
+    }
+
+    /// The word naming this process in a lane's `owner` (its writer-lock word; 0 read-only).
+    #[inline]
+    pub fn owner_word(&self) -> u64 {
+        self.me.map_or(0, |m| u64::from(m.word()))
     }
 
     /// The number of shards.

@@ -342,18 +342,7 @@ fn a_stopped_fast_writer_times_the_cleaner_out() {
         }
     }
     let reap = Reap(pid);
-    let t = Instant::now();
-    while !parked.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the child never parked"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    signal(pid, libc::SIGSTOP);
-    while !stopped(pid) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    stop_when_parked(pid, &parked, "the child never parked");
     std::fs::write(&go, b"").unwrap();
     // Writes wrap the ring until cleaning reaches the stopped writer's chunk.
     let t = Instant::now();
@@ -978,6 +967,25 @@ fn a_live_holder_times_waiters_out() {
 }
 
 /// Whether process `pid` is stopped (state `T` in /proc/<pid>/stat).
+/// Waits (30 s at most) until the child `pid` wrote `parked`, then stops it with SIGSTOP and
+/// waits (10 s at most) until it is stopped; `never` is the failure when it does not park.
+fn stop_when_parked(pid: u32, parked: &std::path::Path, never: &str) {
+    let t = Instant::now();
+    while !parked.exists() {
+        assert!(t.elapsed() < Duration::from_secs(30), "{never}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    signal(pid, libc::SIGSTOP);
+    let t = Instant::now();
+    while !stopped(pid) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "SIGSTOP did not land"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn stopped(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The state follows the command name, which is in parentheses and may contain spaces.
@@ -1008,23 +1016,7 @@ fn a_writer_stopped_inside_the_lock_times_others_out() {
         .spawn()
         .unwrap();
     let pid = holder.id();
-    let t = Instant::now();
-    while !parked.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the child never reached its critical section"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    signal(pid, libc::SIGSTOP);
-    let t = Instant::now();
-    while !stopped(pid) {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "SIGSTOP did not land"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    stop_when_parked(pid, &parked, "the child never reached its critical section");
     // Stopped while parked inside the lock: releasing the park changes nothing until SIGCONT.
     std::fs::write(&go, b"").unwrap();
     for i in 0..3 {

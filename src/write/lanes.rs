@@ -20,7 +20,7 @@ use crate::arena::{Gen, NoSink, Probe};
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
 use crate::format::{
-    CHUNK_CLOSED, CHUNK_HEAD_LEN, FLAG_CHUNK, FLAG_LEASE, LANES, RecordHeader, lane,
+    self, CHUNK_CLOSED, CHUNK_HEAD_LEN, FLAG_CHUNK, FLAG_LEASE, LANES, RecordHeader, lane,
     leaves_closable, record_size, sctl, slot, valid_fill,
 };
 use crate::lock;
@@ -64,15 +64,9 @@ pub(crate) struct Plain<'a> {
 /// Stores `p` in shard `shard` without the writer lock, if the key is in the active
 /// generation and this process has a lane and a chunk with room there.
 pub(crate) fn fast_set(sh: &Shared, shard: usize, p: &Plain<'_>) -> Result<Fast> {
-    let Some(k) = sh
-        .lane_of
-        .get(shard)
-        .map(|l| l.load(Ordering::Relaxed))
-        .filter(|&k| k != 0)
-    else {
+    let Some(k) = sh.lane(shard) else {
         return Ok(Fast::Prepare);
     };
-    let k = (k - 1) as usize;
     if sh.forked() {
         return Ok(Fast::Locked);
     }
@@ -132,9 +126,8 @@ fn announced(
     if size.saturating_mul(4) > csize {
         return Ok(Fast::Locked);
     }
-    let mine = sh.me.map(|m| u64::from(m.word())).unwrap_or(0);
     let fits = chdr.flags.get() & FLAG_CHUNK != 0
-        && g.chunk_owner(w, chunk)? == (k as u64) << 32 | mine
+        && g.chunk_owner(w, chunk)? == (k as u64) << 32 | sh.owner_word()
         && fill >= CHUNK_HEAD_LEN
         && fill
             .checked_add(size)
@@ -199,12 +192,14 @@ impl Writer<'_> {
 
     /// The shard's `live_bytes`: line 1's word plus every lane's `live_delta`.
     pub(super) fn live(&self) -> Result<u64> {
-        let mut live = self.ctl(sctl!(self.shard, live_bytes))?;
-        for k in 0..LANES {
-            live = live.wrapping_add(self.ctl(lane!(self.shard, k, live_delta))?);
+        let mut deltas = [0u64; LANES];
+        for (k, d) in deltas.iter_mut().enumerate() {
+            *d = self.ctl(lane!(self.shard, k, live_delta))?;
         }
-        // A sum that went below zero is a count a kill left short: zero until the recount.
-        Ok(if live > u64::MAX / 2 { 0 } else { live })
+        Ok(format::live_of(
+            self.ctl(sctl!(self.shard, live_bytes))?,
+            deltas,
+        ))
     }
 
     /// Takes `v` off line 1's `live_bytes`, two's-complement: the lanes' deltas may hold what
@@ -290,16 +285,13 @@ impl Writer<'_> {
                 std::hint::spin_loop();
                 continue;
             }
-            if self.no_wait {
-                // Upkeep (cleaning ahead, a chunk claim): no write waits longer for it.
-                return Err(Error::Full { needed: 0 });
-            }
             if !self.owner_alive(owner)? {
-                // Its count may be short by its last record: the recount is owed before the
-                // lane (the only record of that) is freed, in case this one is cut short.
-                lock::owe_recovery(&self.sh.mem, &lock::shard(self.shard));
-                self.adopt(k)?;
-                return Ok(true);
+                return self.adopt(k);
+            }
+            if self.no_wait {
+                // Upkeep (cleaning ahead, a chunk claim, a build's start): no write waits
+                // longer for it.
+                return Err(Error::Full { needed: 0 });
             }
             let t = *start.get_or_insert_with(Instant::now);
             if t.elapsed() >= self.sh.lock_timeout {
@@ -315,9 +307,15 @@ impl Writer<'_> {
     }
 
     /// Frees lane `k` of a dead owner, its counts folded into line 1 and 2 (a kill in between
-    /// leaves the lock to a recovery, which recounts).
-    fn adopt(&mut self, k: usize) -> Result<()> {
+    /// leaves the lock to a recovery, which recounts). True if the owner died inside a fast
+    /// write: its count may be short by its last record, so the recount is owed first (the
+    /// lane is the only record of that) and the caller recounts.
+    fn adopt(&mut self, k: usize) -> Result<bool> {
         let s = self.shard;
+        let busy = self.ctl(lane!(s, k, busy))? != 0;
+        if busy {
+            lock::owe_recovery(&self.sh.mem, &lock::shard(s));
+        }
         let delta = self.ctl(lane!(s, k, live_delta))?;
         self.w().add_u64(sctl!(s, live_bytes), delta)?;
         self.ctl_set(lane!(s, k, live_delta), 0)?;
@@ -327,7 +325,8 @@ impl Writer<'_> {
         fp!("adopt::before_free");
         self.ctl_set(lane!(s, k, chunk_gen), 0)?;
         self.ctl_set(lane!(s, k, busy), 0)?;
-        self.ctl_set(lane!(s, k, owner), 0)
+        self.ctl_set(lane!(s, k, owner), 0)?;
+        Ok(busy)
     }
 
     /// Closes the chunk at the tail (`pos`, `size` bytes) and waits for its owner's fast write
@@ -350,7 +349,6 @@ impl Writer<'_> {
             // Its owner counts no more dead records in it once it sees this (`announced`).
             w.swap_u64(lane!(self.shard, k, closed), pos.saturating_add(1))?;
             if self.drain(k)? {
-                self.quiesce()?;
                 self.recount()?;
             } else if self.ctl(lane!(self.shard, k, chunk))? == pos {
                 // The owner's next write claims another chunk (see `announced`).
@@ -362,7 +360,6 @@ impl Writer<'_> {
         }
         // Every record its owner replaced: the chunk is passed whole.
         let dead = w.load_u64(self.g.dead_off(pos), Ordering::Acquire)?;
-
         Ok(Some(if dead == fill - CHUNK_HEAD_LEN {
             CHUNK_HEAD_LEN
         } else {
@@ -373,10 +370,10 @@ impl Writer<'_> {
     /// Claims a lane of this shard for this process, adopting a dead owner's; false if all
     /// eight are live.
     fn claim_lane(&mut self) -> Result<bool> {
-        let Some(me) = self.sh.me else {
+        let mine = self.sh.owner_word();
+        if mine == 0 {
             return Ok(false);
-        };
-        let mine = u64::from(me.word());
+        }
         let mut free = None;
         for k in 0..LANES {
             let owner = self.lane_owner(k)?;
@@ -393,24 +390,14 @@ impl Writer<'_> {
         };
         let owner = self.lane_owner(k)?;
         if owner != mine {
-            if owner != 0 {
-                let busy = self.ctl(lane!(self.shard, k, busy))? != 0;
-                if busy {
-                    lock::owe_recovery(&self.sh.mem, &lock::shard(self.shard));
-                }
-                self.adopt(k)?;
-                if busy {
-                    self.quiesce()?;
-                    self.recount()?;
-                    return Ok(false);
-                }
+            if owner != 0 && self.adopt(k)? {
+                self.recount()?;
+                return Ok(false);
             }
             self.ctl_set(lane!(self.shard, k, owner), mine)?;
             fp!("lane::after_claim");
         }
-        if let Some(l) = self.sh.lane_of.get(self.shard) {
-            l.store(k as u32 + 1, Ordering::Relaxed);
-        }
+        self.sh.set_lane(self.shard, Some(k));
         Ok(true)
     }
 
@@ -440,33 +427,17 @@ impl Writer<'_> {
         let Some(Ok(mut local)) = sh.lane_local.get(self.shard).map(|m| m.try_lock()) else {
             return Ok(());
         };
-        let k = match sh
-            .lane_of
-            .get(self.shard)
-            .map(|l| l.load(Ordering::Relaxed))
-        {
-            Some(0) | None => {
-                if !self.claim_lane()? {
-                    return Ok(());
-                }
-                match sh
-                    .lane_of
-                    .get(self.shard)
-                    .map(|l| l.load(Ordering::Relaxed))
-                {
-                    Some(k) if k != 0 => (k - 1) as usize,
-                    _ => return Ok(()),
-                }
-            }
-            Some(k) => (k - 1) as usize,
+        if sh.lane(self.shard).is_none() && !self.claim_lane()? {
+            return Ok(());
+        }
+        let Some(k) = sh.lane(self.shard) else {
+            return Ok(());
         };
-        let mine = self.sh.me.map(|m| u64::from(m.word())).unwrap_or(0);
+        let mine = sh.owner_word();
         if self.lane_owner(k)? != mine {
             // Adopted by another process after this one was taken for dead (a stopped process):
             // claim again at the next write.
-            if let Some(l) = sh.lane_of.get(self.shard) {
-                l.store(0, Ordering::Relaxed);
-            }
+            sh.set_lane(self.shard, None);
             return Ok(());
         }
         // Room for the chunk without a write's worth of cleaning more than a small one's: a
@@ -531,19 +502,14 @@ impl Writer<'_> {
     /// this one holds the lock), as a fast write does.
     pub(super) fn count_dead(&self, pos: u64, size: u64) -> Result<()> {
         let sh = self.sh;
-        let Some(k) = sh
-            .lane_of
-            .get(self.shard)
-            .map(|l| l.load(Ordering::Relaxed))
-            .filter(|&k| k != 0)
-        else {
+        let Some(k) = sh.lane(self.shard) else {
             return Ok(());
         };
         let Some(Ok(local)) = sh.lane_local.get(self.shard).map(|m| m.try_lock()) else {
             return Ok(());
         };
         if let Some(c) = local.holding(self.g.number(), pos)
-            && self.ctl(lane!(self.shard, k - 1, closed))? <= c
+            && self.ctl(lane!(self.shard, k, closed))? <= c
         {
             self.w().add_u64(self.g.dead_off(c), size)?;
         }
