@@ -65,12 +65,34 @@ pub(crate) struct Shared {
     /// never waited for: a thread that cannot take it takes the locked path), with the chunks
     /// this process claimed there.
     pub lane_local: Vec<Mutex<LaneChunks>>,
+    /// Per shard: this process's measure of how much of what is written cleaning copies
+    /// (see `Writer::churning`).
+    pub churn: Vec<Mutex<Churn>>,
     /// The longest wait for another process.
     pub lock_timeout: Duration,
     /// The fork epoch when the attachment was made (see [`Shared::forked`]).
     epoch: u64,
     /// The file's (device, inode).
     pub key: (u64, u64),
+}
+
+/// One shard's write churn as this process measured it, over windows of a ring's worth of
+/// writes each (see `Writer::churning`).
+#[derive(Default, Debug)]
+pub(crate) struct Churn {
+    /// The generation the open window is in (0: none open).
+    pub generation: u64,
+    /// Where the open window started: wall-clock ms, the shard's bytes written and copied.
+    pub since_ms: u64,
+    pub written: u64,
+    pub copied: u64,
+    /// The last closed window's verdict: cleaning copied over an eighth of what was written.
+    pub hot: bool,
+    /// The last closed window's write rate, bytes per second.
+    pub rate: u64,
+    /// How long the last ring found hot took to wrap, in ms (0: none found), and when.
+    pub hot_wrap_ms: u64,
+    pub hot_at_ms: u64,
 }
 
 /// The chunks this process claimed in one shard's active generation, oldest first: a fast
@@ -180,6 +202,9 @@ impl Shared {
             lane_of: per_shard(shard_bits),
             lane_local: (0..1usize << shard_bits)
                 .map(|_| Mutex::new(LaneChunks::default()))
+                .collect(),
+            churn: (0..1usize << shard_bits)
+                .map(|_| Mutex::new(Churn::default()))
                 .collect(),
             lock_timeout: opts.lock_timeout,
             epoch: {

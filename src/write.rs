@@ -4,6 +4,7 @@
 //! generation and switches to it. `Writer`'s state is private to this module and `switch`.
 
 mod build;
+mod churn;
 mod lanes;
 mod switch;
 
@@ -944,6 +945,10 @@ impl<'a> Writer<'a> {
         if let Some(plan) = self.sizing()?.shrink() {
             if self.ring_floor() >= self.g.cap() {
                 // A record here needs the ring as it is (a build found it): no smaller ring.
+                return Ok(());
+            }
+            // Nor one that its writers would churn (a ring grown for churn: `write/churn.rs`).
+            if self.shrink_would_churn(plan.log_cap.unwrap_or(0))? {
                 return Ok(());
             }
             // A shrink is never urgent: not while a fast write would have to be waited for.

@@ -175,7 +175,8 @@ impl Writer<'_> {
     }
 
     /// After a write of `wrote` bytes: advances a build in flight by one batch, or starts one
-    /// when a growth is due (live data over half the ring). Never fails the write: a build
+    /// when a growth is due (live data over half the ring, or cleaning copying much of what
+    /// is written: `write/churn.rs`). Never fails the write: a build
     /// that cannot go on is abandoned.
     pub(super) fn after_write(&mut self, wrote: u64) -> Result<()> {
         fp!("after_write::start", |_| Err(injected_sync_error()));
@@ -188,7 +189,8 @@ impl Writer<'_> {
         }
         let cap = self.g.cap();
         let live = self.live()?;
-        if live.saturating_mul(2) <= cap || self.now < self.sh.no_grow_until.load(Ordering::Relaxed)
+        if self.now < self.sh.no_grow_until.load(Ordering::Relaxed)
+            || (live.saturating_mul(2) <= cap && !self.churning(live)?)
         {
             return self.maybe_index_build();
         }
