@@ -7,7 +7,10 @@
 //   the lock-free read path's gain from 1 to 2 reader processes (gets of 1,000 keys of their own,
 //   the machine's ceiling for a path that shares nothing), and lmdb-js `putSync` with the same
 //   writers. Two shmap maps: one presized (64 MiB) and one created at the default size (1 MiB),
-//   which grows while the writers run (its switches are counted). Cells alternate within a
+//   which grows while the writers run (its switches are counted). And the ceiling at each N:
+//   N writers of N separate maps (default size, one each), which share nothing, so that what
+//   the machine loses past its core count is told from what the shared map loses. Cells
+//   alternate within a
 //   round (shmap default, shmap presized, lmdb for each N; then the reads), so a drift of the
 //   machine's load hits all of them alike.
 // growth-stall: one process fills a map with 1 KB values (distinct keys) until its file reaches
@@ -132,12 +135,13 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
   const most = Math.max(...W.writers, ...W.readers);
   const pool = Array.from({ length: most }, () => fork(workerFile, ['--worker']));
   const names = { default: `shmap-report-ws-default-${process.pid}`, presized: `shmap-report-ws-presized-${process.pid}`,
-    sharded: `shmap-report-ws-sharded-${process.pid}`,
+    sharded: `shmap-report-ws-sharded-${process.pid}`, separate: `shmap-report-ws-separate-${process.pid}`,
     read: `shmap-report-ws-read-${process.pid}` };
   const lmdbDir = `/dev/shm/shmap-report-ws-lmdb-${process.pid}`;
   const cells = {}; // `${kind}:${n}` -> [{ aggregate, switches }]
   const cleanup = () => {
     for (const n of Object.values(names)) fs.rmSync(`/dev/shm/${n}`, { force: true });
+    for (let i = 0; i < most; i++) fs.rmSync(`/dev/shm/${names.separate}-${i}`, { force: true });
     fs.rmSync(lmdbDir, { recursive: true, force: true });
   };
   // One timed run of `n` processes; `job(i)` is worker i's message.
@@ -160,9 +164,11 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
     cleanup();
     for (let round = 0; round < W.rounds; round++) {
       for (const n of W.writers) {
-        for (const kind of ['default', 'presized', 'sharded', ...(lmdbOk ? ['lmdb'] : [])]) {
+        for (const kind of ['default', 'presized', 'sharded', 'separate', ...(lmdbOk ? ['lmdb'] : [])]) {
           let map = null, before = null;
-          if (kind === 'lmdb') {
+          if (kind === 'separate') {
+            for (let i = 0; i < n; i++) new Shmap(`${names.separate}-${i}`, { reset: true }).close();
+          } else if (kind === 'lmdb') {
             fs.rmSync(lmdbDir, { recursive: true, force: true });
             await require('lmdb').open({ path: lmdbDir, ...LMDB_OPTIONS }).close();
           } else {
@@ -171,7 +177,9 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
             map = new Shmap(names[kind], { ...opts, reset: true });
             before = map.stats();
           }
-          const r = await run(n, (i) => ({ ...base, backend: kind === 'lmdb' ? 'lmdb' : 'shmap', name: names[kind], path: lmdbDir, prefix: `w${i}` }));
+          const name = (i) => (kind === 'separate' ? `${names.separate}-${i}` : names[kind]);
+          const r = await run(n, (i) => ({ ...base, backend: kind === 'lmdb' ? 'lmdb' : 'shmap', name: name(i), path: lmdbDir, prefix: `w${i}` }));
+          if (kind === 'separate') for (let i = 0; i < n; i++) fs.rmSync(`/dev/shm/${name(i)}`, { force: true });
           if (map) {
             const s = map.stats();
             r.switches = s.switches - before.switches;
@@ -214,11 +222,18 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
     return a && b ? median(a.map((r, i) => r.aggregate / b[i].aggregate)) : null;
   };
   for (const c of out.cells) c.gain = gain(c.kind, c.processes);
+  // Each shmap cell against the separate maps at the same N, per round: what sharing one map costs.
+  const ofSeparate = (kind, n) => {
+    const a = cells[`${kind}:${n}`], b = cells[`separate:${n}`];
+    return a && b && kind !== 'separate' && kind !== 'lmdb' ? median(a.map((r, i) => r.aggregate / b[i].aggregate)) : null;
+  };
+  for (const c of out.cells) c.ofSeparate = ofSeparate(c.kind, c.processes);
   out.readGain = gain('read', 2);
   const f = (x) => (x == null ? '-' : Math.round(x).toLocaleString('en-US'));
   for (const n of W.writers) {
-    const parts = ['default', 'presized', 'sharded', 'lmdb'].map((k) => cell(k, n)).filter(Boolean)
-      .map((c) => `${c.kind === 'lmdb' ? 'lmdb putSync' : `shmap ${c.kind}${c.shards > 1 ? ` (${c.shards} shards)` : ''}`} ${f(c.aggregate)}/s (${c.gain.toFixed(2)}x${c.switches ? `, ${c.switches} switches` : ''})`);
+    const parts = ['default', 'presized', 'sharded', 'separate', 'lmdb'].map((k) => cell(k, n)).filter(Boolean)
+      .map((c) => `${c.kind === 'lmdb' ? 'lmdb putSync' : `shmap ${c.kind}${c.shards > 1 ? ` (${c.shards} shards)` : ''}`} ${f(c.aggregate)}/s (${c.gain.toFixed(2)}x` +
+        `${c.ofSeparate != null ? `, ${c.ofSeparate.toFixed(2)} of separate` : ''}${c.switches ? `, ${c.switches} switches` : ''})`);
     log(`  ${n} writer${n > 1 ? 's' : ' '}: ${parts.join('; ')}`);
   }
   log(`  read path: 1 reader ${f(cell('read', 1).aggregate)} gets/s, 2 readers ${f(cell('read', 2) && cell('read', 2).aggregate)} gets/s (${out.readGain && out.readGain.toFixed(2)}x)`);
@@ -277,6 +292,7 @@ const WS_SERIES = [
   { key: 'default', name: 'shmap, created at the default size (grows as needed)', color: '#1f5fbf' },
   { key: 'presized', name: 'shmap, presized (64 MiB)', color: '#7fa7e0' },
   { key: 'sharded', name: 'shmap, shards: 0 (twice the cores), default size', color: '#e08a1f' },
+  { key: 'separate', name: 'shmap, a separate map per writer (shares nothing: the ceiling)', color: '#9a9a9a' },
   { key: 'lmdb', name: 'lmdb-js putSync', color: '#2e9e44' },
 ];
 
@@ -326,16 +342,20 @@ function markdown(data, rendered) {
     o.push(`**How.** N writer processes, each setting ${W.valueBytes} B values on ${f(W.keys)} keys of its own in a synchronous loop for ${W.seconds} s, all started ` +
       `together; aggregate sets/s, median of ${W.rounds} rounds (each round alternates the stores for each N). shmap twice: a map created at the default size ` +
       `(1 MiB), which grows while the writers run (switches counted), and one presized to ${(W.presizedBytes / MiB).toFixed(0)} MiB; and a map of several shards ` +
-      '(`shards: 0`, twice the cores, default size), each shard with its own writer lock. lmdb-js `putSync` ' +
+      '(`shards: 0`, twice the cores, default size), each shard with its own writer lock; and, as the ceiling at each N, N writers of N separate maps ' +
+      '(default size, one each), which share nothing: "of sep." is a shared map\'s sets/s over theirs, per round (what sharing one map costs, apart from ' +
+      'what the machine loses past its core count). lmdb-js `putSync` ' +
       '(noSync, useWritemap, on /dev/shm) with the same writers. Beside them, the lock-free read path: 1 and 2 reader processes getting 1,000 keys each from a ' +
       'prefilled map — what this machine gives a path that shares nothing. "× 1" is the median of the per-round ratios to 1 process.', '');
-    o.push('| processes | shmap default size: sets/s | × 1 | switches | shmap presized: sets/s | × 1 | shmap sharded: sets/s | × 1 | lmdb-js putSync: sets/s | × 1 | shmap reads: gets/s | × 1 |');
-    o.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    o.push('| processes | shmap default size: sets/s | × 1 | of sep. | switches | shmap presized: sets/s | × 1 | of sep. | shmap sharded: sets/s | × 1 | ' +
+      'separate maps: sets/s | × 1 | lmdb-js putSync: sets/s | × 1 | shmap reads: gets/s | × 1 |');
+    o.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     const x = (c) => (c && c.gain != null ? `${c.gain.toFixed(2)}×` : '—');
     for (const n of [...new Set([...W.writers, ...W.readers])].sort((a, b) => a - b)) {
-      const d = cell('default', n), p = cell('presized', n), sh = cell('sharded', n), l = cell('lmdb', n), r = cell('read', n);
-      o.push(`| ${n} | ${f(d && d.aggregate)} | ${x(d)} | ${d && d.switches != null ? d.switches : '—'} | ${f(p && p.aggregate)} | ${x(p)} | ${f(sh && sh.aggregate)} | ${x(sh)} | ` +
-        `${f(l && l.aggregate)} | ${x(l)} | ${f(r && r.aggregate)} | ${x(r)} |`);
+      const d = cell('default', n), p = cell('presized', n), sh = cell('sharded', n), se = cell('separate', n), l = cell('lmdb', n), r = cell('read', n);
+      const os = (c) => (c && c.ofSeparate != null ? c.ofSeparate.toFixed(2) : '—');
+      o.push(`| ${n} | ${f(d && d.aggregate)} | ${x(d)} | ${os(d)} | ${d && d.switches != null ? d.switches : '—'} | ${f(p && p.aggregate)} | ${x(p)} | ${os(p)} | ` +
+        `${f(sh && sh.aggregate)} | ${x(sh)} | ${f(se && se.aggregate)} | ${x(se)} | ${f(l && l.aggregate)} | ${x(l)} | ${f(r && r.aggregate)} | ${x(r)} |`);
     }
     o.push('', `The read path gained ${W.readGain ? W.readGain.toFixed(2) : '—'}× from 1 to 2 processes in this run; issue 9 asks 2 writers for ≥ 1.7× and within 10% of that.`, '');
   }

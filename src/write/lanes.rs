@@ -28,8 +28,8 @@ use crate::shared::{LaneChunks, Shared};
 
 /// Chunks are at most this long (about sixty 100-byte sets), and a ring's sixty-fourth.
 const CHUNK_MAX: u64 = 8 << 10;
-/// No chunk under this (a ring under 256 KiB): its writers take the lock.
-const CHUNK_MIN: u64 = 4 << 10;
+/// No chunk under this (a ring under 128 KiB): its writers take the lock.
+const CHUNK_MIN: u64 = 2 << 10;
 /// Slot compare-and-swaps one fast write tries (each after a new probe) before the lock.
 const SLOT_TRIES: u32 = 8;
 
@@ -533,7 +533,9 @@ mod tests {
 
     #[test]
     fn chunks_are_a_sixty_fourth_of_the_ring_up_to_8_kib() {
-        assert_eq!(chunk_len(128 << 10), None);
+        assert_eq!(chunk_len(64 << 10), None);
+        assert_eq!(chunk_len((128 << 10) - 8), None);
+        assert_eq!(chunk_len(128 << 10), Some(2048));
         assert_eq!(chunk_len(256 << 10), Some(4096));
         assert_eq!(chunk_len(1 << 20), Some(8192));
         assert_eq!(chunk_len(64 << 20), Some(8 << 10));
