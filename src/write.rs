@@ -35,6 +35,10 @@ pub(crate) const RETIRE_STEP: u64 = 2 << 20;
 /// beside four times the bytes it makes room for.
 const SECOND_CHANCE_FLOOR: u64 = 64 << 10;
 
+/// Slot compare-and-swaps a locked write loses to fast writes of the same key before it
+/// closes the fast-write gate for the rest of its critical section.
+const LOST_RACES_BEFORE_QUIESCE: u32 = 4;
+
 /// The state of one critical section under a shard's writer lock.
 pub(crate) struct Writer<'a> {
     sh: &'a Shared,
@@ -320,6 +324,7 @@ impl<'a> Writer<'a> {
                 c.store(0, Ordering::Relaxed);
             }
         }
+        let mut lost = 0u32;
         for _ in 0..64 {
             let (idx, old) = match self.probe(key, h, false)? {
                 Probe::Hit(hit) => {
@@ -367,6 +372,13 @@ impl<'a> Writer<'a> {
                 None => self.g.load_slot(w, idx)?,
             };
             if !self.g.cas_slot(w, idx, prev, slot::live(pos, h))? {
+                // Past a few of those, no fast write runs until this one is done (the gate
+                // closed, the lanes drained): a key that other processes overwrite without
+                // pause outlasted the tries, and the set failed with `Full`.
+                lost += 1;
+                if lost >= LOST_RACES_BEFORE_QUIESCE {
+                    self.quiesce()?;
+                }
                 continue;
             }
             self.mirror(idx, key, h)?;

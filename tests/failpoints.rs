@@ -311,6 +311,140 @@ fn a_dead_fast_writer_is_recounted_by_the_next_exclusive_write() {
     }
 }
 
+/// A locked overwrite that keeps losing its slot to fast writes of the same key (another
+/// process publishing between its append and its compare-and-swap, here at every try): after a
+/// few losses it closes the fast-write gate and drains the lanes, and completes. Before, it
+/// gave up after 64 tries with a spurious `Full` (`ERR_SHMAP_FULL` in Node).
+fn a_locked_overwrite_outlasts_fast_writers_of_its_key() {
+    use std::io::Write;
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-race");
+    let map = Shmap::open(&path, &fast_opts()).unwrap();
+    // An insert: this process claims no lane, so its overwrite below takes the lock.
+    map.set(b"k", b"first").unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("SHMAP_FP_RACER", &path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reap = Reap(child.id());
+    let (stdin, mut stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    assert_eq!(
+        read_byte(&mut stdout, Duration::from_secs(10)),
+        Some(b'r'),
+        "the racer never got ready"
+    );
+    let pipes = Arc::new(std::sync::Mutex::new((stdin, stdout)));
+    let won = Arc::new(AtomicU64::new(0));
+    let (p, c) = (pipes.clone(), won.clone());
+    fail::cfg_callback("put::between_append_and_publish", move || {
+        // One fast write of the key by the racer, waited for a little: once the gate is
+        // closed it takes the locked path, and waits for this write's lock.
+        let mut g = p.lock().unwrap();
+        g.0.write_all(b"g").unwrap();
+        if read_byte(&mut g.1, Duration::from_millis(200)) == Some(b'd') {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    let r = map.set(b"k", b"mine");
+    fail::remove("put::between_append_and_publish");
+    r.expect("the locked overwrite gave up");
+    let won = won.load(Ordering::SeqCst);
+    assert!(won >= 4, "the racer won {won} races: not a race");
+    // The racer's pending write completes once the lock is free; then it sees end of input.
+    drop(pipes.lock().unwrap().0.flush());
+    drop(Arc::try_unwrap(pipes).ok().unwrap());
+    let status = child.wait().unwrap();
+    std::mem::forget(reap);
+    assert_eq!(status.code(), Some(0), "the racer failed: {status:?}");
+    assert!(common::verify_problems(&path).is_empty());
+}
+
+/// One byte from `r` within `timeout`, or `None`.
+fn read_byte(r: &mut std::process::ChildStdout, timeout: Duration) -> Option<u8> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: r.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on the stack, valid for the call; poll writes only its `revents`.
+    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
+    let mut b = [0u8];
+    (n > 0 && r.read_exact(&mut b).is_ok()).then_some(b[0])
+}
+
+/// Kills and reaps a stopped child when dropped, so that a failed assertion leaves none behind.
+struct Reap(u32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGCONT);
+        signal(self.0, libc::SIGKILL);
+    }
+}
+
+/// A child stopped (SIGSTOP) inside a fast write into `path`, between its chunk's `fill` and
+/// the key's slot (`dir` holds its parked/go markers), its lane announced.
+fn stopped_fast_writer(dir: &std::path::Path, path: &str) -> (std::process::Child, Reap) {
+    std::fs::create_dir_all(dir).unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env("SHMAP_FP_PARKFAST", dir)
+        .env("SHMAP_FP_PATH", path)
+        .spawn()
+        .unwrap();
+    let reap = Reap(child.id());
+    stop_when_parked(child.id(), &dir.join("parked"), "the child never parked");
+    std::fs::write(dir.join("go"), b"").unwrap();
+    (child, reap)
+}
+
+/// Two fast writers stopped in their lanes: a write that must drain every lane (an `incr`
+/// closes the fast-write gate) gives up after one lock timeout in all, not one per lane. The
+/// first is resumed at 0.6 of the timeout, so that its lane drains and the second is waited
+/// for: each lane's wait began afresh, and this took 1.6 x the timeout (with 8 lanes released
+/// in turn, up to 8 x).
+fn stopped_lanes_share_one_lock_timeout() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-stoplanes");
+    let timeout = Duration::from_millis(1000);
+    let map = Shmap::open(&path, &fast_opts().max_size(4 << 20).lock_timeout(timeout)).unwrap();
+    for i in 0..200 {
+        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
+    }
+    let (mut a, reap_a) = stopped_fast_writer(&dir.path().join("a"), &path);
+    let (mut b, reap_b) = stopped_fast_writer(&dir.path().join("b"), &path);
+    let t = Instant::now();
+    let first = a.id();
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(timeout * 6 / 10);
+        signal(first, libc::SIGCONT);
+    });
+    match map.incr(b"n", 1, 0, None) {
+        Err(e @ shmap::Error::LockTimeout { .. }) => {
+            assert!(e.to_string().contains(&format!("pid {}", b.id())), "{e}");
+        }
+        r => panic!("expected a lock timeout, got {r:?}"),
+    }
+    let waited = t.elapsed();
+    resume.join().unwrap();
+    assert!(
+        waited >= timeout && waited < timeout * 14 / 10,
+        "waited {waited:?} for two stopped lanes with a lock timeout of {timeout:?}"
+    );
+    for (child, reap) in [(&mut a, reap_a), (&mut b, reap_b)] {
+        signal(child.id(), libc::SIGCONT);
+        let status = child.wait().unwrap();
+        std::mem::forget(reap);
+        assert_eq!(status.code(), Some(0), "a resumed child failed: {status:?}");
+    }
+    assert_eq!(map.incr(b"n", 1, 0, None).unwrap(), 1);
+    assert!(common::verify_problems(&path).is_empty());
+}
+
 /// A fast writer stopped (SIGSTOP) between its chunk's `fill` and the key's slot: cleaning
 /// that reaches its chunk waits for it at most the lock timeout, so other writers get
 /// `LockTimeout` naming its pid instead of waiting forever, and a chunk claim (upkeep) does not
@@ -325,25 +459,8 @@ fn a_stopped_fast_writer_times_the_cleaner_out() {
     for i in 0..200 {
         map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
     }
-    let parked = dir.path().join("parked");
-    let go = dir.path().join("go");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env("SHMAP_FP_PARKFAST", dir.path())
-        .env("SHMAP_FP_PATH", &path)
-        .spawn()
-        .unwrap();
+    let (mut child, reap) = stopped_fast_writer(dir.path(), &path);
     let pid = child.id();
-    // A failed assertion must not leave a stopped child behind.
-    struct Reap(u32);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            signal(self.0, libc::SIGCONT);
-            signal(self.0, libc::SIGKILL);
-        }
-    }
-    let reap = Reap(pid);
-    stop_when_parked(pid, &parked, "the child never parked");
-    std::fs::write(&go, b"").unwrap();
     // Writes wrap the ring until cleaning reaches the stopped writer's chunk.
     let t = Instant::now();
     let mut timed_out = 0;
@@ -1165,6 +1282,27 @@ fn main() {
         drop(map);
         std::process::exit(0);
     }
+    if let Ok(path) = std::env::var("SHMAP_FP_RACER") {
+        // Overwrites `k` once per byte read from stdin (fast writes, after the first claims a
+        // lane), answering each with a byte; exits at the end of its input.
+        use std::io::{Read, Write};
+        let map = Shmap::open(&path, &fast_opts()).unwrap();
+        map.set(b"k", b"racer").unwrap();
+        map.set(b"k", b"racer0").unwrap();
+        let (mut input, mut out) = (std::io::stdin(), std::io::stdout());
+        out.write_all(b"r").unwrap();
+        out.flush().unwrap();
+        let mut b = [0u8];
+        let mut n = 0u64;
+        while input.read_exact(&mut b).is_ok() {
+            n += 1;
+            map.set(b"k", format!("racer{n}").as_bytes()).unwrap();
+            // (The parent may have stopped listening: its set is done.)
+            let _ = out.write_all(b"d").and_then(|()| out.flush());
+        }
+        drop(map);
+        std::process::exit(0);
+    }
     if let Ok(dir) = std::env::var("SHMAP_FP_PARKFAST") {
         // Parks inside its first fast write, after `fill`, until the parent says go.
         let path = std::env::var("SHMAP_FP_PATH").unwrap();
@@ -1210,6 +1348,14 @@ fn main() {
     }
     if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("stopfast") {
         a_stopped_fast_writer_times_the_cleaner_out();
+        return;
+    }
+    if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("race") {
+        a_locked_overwrite_outlasts_fast_writers_of_its_key();
+        return;
+    }
+    if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("stoplanes") {
+        stopped_lanes_share_one_lock_timeout();
         return;
     }
     let started = Instant::now();
@@ -1265,7 +1411,12 @@ fn main() {
     a_stopped_fast_writer_times_the_cleaner_out();
     n += 1;
     println!("a fast writer stopped (SIGSTOP) in its chunk times the cleaner out: ok");
-    println!("a dead fast writer is recounted by the next exclusive write: ok");
+    stopped_lanes_share_one_lock_timeout();
+    n += 1;
+    println!("two stopped lanes share one lock timeout: ok");
+    a_locked_overwrite_outlasts_fast_writers_of_its_key();
+    n += 1;
+    println!("a locked overwrite outlasts fast writers of its key: ok");
     a_failed_upkeep_fails_no_write();
     n += 1;
     println!("a failed upkeep fails no write: ok");

@@ -240,9 +240,11 @@ impl Writer<'_> {
         w.swap_u64(sctl!(self.shard, fast_gate), 1)?;
         fp!("quiesce::after_gate");
         let mut recount = false;
+        // One lock timeout for all the lanes, not one each.
+        let mut since = None;
         for k in 0..LANES {
             // A drain that fails leaves `quiesced` false: the next call drains again.
-            recount |= self.drain(k)?;
+            recount |= self.drain(k, &mut since)?;
         }
         self.quiesced = true;
         if recount {
@@ -264,12 +266,12 @@ impl Writer<'_> {
         }
     }
 
-    /// Waits until lane `k` is not inside a fast write, for at most the lock timeout (`no_wait`:
-    /// a few microseconds' spin). A dead owner's lane is adopted: true if it was announced (its
-    /// count may be short by one record: the caller recounts).
-    fn drain(&mut self, k: usize) -> Result<bool> {
+    /// Waits until lane `k` is not inside a fast write, for at most the lock timeout since
+    /// `since` (set by the first wait: a caller draining several lanes waits one timeout in
+    /// all; `no_wait`: a few microseconds' spin). A dead owner's lane is adopted: true if it was
+    /// announced (its count may be short by one record: the caller recounts).
+    fn drain(&mut self, k: usize, start: &mut Option<Instant>) -> Result<bool> {
         let w = self.w();
-        let mut start: Option<Instant> = None;
         let mut spins = 0u32;
         loop {
             let owner = self.lane_owner(k)?;
@@ -348,7 +350,7 @@ impl Writer<'_> {
         if k < LANES && self.lane_owner(k)? == owner & 0xFFFF_FFFF && owner != 0 {
             // Its owner counts no more dead records in it once it sees this (`announced`).
             w.swap_u64(lane!(self.shard, k, closed), pos.saturating_add(1))?;
-            if self.drain(k)? {
+            if self.drain(k, &mut None)? {
                 self.recount()?;
             } else if self.ctl(lane!(self.shard, k, chunk))? == pos {
                 // The owner's next write claims another chunk (see `announced`).
