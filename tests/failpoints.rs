@@ -402,6 +402,29 @@ fn stopped_fast_writer(dir: &std::path::Path, path: &str) -> (std::process::Chil
     (child, reap)
 }
 
+/// A default-size map of four shards has rings of ~200 KiB, and chunks, so its overwrites are
+/// fast writes: a writer parks inside one (before, chunks needed a ring of 256 KiB, and every
+/// write of such a map took its shard's lock: the child never parked).
+fn a_small_sharded_map_has_fast_writes() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-smallsharded");
+    let map = Shmap::open(&path, &Options::new().shards(4).initial_size(1 << 20)).unwrap();
+    for i in 0..200 {
+        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
+    }
+    let (mut child, reap) = stopped_fast_writer(dir.path(), &path);
+    signal(child.id(), libc::SIGCONT);
+    let status = child.wait().unwrap();
+    std::mem::forget(reap);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the resumed child failed: {status:?}"
+    );
+    assert_eq!(map.get(b"f0").unwrap().as_deref(), Some(&value(0, 5)[..]));
+    assert!(common::verify_problems(&path).is_empty());
+}
+
 /// Two fast writers stopped in their lanes: a write that must drain every lane (an `incr`
 /// closes the fast-write gate) gives up after one lock timeout in all, not one per lane. The
 /// first is resumed at 0.6 of the timeout, so that its lane drains and the second is waited
@@ -1308,8 +1331,9 @@ fn main() {
         let path = std::env::var("SHMAP_FP_PATH").unwrap();
         park_at("fast::between_fill_and_slot", std::path::PathBuf::from(dir));
         let map = Shmap::open(&path, &fast_opts().max_size(4 << 20)).unwrap();
-        // The first overwrite claims a lane and a chunk under the lock; the second is fast.
-        map.set(b"f1", &value(1, 5)).unwrap();
+        // The first overwrite claims a lane and a chunk in the key's shard under the lock; the
+        // second is fast.
+        map.set(b"f0", &value(0, 4)).unwrap();
         map.set(b"f0", &value(0, 5)).unwrap();
         drop(map);
         std::process::exit(0);
@@ -1348,6 +1372,10 @@ fn main() {
     }
     if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("stopfast") {
         a_stopped_fast_writer_times_the_cleaner_out();
+        return;
+    }
+    if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("smallsharded") {
+        a_small_sharded_map_has_fast_writes();
         return;
     }
     if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("race") {
@@ -1417,6 +1445,9 @@ fn main() {
     a_locked_overwrite_outlasts_fast_writers_of_its_key();
     n += 1;
     println!("a locked overwrite outlasts fast writers of its key: ok");
+    a_small_sharded_map_has_fast_writes();
+    n += 1;
+    println!("a small map of four shards has fast writes: ok");
     a_failed_upkeep_fails_no_write();
     n += 1;
     println!("a failed upkeep fails no write: ok");
