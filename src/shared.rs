@@ -76,23 +76,19 @@ pub(crate) struct Shared {
     pub key: (u64, u64),
 }
 
-/// One shard's write churn as this process measured it, over windows of a ring's worth of
-/// writes each (see `Writer::churning`).
+/// One shard's write churn as this process measured it, over windows of one ring's length of
+/// head advance each (see `write/churn.rs`).
 #[derive(Default, Debug)]
 pub(crate) struct Churn {
-    /// The generation the open window is in (0: none open).
-    pub generation: u64,
-    /// Where the open window started: wall-clock ms, the shard's bytes written and copied.
-    pub since_ms: u64,
-    pub written: u64,
+    /// The ring the open window is over (`log_off`, `log_cap`).
+    pub ring: (u64, u64),
+    /// Where the open window started: the ring's head, the shard's bytes copied and builds
+    /// started.
+    pub head: u64,
     pub copied: u64,
-    /// The last closed window's verdict: cleaning copied over an eighth of what was written.
+    pub builds: u64,
+    /// The last closed window's verdict: cleaning copied over an eighth of the head's advance.
     pub hot: bool,
-    /// The last closed window's write rate, bytes per second.
-    pub rate: u64,
-    /// How long the last ring found hot took to wrap, in ms (0: none found), and when.
-    pub hot_wrap_ms: u64,
-    pub hot_at_ms: u64,
 }
 
 /// The chunks this process claimed in one shard's active generation, oldest first: a fast

@@ -943,10 +943,8 @@ impl<'a> Writer<'a> {
         // One shrink per grace period: while deletes continue, each earlier shrink's retired
         // regions still hold their pages, and stacking copies would raise memory before
         // lowering it.
-        let since = self
-            .now
-            .saturating_sub(self.ctl(sctl!(self.shard, switched_ms))?);
-        if since < self.sh.grace.as_millis() as u64 {
+        let switched = self.ctl(sctl!(self.shard, switched_ms))?;
+        if self.now.saturating_sub(switched) < self.sh.grace.as_millis() as u64 {
             return Ok(());
         }
         // The cheap test first (the plan repeats it): this runs at the end of every write.
@@ -954,13 +952,13 @@ impl<'a> Writer<'a> {
         if live.saturating_mul(8) >= self.g.cap() {
             return Ok(());
         }
+        // Nor, for a while, a ring that churn may have grown (`write/churn.rs`).
+        if self.shrink_held(live, switched) {
+            return Ok(());
+        }
         if let Some(plan) = self.sizing()?.shrink() {
             if self.ring_floor() >= self.g.cap() {
                 // A record here needs the ring as it is (a build found it): no smaller ring.
-                return Ok(());
-            }
-            // Nor one that its writers would churn (a ring grown for churn: `write/churn.rs`).
-            if self.shrink_would_churn(plan.log_cap.unwrap_or(0))? {
                 return Ok(());
             }
             // A shrink is never urgent: not while a fast write would have to be waited for.

@@ -339,11 +339,11 @@ fn a_locked_overwrite_outlasts_fast_writers_of_its_key() {
     let won = Arc::new(AtomicU64::new(0));
     let (p, c) = (pipes.clone(), won.clone());
     fail::cfg_callback("put::between_append_and_publish", move || {
-        // One fast write of the key by the racer, waited for a little: once the gate is
-        // closed it takes the locked path, and waits for this write's lock.
+        // One fast write of the key by the racer, waited for (bounded: once the gate is
+        // closed it takes the locked path, and waits for this write's lock).
         let mut g = p.lock().unwrap();
         g.0.write_all(b"g").unwrap();
-        if read_byte(&mut g.1, Duration::from_millis(200)) == Some(b'd') {
+        if read_byte(&mut g.1, Duration::from_secs(2)) == Some(b'd') {
             c.fetch_add(1, Ordering::SeqCst);
         }
     })

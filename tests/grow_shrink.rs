@@ -437,12 +437,14 @@ fn a_ring_whose_cleaning_copies_much_grows() {
         end.bytes_copied - last.bytes_copied,
     );
     assert!(end.log_capacity > cap, "the ring did not grow: {end:?}");
+    // (Growth stops once it copies under an eighth; a quarter leaves room for the laps'
+    // variation.)
     assert!(
-        copied * 8 < written,
+        copied * 4 < written,
         "cleaning still copies {copied} bytes for {written} written: {end:?}"
     );
     assert!(
-        end.log_capacity <= end.live_bytes * 32,
+        end.log_capacity <= end.live_bytes * 16,
         "grown past the bound: {end:?}"
     );
     for i in 0..cold {

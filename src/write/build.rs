@@ -189,8 +189,9 @@ impl Writer<'_> {
         }
         let cap = self.g.cap();
         let live = self.live()?;
+        let dense = live.saturating_mul(2) > cap;
         if self.now < self.sh.no_grow_until.load(Ordering::Relaxed)
-            || (live.saturating_mul(2) <= cap && !self.churning(live)?)
+            || (!dense && !self.may_churn(live)?)
         {
             return self.maybe_index_build();
         }
@@ -202,7 +203,21 @@ impl Writer<'_> {
         {
             return self.maybe_index_build();
         }
-        let plan = self.sizing()?.grow(0).filter(|p| holds(p, live));
+        let sizing = self.sizing()?;
+        let mut plan = sizing.grow(0).filter(|p| holds(p, live));
+        if !dense {
+            // For churn alone: within its bounds, else not before the next window says so.
+            if let Some(p) = plan
+                && !self.churn_grows(&p, live, sizing.largest_cap())?
+            {
+                plan = None;
+            }
+            if self.try_start(plan)? {
+                return Ok(());
+            }
+            self.churn_forget();
+            return self.maybe_index_build();
+        }
         if self.try_start(plan)? {
             return Ok(());
         }

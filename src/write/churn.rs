@@ -1,111 +1,106 @@
-//! Write churn: growth for a ring that wraps faster than its records die.
+//! Write churn: growth for a ring that laps faster than its records die.
 //!
-//! With more writers than cores, a writer descheduled for a time slice leaves its latest
-//! records (live: it has not rewritten them yet) in chunks that the other writers bring the
-//! tail of a small ring to within one wrap; cleaning then copies them under the shard lock.
-//! Four writers on two cores copied a fifth of what they wrote into a map grown from the
-//! default size (write-scaling in `node/bench/report.js`), and lost a quarter of the presized
-//! map's throughput to it. The copy falls as the ring grows (it wraps more slowly than a time
-//! slice), so a ring whose cleaning copies over an eighth of what is written grows as a dense
-//! one does, up to [`MOST_OVER_LIVE`] times the live data; and a shrink does not take it back
-//! to a ring that would wrap, at the current write rate, in under twice the time the ring
-//! found hot took. Measured per process over windows of one ring's worth of writes
-//! ([`crate::shared::Churn`]): the counters are the shard's, so every writer sees the same.
+//! Records that outlive a lap of the ring are copied by cleaning at every lap, under the shard
+//! lock. Two ways to get there: more writers than cores (a writer descheduled for a time slice
+//! leaves its latest records, live since it has not rewritten them yet, in chunks that the
+//! other writers bring the tail round to: four writers on two cores had cleaning copy a fifth
+//! of what they wrote into a map grown from the default size, in `node/bench/report.js`'s
+//! write-scaling), and long-lived records in a ring that the other writes lap quickly (a third
+//! of the ring had cleaning copy 0.8 bytes per byte written, in `tests/grow_shrink.rs`). The
+//! copy falls as the ring grows, so a ring whose cleaning copies over an eighth of what goes
+//! into it grows as a dense one does, to at most [`MOST_OVER_LIVE`] times the live data and
+//! never by the last step `max_size` allows (which would take what other shards need to grow).
+//!
+//! Measured per process over windows of one ring's worth of head advance, from the shard's
+//! shared counters, so every writer sees the same; a window that a build started in is
+//! dropped (a build's copies are not cleaning's). A shrink, which every process may start,
+//! goes by the file alone: a ring under `CHURN_RANGE` times the live data (one that churn may
+//! have grown) is not shrunk within [`HOLD_MS`] of its last switch, so a shrink that brings
+//! the churn back is at most one round trip a minute.
 
 use super::Writer;
 use crate::error::Result;
-use crate::format::{self, lane, sctl};
-use crate::shared::Churn;
+use crate::format::sctl;
+use crate::plan::Plan;
 
-/// A window is hot when cleaning copied over `written >> HOT_SHIFT` bytes (an eighth).
+/// A window is hot when cleaning copied over `put_in >> HOT_SHIFT` bytes, an eighth of what
+/// went into the ring otherwise (the head's advance less the copies: records written, chunks
+/// claimed).
 const HOT_SHIFT: u32 = 3;
 
-/// Churn grows a ring only while it is under this many times the live data: a bound on the
-/// memory a burst of writes can take, well past what a time slice needs (a ring of sixteen
-/// times the live data of writers that rewrite their keys in turn wraps after each has
-/// rewritten its keys sixteen times).
+/// Churn grows a ring to at most this many times the live data: a bound on the memory a
+/// burst of writes can take, well past what a time slice needs (a ring of sixteen times the
+/// live data of writers that rewrite their keys in turn laps after each rewrote its keys
+/// sixteen times).
 pub(super) const MOST_OVER_LIVE: u64 = 16;
 
-/// A shrink keeps a ring that would wrap in under this many times the hot ring's wrap time.
-const SHRINK_MARGIN: u64 = 2;
-
-/// A hot ring is remembered this long, in ms: a shrink then goes ahead (and if the writes
-/// churn the smaller ring, it grows again; at most one round trip a minute).
-const HOT_MEMORY_MS: u64 = 60_000;
-
-/// The open window's rate counts (for a shrink) once it is this old, in ms: writes that
-/// slowed down do not close a large ring's window for a long time.
-const RATE_AFTER_MS: u64 = 1000;
+/// How long a ring that churn may have grown (under twice [`MOST_OVER_LIVE`] times the live
+/// data) is kept after its last switch before a shrink, in ms.
+pub(super) const HOLD_MS: u64 = 60_000;
 
 impl Writer<'_> {
-    /// The shard's bytes written: line 1's counter and every lane's `written`.
-    fn written(&self) -> Result<u64> {
-        let mut w = self.ctl(sctl!(self.shard, bytes_written))?;
-        for k in 0..format::LANES {
-            w = w.saturating_add(self.ctl(lane!(self.shard, k, written))?);
-        }
-        Ok(w)
-    }
-
-    /// Whether a growth is due for churn: the ring is under [`MOST_OVER_LIVE`] times `live`
-    /// and the last window over it found cleaning copying over an eighth of what was written.
-    pub(super) fn churning(&mut self, live: u64) -> Result<bool> {
-        if self.g.cap() >= live.saturating_mul(MOST_OVER_LIVE) {
+    /// Whether `plan`, a growth, is due for churn: the last window over this ring found
+    /// cleaning copying over an eighth of what went into it, the plan's ring is at most
+    /// [`MOST_OVER_LIVE`] times `live`, and it is not the last step `largest` allows.
+    pub(super) fn churn_grows(&mut self, plan: &Plan, live: u64, largest: u64) -> Result<bool> {
+        let new = plan.log_cap.unwrap_or(0);
+        if new > live.saturating_mul(MOST_OVER_LIVE) || new.saturating_mul(2) > largest {
             return Ok(false);
         }
-        Ok(self.churn_measured()?.0)
+        self.churning()
     }
 
-    /// Whether a shrink to a ring of `cap` bytes would churn: at the current write rate it
-    /// would wrap in under [`SHRINK_MARGIN`] times the last hot ring's wrap time.
-    pub(super) fn shrink_would_churn(&mut self, cap: u64) -> Result<bool> {
-        let (_, rate, hot_wrap_ms) = self.churn_measured()?;
-        if hot_wrap_ms == 0 || rate == 0 {
+    /// Whether a growth may be due for churn (the cheap test, before a plan is made): the ring
+    /// is under [`MOST_OVER_LIVE`] times `live` and the last window over it was hot.
+    pub(super) fn may_churn(&mut self, live: u64) -> Result<bool> {
+        if self.g.cap().saturating_mul(2) > live.saturating_mul(MOST_OVER_LIVE) {
             return Ok(false);
         }
-        let wrap_ms = cap.saturating_mul(1000) / rate;
-        Ok(wrap_ms < hot_wrap_ms.saturating_mul(SHRINK_MARGIN))
+        self.churning()
     }
 
-    /// Advances this process's window over the shard: opens one in a new generation, closes
-    /// it once a ring's worth was written. Returns the last closed window's verdict, the
-    /// write rate (the open window's, once it is old enough and lower), and the hot ring's
-    /// wrap time.
-    fn churn_measured(&mut self) -> Result<(bool, u64, u64)> {
-        let (written, copied) = (self.written()?, self.ctl(sctl!(self.shard, bytes_copied))?);
-        let (now, n, cap) = (self.now, self.g.number(), self.g.cap());
-        let Some(Ok(mut c)) = self.sh.churn.get(self.shard).map(|m| m.lock()) else {
-            return Ok((false, 0, 0));
-        };
-        let open = |c: &mut Churn| {
-            c.generation = n;
-            c.since_ms = now;
-            c.written = written;
-            c.copied = copied;
-        };
-        if c.generation != n {
-            // A new ring: its churn is measured afresh (a build's copies are not cleaning's).
-            open(&mut c);
+    /// Whether a shrink of this ring is held back: it is one churn may have grown and its
+    /// last switch was under [`HOLD_MS`] ago.
+    pub(super) fn shrink_held(&self, live: u64, switched_ms: u64) -> bool {
+        self.g.cap() < live.saturating_mul(2 * MOST_OVER_LIVE)
+            && self.now.saturating_sub(switched_ms) < HOLD_MS
+    }
+
+    /// Forgets the last window's verdict (a growth for churn was not to be had): asked again
+    /// when the next window closes hot, a ring's length later.
+    pub(super) fn churn_forget(&self) {
+        if let Some(Ok(mut c)) = self.sh.churn.get(self.shard).map(|m| m.lock()) {
             c.hot = false;
-            return Ok((false, c.rate, c.hot_wrap_ms));
         }
-        let dw = written.saturating_sub(c.written);
-        let ms = now.saturating_sub(c.since_ms).max(1);
-        if dw >= cap && !self.building() {
+    }
+
+    /// Advances this process's window over the shard's ring: opens one over a new ring or
+    /// after a build started, closes it once the head advanced a ring's length. Returns the
+    /// last closed window's verdict. One load of the head on most calls.
+    fn churning(&mut self) -> Result<bool> {
+        let w = self.w();
+        let head = self.g.head(w)?;
+        let ring = (self.g.desc.log_off, self.g.cap());
+        let Some(Ok(mut c)) = self.sh.churn.get(self.shard).map(|m| m.lock()) else {
+            return Ok(false);
+        };
+        if c.ring == ring && head.saturating_sub(c.head) < ring.1 {
+            return Ok(c.hot);
+        }
+        let copied = self.ctl(sctl!(self.shard, bytes_copied))?;
+        let builds = self.ctl(sctl!(self.shard, builds))?;
+        if c.ring == ring && c.builds == builds {
+            // The head advanced by what was put in and by the copies.
             let dc = copied.saturating_sub(c.copied);
-            c.hot = dc > dw >> HOT_SHIFT;
-            c.rate = dw.saturating_mul(1000) / ms;
-            if c.hot {
-                c.hot_wrap_ms = (ms.saturating_mul(cap) / dw.max(1)).max(1);
-                c.hot_at_ms = now;
-            }
-            open(&mut c);
+            let put_in = head.saturating_sub(c.head).saturating_sub(dc);
+            c.hot = dc > put_in >> HOT_SHIFT;
+        } else {
+            c.hot = false;
         }
-        let mut rate = c.rate;
-        if ms >= RATE_AFTER_MS {
-            rate = rate.min(dw.saturating_mul(1000) / ms);
-        }
-        let remembered = now.saturating_sub(c.hot_at_ms) < HOT_MEMORY_MS;
-        Ok((c.hot, rate, if remembered { c.hot_wrap_ms } else { 0 }))
+        c.ring = ring;
+        c.head = head;
+        c.copied = copied;
+        c.builds = builds;
+        Ok(c.hot)
     }
 }
