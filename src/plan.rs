@@ -178,6 +178,18 @@ impl Sizing {
             .find_map(|c| self.grow_to(c))
     }
 
+    /// A growth for churn (`write/churn.rs`): twice the ring, or `most` bytes if less, and
+    /// at least an eighth more than the ring; never the last step `max_size` allows (half of
+    /// [`Sizing::largest_cap`] at most), which is a dense growth's to take.
+    pub fn grow_for_churn(&self, most: u64) -> Option<Plan> {
+        let cap = self.cap();
+        let new = cap.saturating_mul(2).min(most) & !(PAGE - 1);
+        if new < cap.saturating_add(cap / 8) || new.saturating_mul(2) > self.largest_cap() {
+            return None;
+        }
+        self.grow_to(new)
+    }
+
     /// [`Sizing::grow`] to a ring of `new` bytes, if it fits.
     fn grow_to(&self, new: u64) -> Option<Plan> {
         // `largest_cap` kept room for a rebuild of the current index; the new one may be

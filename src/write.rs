@@ -943,17 +943,15 @@ impl<'a> Writer<'a> {
         // One shrink per grace period: while deletes continue, each earlier shrink's retired
         // regions still hold their pages, and stacking copies would raise memory before
         // lowering it.
-        let switched = self.ctl(sctl!(self.shard, switched_ms))?;
-        if self.now.saturating_sub(switched) < self.sh.grace.as_millis() as u64 {
+        let since = self
+            .now
+            .saturating_sub(self.ctl(sctl!(self.shard, switched_ms))?);
+        if since < self.sh.grace.as_millis() as u64 {
             return Ok(());
         }
         // The cheap test first (the plan repeats it): this runs at the end of every write.
         let live = self.live()?;
         if live.saturating_mul(8) >= self.g.cap() {
-            return Ok(());
-        }
-        // Nor, for a while, a ring that churn may have grown (`write/churn.rs`).
-        if self.shrink_held(live, switched) {
             return Ok(());
         }
         if let Some(plan) = self.sizing()?.shrink() {

@@ -204,20 +204,18 @@ impl Writer<'_> {
             return self.maybe_index_build();
         }
         let sizing = self.sizing()?;
-        let mut plan = sizing.grow(0).filter(|p| holds(p, live));
         if !dense {
-            // For churn alone: within its bounds, else not before the next window says so.
-            if let Some(p) = plan
-                && !self.churn_grows(&p, live, sizing.largest_cap())?
-            {
-                plan = None;
-            }
+            // For churn alone (`write/churn.rs`): within its bounds, else not before the next
+            // window says so.
+            let most = live.saturating_mul(super::churn::MOST_OVER_LIVE);
+            let plan = sizing.grow_for_churn(most).filter(|p| holds(p, live));
             if self.try_start(plan)? {
                 return Ok(());
             }
             self.churn_forget();
             return self.maybe_index_build();
         }
+        let plan = sizing.grow(0).filter(|p| holds(p, live));
         if self.try_start(plan)? {
             return Ok(());
         }

@@ -8,62 +8,40 @@
 //! write-scaling), and long-lived records in a ring that the other writes lap quickly (a third
 //! of the ring had cleaning copy 0.8 bytes per byte written, in `tests/grow_shrink.rs`). The
 //! copy falls as the ring grows, so a ring whose cleaning copies over an eighth of what goes
-//! into it grows as a dense one does, to at most [`MOST_OVER_LIVE`] times the live data and
-//! never by the last step `max_size` allows (which would take what other shards need to grow).
+//! into it grows as a dense one does, to at most [`MOST_OVER_LIVE`] times the live data (below
+//! where a shrink is due, so the two never undo each other) and never by the last step
+//! `max_size` allows (which would take what other shards need to grow).
 //!
 //! Measured per process over windows of one ring's worth of head advance, from the shard's
 //! shared counters, so every writer sees the same; a window that a build started in is
-//! dropped (a build's copies are not cleaning's). A shrink, which every process may start,
-//! goes by the file alone: a ring under `CHURN_RANGE` times the live data (one that churn may
-//! have grown) is not shrunk within [`HOLD_MS`] of its last switch, so a shrink that brings
-//! the churn back is at most one round trip a minute.
+//! dropped (a build's copies are not cleaning's).
 
 use super::Writer;
 use crate::error::Result;
 use crate::format::sctl;
-use crate::plan::Plan;
 
 /// A window is hot when cleaning copied over `put_in >> HOT_SHIFT` bytes, an eighth of what
 /// went into the ring otherwise (the head's advance less the copies: records written, chunks
 /// claimed).
 const HOT_SHIFT: u32 = 3;
 
-/// Churn grows a ring to at most this many times the live data: a bound on the memory a
-/// burst of writes can take, well past what a time slice needs (a ring of sixteen times the
-/// live data of writers that rewrite their keys in turn laps after each rewrote its keys
-/// sixteen times).
-pub(super) const MOST_OVER_LIVE: u64 = 16;
-
-/// How long a ring that churn may have grown (under twice [`MOST_OVER_LIVE`] times the live
-/// data) is kept after its last switch before a shrink, in ms.
-pub(super) const HOLD_MS: u64 = 60_000;
+/// Churn grows a ring to at most this many times the live data: under the eight times at
+/// which a shrink is due (format.md, "Ring cleaning and eviction"), with a quarter's margin
+/// for the live data's ups and downs, so that no ring churn grew is sparse enough to shrink
+/// until removes make it so (nothing to remember, no round trips); and a bound on the memory
+/// a burst of writes takes.
+pub(super) const MOST_OVER_LIVE: u64 = 6;
 
 impl Writer<'_> {
-    /// Whether `plan`, a growth, is due for churn: the last window over this ring found
-    /// cleaning copying over an eighth of what went into it, the plan's ring is at most
-    /// [`MOST_OVER_LIVE`] times `live`, and it is not the last step `largest` allows.
-    pub(super) fn churn_grows(&mut self, plan: &Plan, live: u64, largest: u64) -> Result<bool> {
-        let new = plan.log_cap.unwrap_or(0);
-        if new > live.saturating_mul(MOST_OVER_LIVE) || new.saturating_mul(2) > largest {
-            return Ok(false);
-        }
-        self.churning()
-    }
-
-    /// Whether a growth may be due for churn (the cheap test, before a plan is made): the ring
-    /// is under [`MOST_OVER_LIVE`] times `live` and the last window over it was hot.
+    /// Whether a growth for churn is due: the ring is under [`MOST_OVER_LIVE`] times `live`
+    /// by an eighth at least, and the last window over it found cleaning copying over an
+    /// eighth of what went into it.
     pub(super) fn may_churn(&mut self, live: u64) -> Result<bool> {
-        if self.g.cap().saturating_mul(2) > live.saturating_mul(MOST_OVER_LIVE) {
+        let cap = self.g.cap();
+        if cap.saturating_add(cap / 8) > live.saturating_mul(MOST_OVER_LIVE) {
             return Ok(false);
         }
         self.churning()
-    }
-
-    /// Whether a shrink of this ring is held back: it is one churn may have grown and its
-    /// last switch was under [`HOLD_MS`] ago.
-    pub(super) fn shrink_held(&self, live: u64, switched_ms: u64) -> bool {
-        self.g.cap() < live.saturating_mul(2 * MOST_OVER_LIVE)
-            && self.now.saturating_sub(switched_ms) < HOLD_MS
     }
 
     /// Forgets the last window's verdict (a growth for churn was not to be had): asked again
