@@ -387,6 +387,18 @@ impl Drop for Reap {
     }
 }
 
+/// Resumes a stopped `child` (SIGCONT) and waits for it to exit successfully.
+fn resume(mut child: std::process::Child, reap: Reap) {
+    signal(child.id(), libc::SIGCONT);
+    let status = child.wait().unwrap();
+    std::mem::forget(reap);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the resumed child failed: {status:?}"
+    );
+}
+
 /// A child stopped (SIGSTOP) inside a fast write into `path`, between its chunk's `fill` and
 /// the key's slot (`dir` holds its parked/go markers), its lane announced.
 fn stopped_fast_writer(dir: &std::path::Path, path: &str) -> (std::process::Child, Reap) {
@@ -412,15 +424,8 @@ fn a_small_sharded_map_has_fast_writes() {
     for i in 0..200 {
         map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
     }
-    let (mut child, reap) = stopped_fast_writer(dir.path(), &path);
-    signal(child.id(), libc::SIGCONT);
-    let status = child.wait().unwrap();
-    std::mem::forget(reap);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "the resumed child failed: {status:?}"
-    );
+    let (child, reap) = stopped_fast_writer(dir.path(), &path);
+    resume(child, reap);
     assert_eq!(map.get(b"f0").unwrap().as_deref(), Some(&value(0, 5)[..]));
     assert!(common::verify_problems(&path).is_empty());
 }
@@ -438,11 +443,11 @@ fn stopped_lanes_share_one_lock_timeout() {
     for i in 0..200 {
         map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
     }
-    let (mut a, reap_a) = stopped_fast_writer(&dir.path().join("a"), &path);
-    let (mut b, reap_b) = stopped_fast_writer(&dir.path().join("b"), &path);
+    let (a, reap_a) = stopped_fast_writer(&dir.path().join("a"), &path);
+    let (b, reap_b) = stopped_fast_writer(&dir.path().join("b"), &path);
     let t = Instant::now();
     let first = a.id();
-    let resume = std::thread::spawn(move || {
+    let wake_first = std::thread::spawn(move || {
         std::thread::sleep(timeout * 6 / 10);
         signal(first, libc::SIGCONT);
     });
@@ -453,17 +458,13 @@ fn stopped_lanes_share_one_lock_timeout() {
         r => panic!("expected a lock timeout, got {r:?}"),
     }
     let waited = t.elapsed();
-    resume.join().unwrap();
+    wake_first.join().unwrap();
     assert!(
         waited >= timeout && waited < timeout * 14 / 10,
         "waited {waited:?} for two stopped lanes with a lock timeout of {timeout:?}"
     );
-    for (child, reap) in [(&mut a, reap_a), (&mut b, reap_b)] {
-        signal(child.id(), libc::SIGCONT);
-        let status = child.wait().unwrap();
-        std::mem::forget(reap);
-        assert_eq!(status.code(), Some(0), "a resumed child failed: {status:?}");
-    }
+    resume(a, reap_a);
+    resume(b, reap_b);
     assert_eq!(map.incr(b"n", 1, 0, None).unwrap(), 1);
     assert!(common::verify_problems(&path).is_empty());
 }
@@ -482,7 +483,7 @@ fn a_stopped_fast_writer_times_the_cleaner_out() {
     for i in 0..200 {
         map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
     }
-    let (mut child, reap) = stopped_fast_writer(dir.path(), &path);
+    let (child, reap) = stopped_fast_writer(dir.path(), &path);
     let pid = child.id();
     // Writes wrap the ring until cleaning reaches the stopped writer's chunk.
     let t = Instant::now();
@@ -509,14 +510,7 @@ fn a_stopped_fast_writer_times_the_cleaner_out() {
         );
         n += 1;
     }
-    signal(pid, libc::SIGCONT);
-    let status = child.wait().unwrap();
-    std::mem::forget(reap);
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "the resumed child failed: {status:?}"
-    );
+    resume(child, reap);
     assert_eq!(
         map.get(b"f0").unwrap().as_deref(),
         Some(&value(0, 5)[..]),
@@ -1370,20 +1364,17 @@ fn main() {
         // Reaching here means the point was never hit.
         std::process::exit(3);
     }
-    if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("stopfast") {
-        a_stopped_fast_writer_times_the_cleaner_out();
-        return;
-    }
-    if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("smallsharded") {
-        a_small_sharded_map_has_fast_writes();
-        return;
-    }
-    if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("race") {
-        a_locked_overwrite_outlasts_fast_writers_of_its_key();
-        return;
-    }
-    if std::env::var("SHMAP_FP_ONLY").as_deref() == Ok("stoplanes") {
-        stopped_lanes_share_one_lock_timeout();
+    // One test alone (`SHMAP_FP_ONLY=race`, say); any other value runs them all.
+    let alone: [(&str, fn()); 4] = [
+        ("stopfast", a_stopped_fast_writer_times_the_cleaner_out),
+        ("smallsharded", a_small_sharded_map_has_fast_writes),
+        ("race", a_locked_overwrite_outlasts_fast_writers_of_its_key),
+        ("stoplanes", stopped_lanes_share_one_lock_timeout),
+    ];
+    if let Ok(only) = std::env::var("SHMAP_FP_ONLY")
+        && let Some((_, test)) = alone.iter().find(|(name, _)| *name == only)
+    {
+        test();
         return;
     }
     let started = Instant::now();
