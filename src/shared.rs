@@ -87,7 +87,8 @@ pub(crate) struct Churn {
     pub head: u64,
     pub copied: u64,
     pub builds: u64,
-    /// The last closed window's verdict: cleaning copied over an eighth of the head's advance.
+    /// The last closed window's verdict: cleaning copied over an eighth of what else went into
+    /// the ring (the head's advance less the copies).
     pub hot: bool,
 }
 

@@ -217,17 +217,15 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
   }
   const cell = (kind, n) => out.cells.find((c) => c.kind === kind && c.processes === n);
   // Ratios within the run: each N over 1 (medians of per-round ratios), and the read path's 1 -> 2.
-  const gain = (kind, n) => {
-    const a = cells[`${kind}:${n}`], b = cells[`${kind}:1`];
-    return a && b ? median(a.map((r, i) => r.aggregate / b[i].aggregate)) : null;
-  };
-  for (const c of out.cells) c.gain = gain(c.kind, c.processes);
-  // Each shmap cell against the separate maps at the same N, per round: what sharing one map costs.
-  const ofSeparate = (kind, n) => {
-    const a = cells[`${kind}:${n}`], b = cells[`separate:${n}`];
-    return a && b && kind !== 'separate' && kind !== 'lmdb' ? median(a.map((r, i) => r.aggregate / b[i].aggregate)) : null;
-  };
-  for (const c of out.cells) c.ofSeparate = ofSeparate(c.kind, c.processes);
+  // Median of the per-round ratios of two cells' aggregates (rounds alternate the stores).
+  const ratio = (a, b) => (a && b ? median(a.map((r, i) => r.aggregate / b[i].aggregate)) : null);
+  const gain = (kind, n) => ratio(cells[`${kind}:${n}`], cells[`${kind}:1`]);
+  for (const c of out.cells) {
+    c.gain = gain(c.kind, c.processes);
+    // Each shmap map against the separate maps at the same N: what sharing one map costs.
+    const shared = c.kind !== 'separate' && c.kind !== 'lmdb' && c.kind !== 'read';
+    c.ofSeparate = shared ? ratio(cells[`${c.kind}:${c.processes}`], cells[`separate:${c.processes}`]) : null;
+  }
   out.readGain = gain('read', 2);
   const f = (x) => (x == null ? '-' : Math.round(x).toLocaleString('en-US'));
   for (const n of W.writers) {

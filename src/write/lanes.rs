@@ -270,7 +270,7 @@ impl Writer<'_> {
     /// `since` (set by the first wait: a caller draining several lanes waits one timeout in
     /// all; `no_wait`: a few microseconds' spin). A dead owner's lane is adopted: true if it was
     /// announced (its count may be short by one record: the caller recounts).
-    fn drain(&mut self, k: usize, start: &mut Option<Instant>) -> Result<bool> {
+    fn drain(&mut self, k: usize, since: &mut Option<Instant>) -> Result<bool> {
         let w = self.w();
         let mut spins = 0u32;
         loop {
@@ -295,7 +295,7 @@ impl Writer<'_> {
                 // longer for it.
                 return Err(Error::Full { needed: 0 });
             }
-            let t = *start.get_or_insert_with(Instant::now);
+            let t = *since.get_or_insert_with(Instant::now);
             if t.elapsed() >= self.sh.lock_timeout {
                 let (slot, _) = lock::owner_of(owner as u32);
                 return Err(Error::LockTimeout {
