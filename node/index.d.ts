@@ -47,7 +47,9 @@ export interface ShmapOptions {
    * The longest any call waits for another process (a writer lock held by a stopped or slow
    * process, a creator or recoverer holding the file), in ms, measured on the monotonic clock;
    * then it throws `ERR_SHMAP_LOCK_TIMEOUT` (naming the holder's pid and how long it has held
-   * the lock) and changes nothing. Default 5000: far above the longest legitimate hold (a growth
+   * the lock) and changes nothing. All the waits of one call share it (for the lock, then for a
+   * stopped fast writer, say), per shard the call holds (`clear` holds each in turn). Default
+   * 5000: far above the longest legitimate hold (a growth
    * switch at the 800 MiB cap copies the ring in well under a second), short enough that a
    * frozen process costs an event loop seconds, not forever. Readers and scans never wait for
    * a lock.
@@ -146,6 +148,8 @@ export interface ShmapStats {
   bytesWritten: number;
   /** Record bytes copied by cleaning and switches. */
   bytesCopied: number;
+  /** Shards (fixed when the map was created; the counters here sum them). */
+  shards: number;
   /** Default time to live in ms (0 = none). */
   maxAge: number;
   /** Whether eviction is on. */

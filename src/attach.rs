@@ -374,7 +374,7 @@ fn recover_alone(path: &Path, file: &File, opts: &Options, sb: &Superblock) -> R
     let os_crashed = !clean && stored_boot != boot_id();
     let sh = Shared::new(mem, None, sb, path, opts, (0, 0))?;
     for (s, duty) in duty.into_iter().enumerate() {
-        let mut wr = Writer::new(&sh, s)?;
+        let mut wr = Writer::new(&sh, s, crate::lock::Patience::new(sh.lock_timeout))?;
         if os_crashed {
             wr.rebuild_verified()?;
         } else if !clean || duty {

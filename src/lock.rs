@@ -6,8 +6,8 @@
 //! slot by an OFD lock on one byte, which the kernel drops when the process dies. So "is the
 //! lock owner alive?" has an exact answer, immune to pid reuse, and a dead owner's lock is taken
 //! over by compare-and-swap. Waiters sleep on shared futexes with a timeout, re-test liveness on
-//! every wake-up, and give up after the handle's `lock_timeout` (a live owner keeps its lock: it
-//! may resume mid-write).
+//! every wake-up, and give up once the hold's [`Patience`] (one `lock_timeout` for every wait of
+//! one hold) is spent (a live owner keeps its lock: it may resume mid-write).
 //!
 //! Kill-safety: every piece of shared lock state is one atomic word, changed by one store or
 //! read-modify-write, so a process killed between any two instructions leaves either the old or
@@ -15,6 +15,7 @@
 //! dead or stopped process expires by itself within milliseconds.
 
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -36,6 +37,40 @@ pub(crate) const QUIET_MS: u64 = 1;
 /// Total time one critical section waits for quiet requests: the most a reader, however many,
 /// can delay a writer.
 pub(crate) const QUIET_BUDGET: Duration = Duration::from_millis(2);
+
+/// What one hold of a writer lock may wait for other processes, in all: the lock itself, this
+/// process's other threads, lanes inside a fast write, the placement lock. One lock timeout,
+/// counted from the first wait, so that waits met one after another (a stopped lock holder,
+/// then a stopped fast writer) do not add up. The clock is read only once a wait begins.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Patience {
+    timeout: Duration,
+    since: Option<Instant>,
+}
+
+impl Patience {
+    pub(crate) fn new(timeout: Duration) -> Patience {
+        Patience {
+            timeout,
+            since: None,
+        }
+    }
+
+    /// How long this hold has waited so far (its first call starts the clock).
+    pub(crate) fn waited(&mut self) -> Duration {
+        self.since.get_or_insert_with(Instant::now).elapsed()
+    }
+
+    /// The wait's budget is spent.
+    pub(crate) fn spent(&mut self) -> bool {
+        self.waited() >= self.timeout
+    }
+
+    /// What is left of the budget.
+    pub(crate) fn left(&mut self) -> Duration {
+        self.timeout.saturating_sub(self.waited())
+    }
+}
 
 /// This process's claim on a process-table slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,19 +234,50 @@ fn be_polite(mem: &Mem, lw: &LockWords) -> Result<()> {
     Ok(())
 }
 
-/// Takes the writer lock, waiting at most `timeout` for a live owner.
+/// This process's mutex for a lock (another thread of this process may hold it while it
+/// waits for another process), waited for at most what is left of `patience`.
+pub(crate) fn lock_local<'a>(
+    local: &'a Mutex<()>,
+    patience: &mut Patience,
+) -> Result<MutexGuard<'a, ()>> {
+    let mut nap = Duration::from_micros(20);
+    let mut spins = 0u32;
+    loop {
+        match local.try_lock() {
+            Ok(g) => return Ok(g), // the common case, at once: no clock read
+            Err(TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        // Critical sections are microseconds: yield first, sleep only if it lasts.
+        if spins < 64 {
+            spins += 1;
+            std::thread::yield_now();
+            continue;
+        }
+        let waited = patience.waited();
+        if waited >= patience.timeout {
+            return Err(Error::LockTimeout {
+                waited_ms: waited.as_millis() as u64,
+                holder_pid: Some(std::process::id()),
+                held_ms: None,
+            });
+        }
+        std::thread::sleep(nap.min(patience.left()));
+        nap = (nap * 2).min(Duration::from_millis(1));
+    }
+}
+
+/// Takes the writer lock, waiting for a live owner at most what is left of `patience`.
 pub(crate) fn lock_writer(
     mem: &Mem,
     lw: &LockWords,
     me: Proc,
-    timeout: Duration,
+    patience: &mut Patience,
 ) -> Result<Acquired> {
     let w = mem.w();
     let off = lw.lock;
     let mine = me.word();
     be_polite(mem, lw)?;
-    // Read the clock only once the lock turned out to be taken: most acquisitions are not.
-    let mut start = None;
     let mut starving: Option<u64> = None;
     let mut backoff = Backoff::new();
     let mut spins = 0u32;
@@ -254,8 +320,9 @@ pub(crate) fn lock_writer(
             }
             continue;
         }
-        let waited = start.get_or_insert_with(Instant::now).elapsed();
-        if waited >= timeout {
+        // The clock is read only once the lock turned out to be taken: most acquisitions are not.
+        let waited = patience.waited();
+        if waited >= patience.timeout {
             if let Some(mine) = starving {
                 // Leave no trace: withdraw our deadline unless someone replaced it.
                 let _ = w.cas_u64(lw.starving, mine, 0)?;
@@ -270,7 +337,7 @@ pub(crate) fn lock_writer(
         if cur & LOCK_WAITERS == 0 && w.cas_u32(off, cur, cur | LOCK_WAITERS)?.is_err() {
             continue;
         }
-        let nap = backoff.next().min(timeout.saturating_sub(waited));
+        let nap = backoff.next().min(patience.left());
         w.futex_wait(off, cur | LOCK_WAITERS, nap.max(Duration::from_micros(100)))?;
     };
     fp!("lock_writer::between_cas_and_since");

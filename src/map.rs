@@ -11,7 +11,7 @@ use crate::arena::{Failures, Gen, Hit, NoSink, Probe, Sink, SliceSink};
 use crate::attach::{attach, open_read_only};
 use crate::error::{Error, Result};
 use crate::format::{self, CONFIG_NO_EVICT, FLAG_INT, FLAG_LEASE, gctl, sctl, slot};
-use crate::lock::{self, Acquired};
+use crate::lock::{self, Acquired, Patience};
 use crate::options::{MIN_SIZE, Options, resolve};
 use crate::scan::{ScanCursor, ScanOptions};
 use crate::shared::{Shared, read_control, read_shard};
@@ -482,6 +482,7 @@ impl Shmap {
             file_bytes: sh.mem.refresh_len()?,
             file_allocated_bytes: sh.mem.allocated_bytes()?,
             max_size: c.max_size,
+            shards: sh.shards() as u64,
             default_ttl_ms: c.default_ttl_ms,
             evict: c.config_flags & CONFIG_NO_EVICT == 0,
             hits: self.hits.load(Ordering::Relaxed),
@@ -655,6 +656,8 @@ pub(crate) struct WriteGuard<'a> {
     shard: usize,
     _local: MutexGuard<'a, ()>,
     how: Acquired,
+    /// What the waits for the lock left of this hold's lock timeout, for the writer's.
+    patience: Patience,
     wr: Option<Writer<'a>>,
 }
 
@@ -662,13 +665,15 @@ impl<'a> WriteGuard<'a> {
     /// Takes shard `shard`'s writer lock.
     pub fn take(sh: &'a Shared, shard: usize) -> Result<WriteGuard<'a>> {
         let me = sh.me.ok_or(Error::ReadOnly)?;
-        let local = lock_local(sh, shard)?;
-        let how = lock::lock_writer(&sh.mem, &lock::shard(shard), me, sh.lock_timeout)?;
+        let mut patience = Patience::new(sh.lock_timeout);
+        let local = lock::lock_local(sh.local.get(shard).ok_or(Error::Busy)?, &mut patience)?;
+        let how = lock::lock_writer(&sh.mem, &lock::shard(shard), me, &mut patience)?;
         Ok(WriteGuard {
             sh,
             shard,
             _local: local,
             how,
+            patience,
             wr: None,
         })
     }
@@ -679,7 +684,9 @@ impl<'a> WriteGuard<'a> {
         if self.wr.is_none() {
             // Built in place: a `Writer` is a few hundred bytes, moved twice it was a tenth
             // of a small `set`.
-            let wr = self.wr.insert(Writer::new(self.sh, self.shard)?);
+            let wr = self
+                .wr
+                .insert(Writer::new(self.sh, self.shard, self.patience)?);
             if self.how == Acquired::Recover {
                 let r = wr
                     .recover()
@@ -701,40 +708,6 @@ impl<'a> WriteGuard<'a> {
         let wr = self.writer()?;
         wr.quiesce()?;
         Ok(wr)
-    }
-}
-
-/// This process's writer mutex, waited for at most the handle's lock timeout (another thread
-/// of this process may hold it while it waits for another process).
-fn lock_local(sh: &Shared, shard: usize) -> Result<MutexGuard<'_, ()>> {
-    let local = sh.local.get(shard).ok_or(Error::Busy)?;
-    if let Ok(g) = local.try_lock() {
-        return Ok(g); // the common case: no clock read
-    }
-    let start = std::time::Instant::now();
-    let mut nap = Duration::from_micros(20);
-    let mut spins = 0u32;
-    loop {
-        match local.try_lock() {
-            Ok(g) => return Ok(g),
-            Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => {}
-        }
-        // Critical sections are microseconds: yield first, sleep only if it lasts.
-        if spins < 64 {
-            spins += 1;
-            std::thread::yield_now();
-            continue;
-        }
-        if start.elapsed() >= sh.lock_timeout {
-            return Err(Error::LockTimeout {
-                waited_ms: start.elapsed().as_millis() as u64,
-                holder_pid: Some(std::process::id()),
-                held_ms: None,
-            });
-        }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(1));
     }
 }
 

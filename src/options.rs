@@ -146,7 +146,10 @@ impl Options {
     }
     /// The longest any operation waits for another process (the writer lock held by a stopped
     /// or slow process, a creator or recoverer holding the file), measured on the monotonic
-    /// clock; then it fails with [`crate::Error::LockTimeout`] and changes nothing. Default 5 s:
+    /// clock; then it fails with [`crate::Error::LockTimeout`] and changes nothing. The waits
+    /// of one hold of a shard's lock (for the lock, then for stopped fast writers, say) share
+    /// one timeout, counted from the first; a call that holds shards in turn (`clear`) has one
+    /// per shard. Default 5 s:
     /// far above the longest legitimate hold (a growth switch that copies a full 800 MiB ring
     /// takes well under a second), so only a stopped or pathologically slow holder trips it,
     /// and short enough that a frozen process costs an event loop seconds, not forever (the

@@ -98,6 +98,24 @@ fn active_len(d: &Desc) -> u64 {
     d.index_len().saturating_add(d.log_len())
 }
 
+/// Churn grows a ring to at most this many times the live data: under the eight times at
+/// which a shrink is due (format.md, "Ring cleaning and eviction"), with a quarter's margin
+/// for the live data's ups and downs, so that no ring churn grew is sparse enough to shrink
+/// until removes make it so (nothing to remember, no round trips); and a bound on the memory
+/// a burst of writes takes.
+pub(crate) const MOST_OVER_LIVE: u64 = 6;
+
+/// The ring a ring of `cap` bytes holding `live` bytes grows to for churn (`write/churn.rs`):
+/// twice its size, or [`MOST_OVER_LIVE`] times `live` if less; none unless that is an eighth
+/// more than `cap` at least.
+pub(crate) fn churn_cap(cap: u64, live: u64) -> Option<u64> {
+    let new = cap
+        .saturating_mul(2)
+        .min(live.saturating_mul(MOST_OVER_LIVE))
+        & !(PAGE - 1);
+    (new >= cap.saturating_add(cap / 8)).then_some(new)
+}
+
 impl Sizing {
     fn slots(&self) -> u64 {
         self.desc.index_slots
@@ -178,13 +196,12 @@ impl Sizing {
             .find_map(|c| self.grow_to(c))
     }
 
-    /// A growth for churn (`write/churn.rs`): twice the ring, or `most` bytes if less, and
-    /// at least an eighth more than the ring; never the last step `max_size` allows (half of
-    /// [`Sizing::largest_cap`] at most), which is a dense growth's to take.
-    pub fn grow_for_churn(&self, most: u64) -> Option<Plan> {
-        let cap = self.cap();
-        let new = cap.saturating_mul(2).min(most) & !(PAGE - 1);
-        if new < cap.saturating_add(cap / 8) || new.saturating_mul(2) > self.largest_cap() {
+    /// A growth for churn to [`churn_cap`] for `live` bytes, never by the last step
+    /// `max_size` allows (half of [`Sizing::largest_cap`] at most), which is a dense growth's
+    /// to take.
+    pub fn grow_for_churn(&self, live: u64) -> Option<Plan> {
+        let new = churn_cap(self.cap(), live)?;
+        if new.saturating_mul(2) > self.largest_cap() {
             return None;
         }
         self.grow_to(new)
@@ -347,6 +364,27 @@ mod tests {
             index_slots: slots,
             log_cap: cap,
             ..Desc::default()
+        }
+    }
+
+    #[test]
+    fn churn_grows_to_twice_the_ring_or_six_times_the_live_data() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(churn_cap(MIB, MIB / 2), Some(2 * MIB));
+        assert_eq!(churn_cap(MIB, MIB / 4), Some(3 * MIB / 2));
+        // Less than an eighth more: no growth (a presized ring, sparse already).
+        assert_eq!(churn_cap(MIB, MIB / 6), None);
+        assert_eq!(churn_cap(MIB, 0), None);
+        for cap in (64 << 10..64 * MIB).step_by(997 * 1024) {
+            for live in (0..cap).step_by((cap / 37) as usize) {
+                if let Some(new) = churn_cap(cap, live) {
+                    assert!(
+                        new <= 2 * cap && new <= MOST_OVER_LIVE * live,
+                        "{cap} {live}"
+                    );
+                    assert!(new >= cap + cap / 8 && new % PAGE == 0, "{cap} {live}");
+                }
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use zerocopy::FromBytes;
 use crate::error::{Error, Result};
 use crate::failpoints::fp;
 use crate::format::{self, Control, PAGE, ShardEntry, Superblock, gctl};
-use crate::lock::{self, Proc};
+use crate::lock::{self, Patience, Proc};
 use crate::options::{Clock, Options};
 use crate::raw::Mem;
 
@@ -247,30 +247,13 @@ impl Shared {
     }
 
     /// Takes the placement lock (after the caller's shard lock; format.md, "Placement lock"),
-    /// waiting at most the lock timeout. Its state is re-derived from the shard table by every
-    /// holder, so a dead holder leaves nothing to repair: the duty is cleared at once. Release
-    /// with [`Shared::unlock_place`] before dropping the returned guard.
-    pub fn lock_place(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+    /// waiting at most what is left of the caller's `patience`. Its state is re-derived from
+    /// the shard table by every holder, so a dead holder leaves nothing to repair: the duty is
+    /// cleared at once. Release with [`Shared::unlock_place`] before dropping the returned guard.
+    pub fn lock_place(&self, patience: &mut Patience) -> Result<std::sync::MutexGuard<'_, ()>> {
         let me = self.me.ok_or(Error::ReadOnly)?;
-        let start = std::time::Instant::now();
-        let local = loop {
-            match self.place_local.try_lock() {
-                Ok(g) => break g,
-                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => {}
-            }
-            if start.elapsed() >= self.lock_timeout {
-                return Err(Error::LockTimeout {
-                    waited_ms: start.elapsed().as_millis() as u64,
-                    holder_pid: Some(std::process::id()),
-                    held_ms: None,
-                });
-            }
-            std::thread::yield_now();
-        };
-        if lock::lock_writer(&self.mem, &lock::PLACE, me, self.lock_timeout)?
-            == lock::Acquired::Recover
-        {
+        let local = lock::lock_local(&self.place_local, patience)?;
+        if lock::lock_writer(&self.mem, &lock::PLACE, me, patience)? == lock::Acquired::Recover {
             lock::recovered(&self.mem, &lock::PLACE)?;
         }
         Ok(local)

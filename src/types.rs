@@ -95,6 +95,8 @@ pub struct Stats {
     pub file_allocated_bytes: u64,
     /// The configured cap.
     pub max_size: u64,
+    /// Shards (fixed when the map was created; the counters here sum them).
+    pub shards: u64,
     /// The active generation.
     pub generation: u64,
     /// Live entries evicted so far.

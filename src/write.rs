@@ -71,6 +71,9 @@ pub(crate) struct Writer<'a> {
     /// Upkeep is cleaning (ahead of need, or for a chunk claim): it gives up rather than wait
     /// for a fast write, which only a write that needs the room does (bounded).
     no_wait: bool,
+    /// What is left of this hold's lock timeout, after its wait for the lock: every later wait
+    /// (lanes, the placement lock) draws on it.
+    patience: lock::Patience,
 }
 
 /// The absolute expiry at `now` for a TTL choice (see `SetOptions::ttl_ms`).
@@ -121,9 +124,10 @@ pub(crate) fn parse_lease(v: &[u8]) -> Option<(u32, u32, u64)> {
 }
 
 impl<'a> Writer<'a> {
-    /// The writer of shard `shard`, whose lock the caller holds.
+    /// The writer of shard `shard`, whose lock the caller holds (waiting for it drew on
+    /// `patience`).
     #[inline]
-    pub fn new(sh: &'a Shared, shard: usize) -> Result<Writer<'a>> {
+    pub fn new(sh: &'a Shared, shard: usize, patience: lock::Patience) -> Result<Writer<'a>> {
         let mut wr = Writer {
             sh,
             shard,
@@ -139,6 +143,7 @@ impl<'a> Writer<'a> {
             quiesced: false,
             copied_here: 0,
             no_wait: false,
+            patience,
         };
         match wr.load_build()? {
             Ok(b) => wr.build = b,

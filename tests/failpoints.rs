@@ -387,10 +387,20 @@ impl Drop for Reap {
     }
 }
 
-/// Resumes a stopped `child` (SIGCONT) and waits for it to exit successfully.
+/// Resumes a stopped `child` (SIGCONT) and waits for it to exit successfully (30 s at most).
 fn resume(mut child: std::process::Child, reap: Reap) {
     signal(child.id(), libc::SIGCONT);
-    let status = child.wait().unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the child hung after SIGCONT"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
     std::mem::forget(reap);
     assert_eq!(
         status.code(),
@@ -402,14 +412,32 @@ fn resume(mut child: std::process::Child, reap: Reap) {
 /// A child stopped (SIGSTOP) inside a fast write into `path`, between its chunk's `fill` and
 /// the key's slot (`dir` holds its parked/go markers), its lane announced.
 fn stopped_fast_writer(dir: &std::path::Path, path: &str) -> (std::process::Child, Reap) {
+    stopped_child("SHMAP_FP_PARKFAST", dir, path, "the child never parked")
+}
+
+/// A child stopped (SIGSTOP) inside the writer lock of `path`'s first shard, in the critical
+/// section of its first write (`dir` holds its parked/go markers).
+fn stopped_lock_holder(dir: &std::path::Path, path: &str) -> (std::process::Child, Reap) {
+    let never = "the child never reached its critical section";
+    stopped_child("SHMAP_FP_STOPHOLD", dir, path, never)
+}
+
+/// This binary re-executed with `role` (its parked/go markers in `dir`), stopped once it parked,
+/// then told to go (it goes on at SIGCONT).
+fn stopped_child(
+    role: &str,
+    dir: &std::path::Path,
+    path: &str,
+    never: &str,
+) -> (std::process::Child, Reap) {
     std::fs::create_dir_all(dir).unwrap();
     let child = Command::new(std::env::current_exe().unwrap())
-        .env("SHMAP_FP_PARKFAST", dir)
+        .env(role, dir)
         .env("SHMAP_FP_PATH", path)
         .spawn()
         .unwrap();
     let reap = Reap(child.id());
-    stop_when_parked(child.id(), &dir.join("parked"), "the child never parked");
+    stop_when_parked(child.id(), &dir.join("parked"), never);
     std::fs::write(dir.join("go"), b"").unwrap();
     (child, reap)
 }
@@ -466,6 +494,46 @@ fn stopped_lanes_share_one_lock_timeout() {
     resume(a, reap_a);
     resume(b, reap_b);
     assert_eq!(map.incr(b"n", 1, 0, None).unwrap(), 1);
+    assert!(common::verify_problems(&path).is_empty());
+}
+
+/// A stopped lock holder, then a stopped fast writer: a write that waits for the first and then
+/// must drain the second's lane (an `incr`) gives up one lock timeout after its first wait, not
+/// one per wait. The holder is resumed at 0.6 of the timeout; each wait used to begin afresh,
+/// and this took 1.6 x the timeout (the placement lock's wait, too, was its own).
+fn a_holds_waits_share_one_lock_timeout() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-stopboth");
+    let timeout = Duration::from_millis(1000);
+    let map = Shmap::open(&path, &fast_opts().max_size(4 << 20).lock_timeout(timeout)).unwrap();
+    for i in 0..200 {
+        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
+    }
+    let (lane, reap_lane) = stopped_fast_writer(&dir.path().join("lane"), &path);
+    let (holder, reap_holder) = stopped_lock_holder(&dir.path().join("holder"), &path);
+    let t = Instant::now();
+    let first = holder.id();
+    let wake_holder = std::thread::spawn(move || {
+        std::thread::sleep(timeout * 6 / 10);
+        signal(first, libc::SIGCONT);
+    });
+    match map.incr(b"n", 1, 0, None) {
+        Err(e @ shmap::Error::LockTimeout { .. }) => {
+            assert!(e.to_string().contains(&format!("pid {}", lane.id())), "{e}");
+        }
+        r => panic!("expected a lock timeout, got {r:?}"),
+    }
+    let waited = t.elapsed();
+    wake_holder.join().unwrap();
+    assert!(
+        waited >= timeout && waited < timeout * 14 / 10,
+        "waited {waited:?} for a stopped holder and a stopped lane with a lock timeout of \
+         {timeout:?}"
+    );
+    resume(holder, reap_holder);
+    resume(lane, reap_lane);
+    assert_eq!(map.incr(b"n", 1, 0, None).unwrap(), 1);
+    assert_eq!(map.get(b"held").unwrap().as_deref(), Some(&b"1"[..]));
     assert!(common::verify_problems(&path).is_empty());
 }
 
@@ -1142,17 +1210,9 @@ fn a_writer_stopped_inside_the_lock_times_others_out() {
     let path = common::map_path(dir.path(), "fp-stop");
     let map = Shmap::open(&path, &opts().lock_timeout(Duration::from_millis(300))).unwrap();
     map.set(b"before", b"1").unwrap();
-    let parked = dir.path().join("parked");
-    let go = dir.path().join("go");
-    let mut holder = Command::new(std::env::current_exe().unwrap())
-        .env("SHMAP_FP_STOPHOLD", dir.path())
-        .env("SHMAP_FP_PATH", &path)
-        .spawn()
-        .unwrap();
-    let pid = holder.id();
-    stop_when_parked(pid, &parked, "the child never reached its critical section");
     // Stopped while parked inside the lock: releasing the park changes nothing until SIGCONT.
-    std::fs::write(&go, b"").unwrap();
+    let (holder, reap) = stopped_lock_holder(dir.path(), &path);
+    let pid = holder.id();
     for i in 0..3 {
         let t = Instant::now();
         match map.set(format!("blocked{i}").as_bytes(), b"x") {
@@ -1174,23 +1234,7 @@ fn a_writer_stopped_inside_the_lock_times_others_out() {
     for i in 0..3 {
         assert_eq!(map.get(format!("blocked{i}").as_bytes()).unwrap(), None);
     }
-    signal(pid, libc::SIGCONT);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = holder.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the child hung after SIGCONT"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "the resumed child failed: {status:?}"
-    );
+    resume(holder, reap);
     // Acknowledged: the child's writes (it exits 0 only after each returned Ok) and ours.
     assert_eq!(map.get(b"held").unwrap().as_deref(), Some(&b"1"[..]));
     for i in 0..100 {
@@ -1365,11 +1409,12 @@ fn main() {
         std::process::exit(3);
     }
     // One test alone (`SHMAP_FP_ONLY=race`, say); any other value runs them all.
-    let alone: [(&str, fn()); 4] = [
+    let alone: [(&str, fn()); 5] = [
         ("stopfast", a_stopped_fast_writer_times_the_cleaner_out),
         ("smallsharded", a_small_sharded_map_has_fast_writes),
         ("race", a_locked_overwrite_outlasts_fast_writers_of_its_key),
         ("stoplanes", stopped_lanes_share_one_lock_timeout),
+        ("stopboth", a_holds_waits_share_one_lock_timeout),
     ];
     if let Ok(only) = std::env::var("SHMAP_FP_ONLY")
         && let Some((_, test)) = alone.iter().find(|(name, _)| *name == only)
@@ -1433,6 +1478,9 @@ fn main() {
     stopped_lanes_share_one_lock_timeout();
     n += 1;
     println!("two stopped lanes share one lock timeout: ok");
+    a_holds_waits_share_one_lock_timeout();
+    n += 1;
+    println!("a stopped lock holder and a stopped lane share one lock timeout: ok");
     a_locked_overwrite_outlasts_fast_writers_of_its_key();
     n += 1;
     println!("a locked overwrite outlasts fast writers of its key: ok");

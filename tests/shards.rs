@@ -69,6 +69,7 @@ fn keys_live_in_their_shards_and_every_operation_finds_them() {
     assert_eq!(seen.len(), expect.len());
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), expect);
     let s = m.stats().unwrap();
+    assert_eq!(s.shards, 4);
     assert_eq!(s.entries, want.len() as u64);
     assert!(s.switches >= 1, "the shards grew: {s:?}");
     assert_eq!(

@@ -215,6 +215,8 @@ pub struct StatsOut {
     pub bytes_written: f64,
     /// Record bytes copied by cleaning and switches.
     pub bytes_copied: f64,
+    /// Shards (fixed when the map was created; the counters sum them).
+    pub shards: f64,
     /// Default time to live in ms (0 = none).
     pub max_age: f64,
     /// Whether eviction is on.
@@ -583,6 +585,7 @@ pub fn stats(id: u32) -> Result<StatsOut> {
                 used_slots: s.used_slots as f64,
                 bytes_written: s.bytes_written as f64,
                 bytes_copied: s.bytes_copied as f64,
+                shards: s.shards as f64,
                 max_age: s.default_ttl_ms as f64,
                 evict: s.evict,
                 hits: s.hits as f64,

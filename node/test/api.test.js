@@ -297,6 +297,7 @@ test('shards: a map of several shards serves every operation; the option is chec
   t.after(() => m.close());
   const file = fs.readFileSync(m.path);
   assert.equal(file.readUInt32LE(88), 3, 'shard_bits of 8 shards');
+  assert.equal(m.stats().shards, 8);
   for (let i = 0; i < 3000; i++) m.set(`k${i}`, { i, pad: 'x'.repeat(i % 100) });
   for (let i = 0; i < 3000; i += 5) m.delete(`k${i}`);
   assert.equal(m.size, 2400);

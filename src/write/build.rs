@@ -207,8 +207,7 @@ impl Writer<'_> {
         if !dense {
             // For churn alone (`write/churn.rs`): within its bounds, else not before the next
             // window says so.
-            let most = live.saturating_mul(super::churn::MOST_OVER_LIVE);
-            let plan = sizing.grow_for_churn(most).filter(|p| holds(p, live));
+            let plan = sizing.grow_for_churn(live).filter(|p| holds(p, live));
             if self.try_start(plan)? {
                 return Ok(());
             }
@@ -997,7 +996,7 @@ mod tests {
     /// active generation's slots below the cursor (none while `N`'s index is prepared).
     /// Returns the build's phase and whether it is an index rebuild, if one is in flight.
     fn check_invariant(sh: &Shared, now: u64) -> Option<(Phase, bool)> {
-        let wr = Writer::new(sh, 0).unwrap();
+        let wr = Writer::new(sh, 0, crate::lock::Patience::new(sh.lock_timeout)).unwrap();
         assert!(!wr.build_stale, "line 3 names a build that is not there");
         let b = wr.build?;
         let w = sh.mem.w();

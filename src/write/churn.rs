@@ -8,7 +8,7 @@
 //! write-scaling), and long-lived records in a ring that the other writes lap quickly (a third
 //! of the ring had cleaning copy 0.8 bytes per byte written, in `tests/grow_shrink.rs`). The
 //! copy falls as the ring grows, so a ring whose cleaning copies over an eighth of what goes
-//! into it grows as a dense one does, to at most [`MOST_OVER_LIVE`] times the live data (below
+//! into it grows as a dense one does, to at most [`plan::MOST_OVER_LIVE`] times the live data (below
 //! where a shrink is due, so the two never undo each other) and never by the last step
 //! `max_size` allows (which would take what other shards need to grow).
 //!
@@ -19,26 +19,18 @@
 use super::Writer;
 use crate::error::Result;
 use crate::format::sctl;
+use crate::plan;
 
 /// A window is hot when cleaning copied over `put_in >> HOT_SHIFT` bytes, an eighth of what
 /// went into the ring otherwise (the head's advance less the copies: records written, chunks
 /// claimed).
 const HOT_SHIFT: u32 = 3;
 
-/// Churn grows a ring to at most this many times the live data: under the eight times at
-/// which a shrink is due (format.md, "Ring cleaning and eviction"), with a quarter's margin
-/// for the live data's ups and downs, so that no ring churn grew is sparse enough to shrink
-/// until removes make it so (nothing to remember, no round trips); and a bound on the memory
-/// a burst of writes takes.
-pub(super) const MOST_OVER_LIVE: u64 = 6;
-
 impl Writer<'_> {
-    /// Whether a growth for churn is due: the ring is under [`MOST_OVER_LIVE`] times `live`
-    /// by an eighth at least, and the last window over it found cleaning copying over an
-    /// eighth of what went into it.
+    /// Whether a growth for churn is due: the ring has one to grow to ([`plan::churn_cap`]),
+    /// and the last window over it found cleaning copying over an eighth of what went into it.
     pub(super) fn may_churn(&mut self, live: u64) -> Result<bool> {
-        let cap = self.g.cap();
-        if cap.saturating_add(cap / 8) > live.saturating_mul(MOST_OVER_LIVE) {
+        if plan::churn_cap(self.g.cap(), live).is_none() {
             return Ok(false);
         }
         self.churning()

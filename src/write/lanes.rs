@@ -13,7 +13,7 @@
 //! covers a kill of the adopter).
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Writer;
 use crate::arena::{Gen, NoSink, Probe};
@@ -240,11 +240,9 @@ impl Writer<'_> {
         w.swap_u64(sctl!(self.shard, fast_gate), 1)?;
         fp!("quiesce::after_gate");
         let mut recount = false;
-        // One lock timeout for all the lanes, not one each.
-        let mut since = None;
         for k in 0..LANES {
             // A drain that fails leaves `quiesced` false: the next call drains again.
-            recount |= self.drain(k, &mut since)?;
+            recount |= self.drain(k)?;
         }
         self.quiesced = true;
         if recount {
@@ -266,11 +264,11 @@ impl Writer<'_> {
         }
     }
 
-    /// Waits until lane `k` is not inside a fast write, for at most the lock timeout since
-    /// `since` (set by the first wait: a caller draining several lanes waits one timeout in
-    /// all; `no_wait`: a few microseconds' spin). A dead owner's lane is adopted: true if it was
+    /// Waits until lane `k` is not inside a fast write, for at most what is left of the hold's
+    /// lock timeout (one for all its waits: for the lock, every lane, the placement lock;
+    /// `no_wait`: a few microseconds' spin). A dead owner's lane is adopted: true if it was
     /// announced (its count may be short by one record: the caller recounts).
-    fn drain(&mut self, k: usize, since: &mut Option<Instant>) -> Result<bool> {
+    fn drain(&mut self, k: usize) -> Result<bool> {
         let w = self.w();
         let mut spins = 0u32;
         loop {
@@ -295,11 +293,11 @@ impl Writer<'_> {
                 // longer for it.
                 return Err(Error::Full { needed: 0 });
             }
-            let t = *since.get_or_insert_with(Instant::now);
-            if t.elapsed() >= self.sh.lock_timeout {
+            let waited = self.patience.waited();
+            if self.patience.spent() {
                 let (slot, _) = lock::owner_of(owner as u32);
                 return Err(Error::LockTimeout {
-                    waited_ms: t.elapsed().as_millis() as u64,
+                    waited_ms: waited.as_millis() as u64,
                     holder_pid: lock::pid_of(&self.sh.mem, slot).ok().filter(|&p| p != 0),
                     held_ms: None,
                 });
@@ -350,7 +348,7 @@ impl Writer<'_> {
         if k < LANES && self.lane_owner(k)? == owner & 0xFFFF_FFFF && owner != 0 {
             // Its owner counts no more dead records in it once it sees this (`announced`).
             w.swap_u64(lane!(self.shard, k, closed), pos.saturating_add(1))?;
-            if self.drain(k, &mut None)? {
+            if self.drain(k)? {
                 self.recount()?;
             } else if self.ctl(lane!(self.shard, k, chunk))? == pos {
                 // The owner's next write claims another chunk (see `announced`).

@@ -334,7 +334,7 @@ impl Writer<'_> {
         log_len: Option<u64>,
     ) -> Result<(u64, u64)> {
         let want = idx_len.saturating_add(log_len.unwrap_or(0));
-        let _local = self.sh.lock_place()?;
+        let _local = self.sh.lock_place(&mut self.patience)?;
         let r = (|| {
             let space = self.space()?;
             let ext = space
