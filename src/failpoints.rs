@@ -72,6 +72,7 @@ pub const ALL: &[&str] = &[
     "fast::between_slot_and_counters",
     "fast::before_dead",
     "quiesce::after_gate",
+    "adopt::after_fold",
     "adopt::before_free",
     "close::after_closed",
     "lane::after_claim",

@@ -42,7 +42,7 @@ const ALONE_AFTER_DEAD_WRITER: &[&str] = &[
 ];
 /// Points reached only by a process that adopts a dead process's lane: a first child dies
 /// inside a fast write (its lane announced, its count short by the record).
-const NEED_DEAD_FAST_WRITER: &[&str] = &["adopt::before_free"];
+const NEED_DEAD_FAST_WRITER: &[&str] = &["adopt::after_fold", "adopt::before_free"];
 /// The point that first child dies at.
 const DEAD_FAST_WRITER_AT: &str = "fast::between_slot_and_counters";
 /// The point a first child dies at to leave a dead writer (lock held, counters stale).
@@ -309,6 +309,44 @@ fn a_dead_fast_writer_is_recounted_by_the_next_exclusive_write() {
     for i in 0..200 {
         assert!(map.get(format!("f{i}").as_bytes()).unwrap().is_some());
     }
+}
+
+/// An adopter killed inside its adoption of a dead fast writer's lane (after it folded the
+/// lane's counts into the shard's, before it freed the lane), then the next adopter: the bytes
+/// the dead writer's fast writes counted are counted once. Each adopter added the lane's
+/// `written` to the shard's `bytes_written`, and a kill between that and clearing the lane had
+/// the next add it again (`stats().bytes_written` grew by the lane's bytes; a recount restores
+/// live bytes, not a cumulative count).
+fn a_killed_adoption_counts_nothing_twice() {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), "fp-adopt");
+    let map = Shmap::open(&path, &fast_opts()).unwrap();
+    for i in 0..200 {
+        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
+    }
+    // Its first overwrite claims a lane under the lock; it dies in its 20th fast write.
+    let status = child_at_pass(&path, DEAD_FAST_WRITER_AT, "fast", 20);
+    assert!(aborted(status), "the first child never died: {status:?}");
+    let before = map.stats().unwrap().bytes_written;
+    let status = child_running(&path, "adopt::after_fold", "incr");
+    assert!(
+        aborted(status),
+        "the second child never adopted: {status:?}"
+    );
+    assert_eq!(
+        map.stats().unwrap().bytes_written,
+        before,
+        "an adoption cut short counted the lane's bytes twice"
+    );
+    map.incr(b"counter", 1, 0, None).unwrap();
+    let after = map.stats().unwrap().bytes_written;
+    // One record: the counter's.
+    assert!(
+        after > before && after - before < 64,
+        "bytes_written grew by {} for one small record",
+        after - before
+    );
+    assert!(common::verify_problems(&path).is_empty());
 }
 
 /// A locked overwrite that keeps losing its slot to fast writes of the same key (another
@@ -594,10 +632,16 @@ fn a_stopped_fast_writer_times_the_cleaner_out() {
 
 /// A child that runs `workload` ("default", "index" or "fast") until it aborts at `point`.
 fn child_running(path: &str, point: &str, workload: &str) -> std::process::ExitStatus {
+    child_at_pass(path, point, workload, 1)
+}
+
+/// [`child_running`], dying at the `pass`th pass through `point`.
+fn child_at_pass(path: &str, point: &str, workload: &str, pass: u32) -> std::process::ExitStatus {
     Command::new(std::env::current_exe().unwrap())
         .env("SHMAP_FP_CHILD", point)
         .env("SHMAP_FP_PATH", path)
         .env("SHMAP_FP_WORKLOAD", workload)
+        .env("SHMAP_FP_PASS", pass.to_string())
         .status()
         .unwrap()
 }
@@ -1394,14 +1438,21 @@ fn main() {
     }
     if let Ok(point) = std::env::var("SHMAP_FP_CHILD") {
         let path = std::env::var("SHMAP_FP_PATH").unwrap();
-        fail::cfg_callback(point, || {
-            std::process::abort();
+        let pass: u64 = std::env::var("SHMAP_FP_PASS").map_or(1, |p| p.parse().unwrap());
+        let passes = AtomicU64::new(0);
+        fail::cfg_callback(point, move || {
+            if passes.fetch_add(1, Ordering::SeqCst) + 1 >= pass {
+                std::process::abort();
+            }
         })
         .unwrap();
         if std::env::var("SHMAP_FP_WORKLOAD").as_deref() == Ok("index") {
             index_workload(&path);
         } else if std::env::var("SHMAP_FP_WORKLOAD").as_deref() == Ok("fast") {
             fast_workload(&path);
+        } else if std::env::var("SHMAP_FP_WORKLOAD").as_deref() == Ok("incr") {
+            let map = Shmap::open(&path, &fast_opts()).unwrap();
+            map.incr(b"counter", 1, 0, None).unwrap();
         } else {
             workload(&path);
         }
@@ -1409,12 +1460,13 @@ fn main() {
         std::process::exit(3);
     }
     // One test alone (`SHMAP_FP_ONLY=race`, say); any other value runs them all.
-    let alone: [(&str, fn()); 5] = [
+    let alone: [(&str, fn()); 6] = [
         ("stopfast", a_stopped_fast_writer_times_the_cleaner_out),
         ("smallsharded", a_small_sharded_map_has_fast_writes),
         ("race", a_locked_overwrite_outlasts_fast_writers_of_its_key),
         ("stoplanes", stopped_lanes_share_one_lock_timeout),
         ("stopboth", a_holds_waits_share_one_lock_timeout),
+        ("adopt", a_killed_adoption_counts_nothing_twice),
     ];
     if let Ok(only) = std::env::var("SHMAP_FP_ONLY")
         && let Some((_, test)) = alone.iter().find(|(name, _)| *name == only)
@@ -1472,6 +1524,9 @@ fn main() {
     a_dead_fast_writer_is_recounted_by_the_next_exclusive_write();
     n += 1;
     println!("a dead fast writer is recounted by the next exclusive write: ok");
+    a_killed_adoption_counts_nothing_twice();
+    n += 1;
+    println!("a killed adoption counts nothing twice: ok");
     a_stopped_fast_writer_times_the_cleaner_out();
     n += 1;
     println!("a fast writer stopped (SIGSTOP) in its chunk times the cleaner out: ok");

@@ -306,10 +306,13 @@ impl Writer<'_> {
         }
     }
 
-    /// Frees lane `k` of a dead owner, its counts folded into line 1 and 2 (a kill in between
-    /// leaves the lock to a recovery, which recounts). True if the owner died inside a fast
-    /// write: its count may be short by its last record, so the recount is owed first (the
-    /// lane is the only record of that) and the caller recounts.
+    /// Frees lane `k` of a dead owner, its `live_delta` folded into line 1 (a kill in between
+    /// leaves the lock to a recovery, which recounts). Its `written` stays: the shard's
+    /// `bytes_written` sums the lanes whoever owns them, and a cumulative count, which no
+    /// recount restores, folded by an adopter killed before it cleared the lane was counted
+    /// twice. True if the owner died inside a fast write: its count may be short by its last
+    /// record, so the recount is owed first (the lane is the only record of that) and the
+    /// caller recounts.
     fn adopt(&mut self, k: usize) -> Result<bool> {
         let s = self.shard;
         let busy = self.ctl(lane!(s, k, busy))? != 0;
@@ -318,10 +321,8 @@ impl Writer<'_> {
         }
         let delta = self.ctl(lane!(s, k, live_delta))?;
         self.w().add_u64(sctl!(s, live_bytes), delta)?;
+        fp!("adopt::after_fold");
         self.ctl_set(lane!(s, k, live_delta), 0)?;
-        let written = self.ctl(lane!(s, k, written))?;
-        self.ctl_add(sctl!(s, bytes_written), written)?;
-        self.ctl_set(lane!(s, k, written), 0)?;
         fp!("adopt::before_free");
         self.ctl_set(lane!(s, k, chunk_gen), 0)?;
         self.ctl_set(lane!(s, k, busy), 0)?;
