@@ -274,17 +274,24 @@ fn fast_workload(path: &str) {
     drop(map);
 }
 
+/// A map `name` in a new directory, opened with `o`, holding keys `f0`..`f199` (set under
+/// the lock: this process claims no lane by inserting).
+fn map_of_200_keys(name: &str, o: &Options) -> (tempfile::TempDir, String, Shmap) {
+    let dir = common::shm_dir();
+    let path = common::map_path(dir.path(), name);
+    let map = Shmap::open(&path, o).unwrap();
+    for i in 0..200 {
+        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
+    }
+    (dir, path, map)
+}
+
 /// A fast writer killed after its publication and before its lane's count: the lane is left
 /// announced and its count short. The next write that needs the shard still (an `incr`)
 /// adopts the lane and recounts, after which the counters verify exactly; until then the walk
 /// reports them stale, not damaged.
 fn a_dead_fast_writer_is_recounted_by_the_next_exclusive_write() {
-    let dir = common::shm_dir();
-    let path = common::map_path(dir.path(), "fast");
-    let map = Shmap::open(&path, &fast_opts()).unwrap();
-    for i in 0..200 {
-        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
-    }
+    let (_dir, path, map) = map_of_200_keys("fast", &fast_opts());
     let status = child_running(&path, DEAD_FAST_WRITER_AT, "fast");
     assert!(
         aborted(status),
@@ -318,12 +325,7 @@ fn a_dead_fast_writer_is_recounted_by_the_next_exclusive_write() {
 /// the next add it again (`stats().bytes_written` grew by the lane's bytes; a recount restores
 /// live bytes, not a cumulative count).
 fn a_killed_adoption_counts_nothing_twice() {
-    let dir = common::shm_dir();
-    let path = common::map_path(dir.path(), "fp-adopt");
-    let map = Shmap::open(&path, &fast_opts()).unwrap();
-    for i in 0..200 {
-        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
-    }
+    let (_dir, path, map) = map_of_200_keys("fp-adopt", &fast_opts());
     // Its first overwrite claims a lane under the lock; it dies in its 20th fast write.
     let status = child_at_pass(&path, DEAD_FAST_WRITER_AT, "fast", 20);
     assert!(aborted(status), "the first child never died: {status:?}");
@@ -484,12 +486,10 @@ fn stopped_child(
 /// fast writes: a writer parks inside one (before, chunks needed a ring of 256 KiB, and every
 /// write of such a map took its shard's lock: the child never parked).
 fn a_small_sharded_map_has_fast_writes() {
-    let dir = common::shm_dir();
-    let path = common::map_path(dir.path(), "fp-smallsharded");
-    let map = Shmap::open(&path, &Options::new().shards(4).initial_size(1 << 20)).unwrap();
-    for i in 0..200 {
-        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
-    }
+    let (dir, path, map) = map_of_200_keys(
+        "fp-smallsharded",
+        &Options::new().shards(4).initial_size(1 << 20),
+    );
     let (child, reap) = stopped_fast_writer(dir.path(), &path);
     resume(child, reap);
     assert_eq!(map.get(b"f0").unwrap().as_deref(), Some(&value(0, 5)[..]));
@@ -502,37 +502,10 @@ fn a_small_sharded_map_has_fast_writes() {
 /// for: each lane's wait began afresh, and this took 1.6 x the timeout (with 8 lanes released
 /// in turn, up to 8 x).
 fn stopped_lanes_share_one_lock_timeout() {
-    let dir = common::shm_dir();
-    let path = common::map_path(dir.path(), "fp-stoplanes");
-    let timeout = Duration::from_millis(1000);
-    let map = Shmap::open(&path, &fast_opts().max_size(4 << 20).lock_timeout(timeout)).unwrap();
-    for i in 0..200 {
-        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
-    }
-    let (a, reap_a) = stopped_fast_writer(&dir.path().join("a"), &path);
-    let (b, reap_b) = stopped_fast_writer(&dir.path().join("b"), &path);
-    let t = Instant::now();
-    let first = a.id();
-    let wake_first = std::thread::spawn(move || {
-        std::thread::sleep(timeout * 6 / 10);
-        signal(first, libc::SIGCONT);
+    one_timeout_for_two_stops("stoplanes", |dir, path| {
+        let a = stopped_fast_writer(&dir.join("a"), path);
+        [a, stopped_fast_writer(&dir.join("b"), path)]
     });
-    match map.incr(b"n", 1, 0, None) {
-        Err(e @ shmap::Error::LockTimeout { .. }) => {
-            assert!(e.to_string().contains(&format!("pid {}", b.id())), "{e}");
-        }
-        r => panic!("expected a lock timeout, got {r:?}"),
-    }
-    let waited = t.elapsed();
-    wake_first.join().unwrap();
-    assert!(
-        waited >= timeout && waited < timeout * 14 / 10,
-        "waited {waited:?} for two stopped lanes with a lock timeout of {timeout:?}"
-    );
-    resume(a, reap_a);
-    resume(b, reap_b);
-    assert_eq!(map.incr(b"n", 1, 0, None).unwrap(), 1);
-    assert!(common::verify_problems(&path).is_empty());
 }
 
 /// A stopped lock holder, then a stopped fast writer: a write that waits for the first and then
@@ -540,39 +513,53 @@ fn stopped_lanes_share_one_lock_timeout() {
 /// one per wait. The holder is resumed at 0.6 of the timeout; each wait used to begin afresh,
 /// and this took 1.6 x the timeout (the placement lock's wait, too, was its own).
 fn a_holds_waits_share_one_lock_timeout() {
-    let dir = common::shm_dir();
-    let path = common::map_path(dir.path(), "fp-stopboth");
+    let map = one_timeout_for_two_stops("stopboth", |dir, path| {
+        let lane = stopped_fast_writer(&dir.join("lane"), path);
+        [stopped_lock_holder(&dir.join("holder"), path), lane]
+    });
+    assert_eq!(map.get(b"held").unwrap().as_deref(), Some(&b"1"[..]));
+}
+
+/// Two children stopped by `stop` beside a map of 200 keys with a lock timeout of 1 s: the
+/// first is resumed at 0.6 of the timeout, and an `incr` must give up one timeout after it
+/// began, naming the second's pid. Then both are resumed; the `incr` succeeds and the map
+/// verifies.
+fn one_timeout_for_two_stops(
+    name: &str,
+    stop: impl FnOnce(&std::path::Path, &str) -> [(std::process::Child, Reap); 2],
+) -> Shmap {
     let timeout = Duration::from_millis(1000);
-    let map = Shmap::open(&path, &fast_opts().max_size(4 << 20).lock_timeout(timeout)).unwrap();
-    for i in 0..200 {
-        map.set(format!("f{i}").as_bytes(), &value(i, 9)).unwrap();
-    }
-    let (lane, reap_lane) = stopped_fast_writer(&dir.path().join("lane"), &path);
-    let (holder, reap_holder) = stopped_lock_holder(&dir.path().join("holder"), &path);
+    let (dir, path, map) = map_of_200_keys(
+        &format!("fp-{name}"),
+        &fast_opts().max_size(4 << 20).lock_timeout(timeout),
+    );
+    let [(first, reap_first), (second, reap_second)] = stop(dir.path(), &path);
     let t = Instant::now();
-    let first = holder.id();
-    let wake_holder = std::thread::spawn(move || {
+    let pid = first.id();
+    let wake_first = std::thread::spawn(move || {
         std::thread::sleep(timeout * 6 / 10);
-        signal(first, libc::SIGCONT);
+        signal(pid, libc::SIGCONT);
     });
     match map.incr(b"n", 1, 0, None) {
         Err(e @ shmap::Error::LockTimeout { .. }) => {
-            assert!(e.to_string().contains(&format!("pid {}", lane.id())), "{e}");
+            assert!(
+                e.to_string().contains(&format!("pid {}", second.id())),
+                "{e}"
+            );
         }
-        r => panic!("expected a lock timeout, got {r:?}"),
+        r => panic!("{name}: expected a lock timeout, got {r:?}"),
     }
     let waited = t.elapsed();
-    wake_holder.join().unwrap();
+    wake_first.join().unwrap();
     assert!(
         waited >= timeout && waited < timeout * 14 / 10,
-        "waited {waited:?} for a stopped holder and a stopped lane with a lock timeout of \
-         {timeout:?}"
+        "{name}: waited {waited:?} with a lock timeout of {timeout:?}"
     );
-    resume(holder, reap_holder);
-    resume(lane, reap_lane);
+    resume(first, reap_first);
+    resume(second, reap_second);
     assert_eq!(map.incr(b"n", 1, 0, None).unwrap(), 1);
-    assert_eq!(map.get(b"held").unwrap().as_deref(), Some(&b"1"[..]));
     assert!(common::verify_problems(&path).is_empty());
+    map
 }
 
 /// A fast writer stopped (SIGSTOP) between its chunk's `fill` and the key's slot: cleaning
