@@ -48,9 +48,10 @@ export interface ShmapOptions {
    * process, a creator or recoverer holding the file), in ms, measured on the monotonic clock;
    * then it throws `ERR_SHMAP_LOCK_TIMEOUT` (naming the holder's pid and how long it has held
    * the lock) and changes nothing. All the waits of one call share it (for the lock, then for a
-   * stopped fast writer, say), per shard the call holds (`clear` holds each in turn). Default
-   * 5000: far above the longest legitimate hold (a growth
-   * switch at the 800 MiB cap copies the ring in well under a second), short enough that a
+   * stopped fast writer, say), per shard the call holds (`clear` holds each in turn;
+   * `setIfVersion` over keys of several shards holds them at once). Default 5000: far above
+   * the longest legitimate hold (a growth switch at the 800 MiB cap copies the ring in well
+   * under a second), short enough that a
    * frozen process costs an event loop seconds, not forever. Readers and scans never wait for
    * a lock.
    */

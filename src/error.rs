@@ -73,8 +73,10 @@ pub enum Error {
     TooManyProcesses,
     /// A lock-free read or scan kept racing with writers (about 2.5 s of retries).
     Busy,
-    /// A wait on another process lasted the handle's `lock_timeout`. Nothing was changed; the
-    /// holder keeps its lock (it may be stopped or slow, and resume mid-write).
+    /// The waits on other processes of one hold of a shard's lock (for the lock, for fast writers
+    /// inside a write, for the placement lock) lasted the handle's `lock_timeout` in all.
+    /// Nothing was changed; the holder keeps its lock (it may be stopped or slow, and resume
+    /// mid-write).
     LockTimeout {
         /// How long this call waited, in ms.
         waited_ms: u64,

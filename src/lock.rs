@@ -6,8 +6,8 @@
 //! slot by an OFD lock on one byte, which the kernel drops when the process dies. So "is the
 //! lock owner alive?" has an exact answer, immune to pid reuse, and a dead owner's lock is taken
 //! over by compare-and-swap. Waiters sleep on shared futexes with a timeout, re-test liveness on
-//! every wake-up, and give up once the hold's [`Patience`] (one `lock_timeout` for every wait of
-//! one hold) is spent (a live owner keeps its lock: it may resume mid-write).
+//! every wake-up, and give up once the hold's [`Patience`] (one `lock_timeout` for all the waits
+//! of one hold) is spent (a live owner keeps its lock: it may resume mid-write).
 //!
 //! Kill-safety: every piece of shared lock state is one atomic word, changed by one store or
 //! read-modify-write, so a process killed between any two instructions leaves either the old or
@@ -39,36 +39,67 @@ pub(crate) const QUIET_MS: u64 = 1;
 pub(crate) const QUIET_BUDGET: Duration = Duration::from_millis(2);
 
 /// What one hold of a writer lock may wait for other processes, in all: the lock itself, this
-/// process's other threads, lanes inside a fast write, the placement lock. One lock timeout,
-/// counted from the first wait, so that waits met one after another (a stopped lock holder,
-/// then a stopped fast writer) do not add up. The clock is read only once a wait begins.
+/// process's other threads, lanes inside a fast write, the placement lock. One lock timeout for
+/// the time spent waiting (not the hold's own work in between), so that waits met one after
+/// another (a stopped lock holder, then a stopped fast writer) do not add up.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Patience {
     timeout: Duration,
-    since: Option<Instant>,
+    /// What the hold's finished waits took.
+    spent: Duration,
 }
 
 impl Patience {
     pub(crate) fn new(timeout: Duration) -> Patience {
         Patience {
             timeout,
-            since: None,
+            spent: Duration::ZERO,
         }
     }
 
-    /// How long this hold has waited so far (its first call starts the clock).
+    /// One wait: timed from its first [`Wait::waited`] (an uncontended lock reads no clock)
+    /// until it is dropped, when its time counts as spent.
+    pub(crate) fn wait(&mut self) -> Wait<'_> {
+        Wait {
+            p: self,
+            start: None,
+        }
+    }
+}
+
+/// One wait of a hold, drawing on its [`Patience`].
+pub(crate) struct Wait<'a> {
+    p: &'a mut Patience,
+    start: Option<Instant>,
+}
+
+impl Wait<'_> {
+    /// This wait's time so far (the first call starts its clock).
+    fn own(&mut self) -> Duration {
+        self.start.get_or_insert_with(Instant::now).elapsed()
+    }
+
+    /// What the hold has waited so far, this wait included.
     pub(crate) fn waited(&mut self) -> Duration {
-        self.since.get_or_insert_with(Instant::now).elapsed()
+        self.p.spent.saturating_add(self.own())
     }
 
-    /// The wait's budget is spent.
+    /// The hold's budget is spent.
     pub(crate) fn spent(&mut self) -> bool {
-        self.waited() >= self.timeout
+        self.waited() >= self.p.timeout
     }
 
-    /// What is left of the budget.
+    /// What is left of the hold's budget.
     pub(crate) fn left(&mut self) -> Duration {
-        self.timeout.saturating_sub(self.waited())
+        self.p.timeout.saturating_sub(self.waited())
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.start {
+            self.p.spent = self.p.spent.saturating_add(t.elapsed());
+        }
     }
 }
 
@@ -242,6 +273,7 @@ pub(crate) fn lock_local<'a>(
 ) -> Result<MutexGuard<'a, ()>> {
     let mut nap = Duration::from_micros(20);
     let mut spins = 0u32;
+    let mut wait = patience.wait();
     loop {
         match local.try_lock() {
             Ok(g) => return Ok(g), // the common case, at once: no clock read
@@ -254,15 +286,14 @@ pub(crate) fn lock_local<'a>(
             std::thread::yield_now();
             continue;
         }
-        let waited = patience.waited();
-        if waited >= patience.timeout {
+        if wait.spent() {
             return Err(Error::LockTimeout {
-                waited_ms: waited.as_millis() as u64,
+                waited_ms: wait.waited().as_millis() as u64,
                 holder_pid: Some(std::process::id()),
                 held_ms: None,
             });
         }
-        std::thread::sleep(nap.min(patience.left()));
+        std::thread::sleep(nap.min(wait.left()));
         nap = (nap * 2).min(Duration::from_millis(1));
     }
 }
@@ -281,6 +312,7 @@ pub(crate) fn lock_writer(
     let mut starving: Option<u64> = None;
     let mut backoff = Backoff::new();
     let mut spins = 0u32;
+    let mut wait = patience.wait();
     let got = loop {
         let cur = match w.cas_u32(off, 0, mine)? {
             Ok(_) => break Acquired::Clean,
@@ -321,15 +353,15 @@ pub(crate) fn lock_writer(
             continue;
         }
         // The clock is read only once the lock turned out to be taken: most acquisitions are not.
-        let waited = patience.waited();
-        if waited >= patience.timeout {
+        if wait.spent() {
             if let Some(mine) = starving {
                 // Leave no trace: withdraw our deadline unless someone replaced it.
                 let _ = w.cas_u64(lw.starving, mine, 0)?;
             }
-            return Err(timeout_error(mem, lw, cur, waited));
+            return Err(timeout_error(mem, lw, cur, wait.waited()));
         }
-        if waited > STARVING_AFTER {
+        // Starving on this lock word: this wait's time, not the hold's.
+        if wait.own() > STARVING_AFTER {
             let until = monotonic_ms() + POLITE_MS;
             w.store_u64(lw.starving, until, Ordering::Release)?;
             starving = Some(until);
@@ -337,7 +369,7 @@ pub(crate) fn lock_writer(
         if cur & LOCK_WAITERS == 0 && w.cas_u32(off, cur, cur | LOCK_WAITERS)?.is_err() {
             continue;
         }
-        let nap = backoff.next().min(patience.left());
+        let nap = backoff.next().min(wait.left());
         w.futex_wait(off, cur | LOCK_WAITERS, nap.max(Duration::from_micros(100)))?;
     };
     fp!("lock_writer::between_cas_and_since");
@@ -447,6 +479,33 @@ pub(crate) fn attached_pids(mem: &Mem) -> Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hold's budget is what its waits took, not the time since its first wait: a hold that
+    /// waited, then worked past its timeout (a long switch), may still wait what is left
+    /// (the first cut counted from the first wait, and the placement lock then timed out at
+    /// its first contended check).
+    #[test]
+    fn patience_counts_the_waits_not_the_work_between_them() {
+        let mut p = Patience::new(Duration::from_millis(200));
+        {
+            let mut w = p.wait();
+            assert!(w.left() > Duration::from_millis(190));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!w.spent());
+        }
+        // The hold's own work: not waiting.
+        std::thread::sleep(Duration::from_millis(300));
+        {
+            // A wait that never needed the clock costs nothing.
+            let _uncontended = p.wait();
+        }
+        let mut w = p.wait();
+        let left = w.left().as_millis();
+        assert!((100..=150).contains(&left), "{left} ms left");
+        assert!(!w.spent());
+        std::thread::sleep(Duration::from_millis(160));
+        assert!(w.spent());
+    }
 
     #[test]
     fn deadlines_expire_and_far_ones_are_ignored() {

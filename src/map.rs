@@ -692,7 +692,9 @@ impl<'a> WriteGuard<'a> {
                     .recover()
                     .and_then(|()| lock::recovered(&self.sh.mem, &lock::shard(self.shard)));
                 if let Err(e) = r {
-                    // No writer without its recovery: a later call recovers again.
+                    // No writer without its recovery: a later call recovers again, with what
+                    // is left of this hold's patience.
+                    self.patience = wr.patience();
                     self.wr = None;
                     return Err(e);
                 }

@@ -71,8 +71,8 @@ pub(crate) struct Writer<'a> {
     /// Upkeep is cleaning (ahead of need, or for a chunk claim): it gives up rather than wait
     /// for a fast write, which only a write that needs the room does (bounded).
     no_wait: bool,
-    /// What is left of this hold's lock timeout, after its wait for the lock: every later wait
-    /// (lanes, the placement lock) draws on it.
+    /// What this hold's waits for the lock left of its lock timeout: every later wait (lanes,
+    /// the placement lock) draws on it.
     patience: lock::Patience,
 }
 
@@ -150,6 +150,11 @@ impl<'a> Writer<'a> {
             Err(()) => wr.build_stale = true,
         }
         Ok(wr)
+    }
+
+    /// What is left of this hold's patience (for a writer built again in the same hold).
+    pub(crate) fn patience(&self) -> lock::Patience {
+        self.patience
     }
 
     #[inline]

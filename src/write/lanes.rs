@@ -269,8 +269,17 @@ impl Writer<'_> {
     /// `no_wait`: a few microseconds' spin). A dead owner's lane is adopted: true if it was
     /// announced (its count may be short by one record: the caller recounts).
     fn drain(&mut self, k: usize) -> Result<bool> {
+        let mut patience = self.patience;
+        let r = self.drain_within(k, &mut patience);
+        self.patience = patience;
+        r
+    }
+
+    /// [`Writer::drain`], its wait drawing on `patience`.
+    fn drain_within(&mut self, k: usize, patience: &mut lock::Patience) -> Result<bool> {
         let w = self.w();
         let mut spins = 0u32;
+        let mut wait = patience.wait();
         loop {
             let owner = self.lane_owner(k)?;
             if owner == 0 {
@@ -293,11 +302,10 @@ impl Writer<'_> {
                 // longer for it.
                 return Err(Error::Full { needed: 0 });
             }
-            let waited = self.patience.waited();
-            if self.patience.spent() {
+            if wait.spent() {
                 let (slot, _) = lock::owner_of(owner as u32);
                 return Err(Error::LockTimeout {
-                    waited_ms: waited.as_millis() as u64,
+                    waited_ms: wait.waited().as_millis() as u64,
                     holder_pid: lock::pid_of(&self.sh.mem, slot).ok().filter(|&p| p != 0),
                     held_ms: None,
                 });
