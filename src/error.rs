@@ -209,7 +209,8 @@ impl fmt::Display for Error {
             } => {
                 write!(
                     f,
-                    "gave up after waiting {waited_ms} ms for the map's writer lock"
+                    "gave up after waiting {waited_ms} ms for the map's writer lock or a write \
+                     under way"
                 )?;
                 match (holder_pid, held_ms) {
                     (Some(pid), Some(ms)) => write!(f, ", held by pid {pid} for {ms} ms")?,
