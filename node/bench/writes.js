@@ -10,9 +10,8 @@
 //   which grows while the writers run (its switches are counted). And the ceiling at each N:
 //   N writers of N separate maps (default size, one each), which share nothing, so that what
 //   the machine loses past its core count is told from what the shared map loses. Cells
-//   alternate within a
-//   round (shmap default, shmap presized, lmdb for each N; then the reads), so a drift of the
-//   machine's load hits all of them alike.
+//   alternate within a round (the shmap maps, the separate maps, lmdb for each N; then the
+//   reads), so a drift of the machine's load hits all of them alike.
 // growth-stall: one process fills a map with 1 KB values (distinct keys) until its file reaches
 //   64 MiB, and 512 MiB, timing every set: the longest, p99, the total fill time, and the
 //   longest as a share of the fill; growing from the default size, and presized (created at
@@ -164,7 +163,7 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
     cleanup();
     for (let round = 0; round < W.rounds; round++) {
       for (const n of W.writers) {
-        for (const kind of ['default', 'presized', 'sharded', 'separate', ...(lmdbOk ? ['lmdb'] : [])]) {
+        for (const kind of WS_KINDS.filter((k) => k !== 'lmdb' || lmdbOk)) {
           let map = null, before = null;
           if (kind === 'separate') {
             for (let i = 0; i < n; i++) new Shmap(`${names.separate}-${i}`, { reset: true }).close();
@@ -179,7 +178,6 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
           }
           const name = (i) => (kind === 'separate' ? `${names.separate}-${i}` : names[kind]);
           const r = await run(n, (i) => ({ ...base, backend: kind === 'lmdb' ? 'lmdb' : 'shmap', name: name(i), path: lmdbDir, prefix: `w${i}` }));
-          if (kind === 'separate') for (let i = 0; i < n; i++) fs.rmSync(`/dev/shm/${name(i)}`, { force: true });
           if (map) {
             const s = map.stats();
             r.switches = s.switches - before.switches;
@@ -229,7 +227,7 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
   out.readGain = gain('read', 2);
   const f = (x) => (x == null ? '-' : Math.round(x).toLocaleString('en-US'));
   for (const n of W.writers) {
-    const parts = ['default', 'presized', 'sharded', 'separate', 'lmdb'].map((k) => cell(k, n)).filter(Boolean)
+    const parts = WS_KINDS.map((k) => cell(k, n)).filter(Boolean)
       .map((c) => `${c.kind === 'lmdb' ? 'lmdb putSync' : `shmap ${c.kind}${c.shards > 1 ? ` (${c.shards} shards)` : ''}`} ${f(c.aggregate)}/s (${c.gain.toFixed(2)}x` +
         `${c.ofSeparate != null ? `, ${c.ofSeparate.toFixed(2)} of separate` : ''}${c.switches ? `, ${c.switches} switches` : ''})`);
     log(`  ${n} writer${n > 1 ? 's' : ' '}: ${parts.join('; ')}`);
@@ -293,6 +291,8 @@ const WS_SERIES = [
   { key: 'separate', name: 'shmap, a separate map per writer (shares nothing: the ceiling)', color: '#9a9a9a' },
   { key: 'lmdb', name: 'lmdb-js putSync', color: '#2e9e44' },
 ];
+// The write-scaling cells of each N, in the order a round runs them.
+const WS_KINDS = WS_SERIES.map((s) => s.key);
 
 function charts(data, { barChart }) {
   const out = {};

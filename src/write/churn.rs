@@ -8,8 +8,8 @@
 //! write-scaling), and long-lived records in a ring that the other writes lap quickly (a third
 //! of the ring had cleaning copy 0.8 bytes per byte written, in `tests/grow_shrink.rs`). The
 //! copy falls as the ring grows, so a ring whose cleaning copies over an eighth of what goes
-//! into it grows as a dense one does, to at most [`plan::MOST_OVER_LIVE`] times the live data (below
-//! where a shrink is due, so the two never undo each other) and never by the last step
+//! into it grows as a dense one does, to at most [`plan::MOST_OVER_LIVE`] times the live data
+//! (below where a shrink is due, so the two never undo each other) and never by the last step
 //! `max_size` allows (which would take what other shards need to grow).
 //!
 //! Measured per process over windows of one ring's worth of head advance, from the shard's
