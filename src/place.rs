@@ -243,6 +243,7 @@ mod tests {
             live_bytes: 0,
             max_size,
             min_pages: DEFAULT_INITIAL_SIZE.min(max_size) / PAGE,
+            shards: 1,
         };
         s.largest_cap() / 16
     }

@@ -87,8 +87,8 @@ pub(crate) struct Churn {
     pub head: u64,
     pub copied: u64,
     pub builds: u64,
-    /// The last closed window's verdict: cleaning copied over an eighth of what else went into
-    /// the ring (the head's advance less the copies).
+    /// The last closed window's verdict: cleaning copied over a sixteenth of what else went
+    /// into the ring (the head's advance less the copies).
     pub hot: bool,
 }
 

@@ -248,6 +248,7 @@ impl<'a> Writer<'a> {
             live_bytes: self.live()?,
             max_size,
             min_pages,
+            shards,
         })
     }
 
