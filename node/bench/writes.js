@@ -3,15 +3,19 @@
 // by, run from report.js (`--only write-scaling,growth-stall`); they measure, assert nothing.
 //
 // write-scaling: N = 1, 2, 4, 8 writer processes, each setting 100 B values on 1,000 keys of its
-//   own (`w<i>:<k>`) for a few seconds; aggregate sets/s, median of the rounds. In the same run:
+//   own (`w<i>:<k>`) for a few seconds, after a warm-up that all of them run together (the
+//   first ~100 ms run at half speed for every store, V8's code warming up; a growing map
+//   also grows then: growth's cost is growth-stall's to measure); aggregate sets/s, median of
+//   the rounds. In the same run:
 //   the lock-free read path's gain from 1 to 2 reader processes (gets of 1,000 keys of their own,
 //   the machine's ceiling for a path that shares nothing), and lmdb-js `putSync` with the same
 //   writers. Two shmap maps: one presized (64 MiB) and one created at the default size (1 MiB),
 //   which grows while the writers run (its switches are counted). And the ceiling at each N:
 //   N writers of N separate maps (default size, one each), which share nothing, so that what
 //   the machine loses past its core count is told from what the shared map loses. Cells
-//   alternate within a round (the shmap maps, the separate maps, lmdb for each N; then the
-//   reads), so a drift of the machine's load hits all of them alike.
+//   alternate within a round (the shmap maps, the separate maps, lmdb for each N, in an order
+//   rotated each round; then the reads), so a drift of the machine's load hits all of them
+//   alike; single cells on this shared VM swing by a third, hence five rounds.
 // growth-stall: one process fills a map with 1 KB values (distinct keys) until its file reaches
 //   64 MiB, and 512 MiB, timing every set: the longest, p99, the total fill time, and the
 //   longest as a share of the fill; growing from the default size, and presized (created at
@@ -28,8 +32,9 @@ function options(quick) {
     writeScaling: {
       writers: quick ? [1, 2] : [1, 2, 4, 8],
       readers: [1, 2],
-      seconds: quick ? 0.1 : 3,
-      rounds: quick ? 1 : 3,
+      seconds: quick ? 0.1 : 2,
+      warmSeconds: quick ? 0.02 : 0.3,
+      rounds: quick ? 1 : 5,
       keys: 1000,
       valueBytes: 100,
       presizedBytes: 64 * MiB,
@@ -40,20 +45,26 @@ function options(quick) {
 
 // ================================================================= worker side
 // Called by report.js's worker for {t: 'ws', ...}: opens the store, says ready, waits for go
-// (`waitGo`), runs for `ms`, returns its count.
+// (`waitGo`), runs `warmMs` untimed, then `ms` timed; returns its count (and for shmap the
+// generation switches during the timed window).
 async function writeScaleJob(m, waitGo) {
   const pkg = require(require('./backends/shmap').PKG);
   let c;
   if (m.backend === 'lmdb') {
     const env = require('lmdb').open({ path: m.path, ...LMDB_OPTIONS });
-    c = { set: (k, v) => env.putSync(k, v), get: (k) => env.get(k), close: () => env.close() };
+    c = { set: (k, v) => env.putSync(k, v), get: (k) => env.get(k), close: () => env.close(), switches: () => 0 };
   } else {
     const map = new pkg.Shmap(m.name, {});
-    c = { set: (k, v) => map.set(k, v), get: (k) => map.get(k), close: () => map.close() };
+    c = { set: (k, v) => map.set(k, v), get: (k) => map.get(k), close: () => map.close(), switches: () => map.stats().switches };
   }
   const keys = Array.from({ length: m.keys }, (_, i) => `${m.prefix}:${i}`);
   const value = 'v'.repeat(m.valueBytes);
   await waitGo();
+  const op = m.read ? (k) => c.get(k) : (k) => c.set(k, value);
+  for (let j = 0, until = performance.now() + (m.warmMs || 0); performance.now() < until;) {
+    for (const stop = j + 256; j < stop; j++) op(keys[j % m.keys]);
+  }
+  const switched = c.switches();
   let i = 0, misses = 0, now;
   const start = performance.now(), end = start + m.ms;
   if (m.read) {
@@ -65,8 +76,9 @@ async function writeScaleJob(m, waitGo) {
       for (const stop = i + 256; i < stop; i++) c.set(keys[i % m.keys], value);
     } while ((now = performance.now()) < end);
   }
+  const switches = c.switches() - switched;
   await c.close();
-  return { ops: i, ms: now - start, misses };
+  return { ops: i, ms: now - start, misses, switches };
 }
 
 // {t: 'stall', ...}: fill one map, timing every set (a histogram from report.js, `Hist`).
@@ -156,14 +168,16 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
     const r = await done;
     const err = r.find((m) => m.t === 'error');
     if (err) throw new Error(err.message);
-    return { aggregate: r.reduce((a, m) => a + (m.ops / m.ms) * 1e3, 0), misses: r.reduce((a, m) => a + m.misses, 0) };
+    return { aggregate: r.reduce((a, m) => a + (m.ops / m.ms) * 1e3, 0), misses: r.reduce((a, m) => a + m.misses, 0),
+      inWindow: Math.max(...r.map((m) => m.switches)) };
   };
-  const base = { keys: W.keys, valueBytes: W.valueBytes, ms: W.seconds * 1e3 };
+  const base = { keys: W.keys, valueBytes: W.valueBytes, ms: W.seconds * 1e3, warmMs: W.warmSeconds * 1e3 };
   try {
     cleanup();
     for (let round = 0; round < W.rounds; round++) {
       for (const n of W.writers) {
-        for (const kind of WS_KINDS.filter((k) => k !== 'lmdb' || lmdbOk)) {
+        const kinds = WS_KINDS.filter((k) => k !== 'lmdb' || lmdbOk);
+        for (const kind of kinds.map((_, i) => kinds[(i + round) % kinds.length])) {
           let map = null, before = null;
           if (kind === 'separate') {
             for (let i = 0; i < n; i++) new Shmap(`${names.separate}-${i}`, { reset: true }).close();
@@ -204,13 +218,14 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
     for (const w of pool) w.disconnect();
     cleanup();
   }
-  const out = { writers: W.writers, readers: W.readers, seconds: W.seconds, rounds: W.rounds, keys: W.keys, valueBytes: W.valueBytes,
+  const out = { writers: W.writers, readers: W.readers, seconds: W.seconds, warmSeconds: W.warmSeconds, rounds: W.rounds, keys: W.keys, valueBytes: W.valueBytes,
     presizedBytes: W.presizedBytes, lmdb: lmdbOk, cells: [] };
   for (const [k, rs] of Object.entries(cells)) {
     const [kind, n] = k.split(':');
     const ag = rs.map((r) => r.aggregate);
     out.cells.push({ kind, processes: Number(n), aggregate: median(ag), rounds: ag, min: Math.min(...ag), max: Math.max(...ag),
-      switches: rs[0].switches ?? null, logCapacity: rs[0].logCapacity ?? null, shards: rs[0].shards ?? null,
+      switches: rs[0].switches ?? null, switchesInWindow: rs[0].switches == null ? null : Math.max(...rs.map((r) => r.inWindow)),
+      logCapacity: rs[0].logCapacity ?? null, shards: rs[0].shards ?? null,
       misses: rs.reduce((a, r) => a + r.misses, 0) });
   }
   const cell = (kind, n) => out.cells.find((c) => c.kind === kind && c.processes === n);
@@ -229,7 +244,7 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
   for (const n of W.writers) {
     const parts = WS_KINDS.map((k) => cell(k, n)).filter(Boolean)
       .map((c) => `${c.kind === 'lmdb' ? 'lmdb putSync' : `shmap ${c.kind}${c.shards > 1 ? ` (${c.shards} shards)` : ''}`} ${f(c.aggregate)}/s (${c.gain.toFixed(2)}x` +
-        `${c.ofSeparate != null ? `, ${c.ofSeparate.toFixed(2)} of separate` : ''}${c.switches ? `, ${c.switches} switches` : ''})`);
+        `${c.ofSeparate != null ? `, ${c.ofSeparate.toFixed(2)} of separate` : ''}${c.switches ? `, ${c.switches} switches (${c.switchesInWindow} timed)` : ''})`);
     log(`  ${n} writer${n > 1 ? 's' : ' '}: ${parts.join('; ')}`);
   }
   log(`  read path: 1 reader ${f(cell('read', 1).aggregate)} gets/s, 2 readers ${f(cell('read', 2) && cell('read', 2).aggregate)} gets/s (${out.readGain && out.readGain.toFixed(2)}x)`);
@@ -301,7 +316,7 @@ function charts(data, { barChart }) {
     const cell = (kind, n) => W.cells.find((c) => c.kind === kind && c.processes === n);
     out['write-scaling.svg'] = barChart({
       title: 'Write scaling: aggregate sets per second of N writer processes',
-      subtitle: `each writer sets ${W.valueBytes} B values on ${W.keys.toLocaleString('en-US')} keys of its own; ${W.seconds} s runs, median of ${W.rounds} rounds (whiskers: min–max); ` +
+      subtitle: `each writer sets ${W.valueBytes} B values on ${W.keys.toLocaleString('en-US')} keys of its own; ${W.seconds} s runs after ${W.warmSeconds ?? 0} s warm-up, median of ${W.rounds} rounds (whiskers: min–max); ` +
         `${data.meta.machine.nproc} cpus, ${data.meta.date.slice(0, 10)}`,
       rows: [[{ title: 'aggregate sets/s', groups: W.writers.map((n) => ({ label: `${n} writer${n > 1 ? 's' : ''}`,
         bars: WS_SERIES.map((q) => { const c = cell(q.key, n); return c ? { key: q.key, v: c.aggregate, lo: c.min, hi: c.max } : { key: q.key, v: 0 }; }) })) }]],
@@ -338,8 +353,9 @@ function markdown(data, rendered) {
     o.push('## Write scaling (`node/bench/writes.js`)', '');
     if (rendered['write-scaling.svg']) o.push('![write scaling](write-scaling.svg)', '');
     o.push(`**How.** N writer processes, each setting ${W.valueBytes} B values on ${f(W.keys)} keys of its own in a synchronous loop for ${W.seconds} s, all started ` +
-      `together; aggregate sets/s, median of ${W.rounds} rounds (each round alternates the stores for each N). shmap twice: a map created at the default size ` +
-      `(1 MiB), which grows while the writers run (switches counted), and one presized to ${(W.presizedBytes / MiB).toFixed(0)} MiB; and a map of several shards ` +
+      `together after ${W.warmSeconds != null ? W.warmSeconds : 0} s of the same writes untimed (V8 warming up; the growing map's growth, measured in "Growth stall"); ` +
+      `aggregate sets/s, median of ${W.rounds} rounds (each round alternates the stores for each N, in an order rotated each round). shmap twice: a map created at the default size ` +
+      `(1 MiB), which grows while the writers run (switches counted, and in brackets those in the timed window), and one presized to ${(W.presizedBytes / MiB).toFixed(0)} MiB; and a map of several shards ` +
       '(`shards: 0`, twice the cores, default size), each shard with its own writer lock; and, as the ceiling at each N, N writers of N separate maps ' +
       '(default size, one each), which share nothing: "of sep." is a shared map\'s sets/s over theirs, per round (what sharing one map costs, apart from ' +
       'what the machine loses past its core count). lmdb-js `putSync` ' +
@@ -352,7 +368,8 @@ function markdown(data, rendered) {
     for (const n of [...new Set([...W.writers, ...W.readers])].sort((a, b) => a - b)) {
       const d = cell('default', n), p = cell('presized', n), sh = cell('sharded', n), se = cell('separate', n), l = cell('lmdb', n), r = cell('read', n);
       const os = (c) => (c && c.ofSeparate != null ? c.ofSeparate.toFixed(2) : '—');
-      o.push(`| ${n} | ${f(d && d.aggregate)} | ${x(d)} | ${os(d)} | ${d && d.switches != null ? d.switches : '—'} | ${f(p && p.aggregate)} | ${x(p)} | ${os(p)} | ` +
+      const sw = (c) => (c && c.switches != null ? `${c.switches}${c.switchesInWindow != null ? ` (${c.switchesInWindow})` : ''}` : '—');
+      o.push(`| ${n} | ${f(d && d.aggregate)} | ${x(d)} | ${os(d)} | ${sw(d)} | ${f(p && p.aggregate)} | ${x(p)} | ${os(p)} | ` +
         `${f(sh && sh.aggregate)} | ${x(sh)} | ${f(se && se.aggregate)} | ${x(se)} | ${f(l && l.aggregate)} | ${x(l)} | ${f(r && r.aggregate)} | ${x(r)} |`);
     }
     o.push('', `The read path gained ${W.readGain ? W.readGain.toFixed(2) : '—'}× from 1 to 2 processes in this run; issue 9 asks 2 writers for ≥ 1.7× and within 10% of that.`, '');
