@@ -224,7 +224,9 @@ async function writeScaling(cfg, data, { log, workerFile, lmdbOk }) {
     const [kind, n] = k.split(':');
     const ag = rs.map((r) => r.aggregate);
     out.cells.push({ kind, processes: Number(n), aggregate: median(ag), rounds: ag, min: Math.min(...ag), max: Math.max(...ag),
-      switches: rs[0].switches ?? null, switchesInWindow: rs[0].switches == null ? null : Math.max(...rs.map((r) => r.inWindow)),
+      // The most of any round (each round's map is a new one).
+      switches: rs[0].switches == null ? null : Math.max(...rs.map((r) => r.switches)),
+      switchesInWindow: rs[0].switches == null ? null : Math.max(...rs.map((r) => r.inWindow)),
       logCapacity: rs[0].logCapacity ?? null, shards: rs[0].shards ?? null,
       misses: rs.reduce((a, r) => a + r.misses, 0) });
   }
