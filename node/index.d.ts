@@ -51,9 +51,8 @@ export interface ShmapOptions {
    * stopped fast writer, say), per shard the call holds (`clear` holds each in turn;
    * `setIfVersion` over keys of several shards holds them at once). Default 5000: far above
    * the longest legitimate hold (a growth switch at the 800 MiB cap copies the ring in well
-   * under a second), short enough that a
-   * frozen process costs an event loop seconds, not forever. Readers and scans never wait for
-   * a lock.
+   * under a second), short enough that a frozen process costs an event loop seconds, not
+   * forever. Readers and scans never wait for a lock.
    */
   lockTimeout?: number;
   /**

@@ -149,12 +149,13 @@ impl Options {
     /// the monotonic clock; then it fails with [`crate::Error::LockTimeout`] and changes
     /// nothing. The waits of one hold of a shard's lock (for the lock, then for stopped fast
     /// writers, say) share one timeout; a call that holds several shards (`clear` in turn,
-    /// `set_if` at once) has one per shard. Default 5 s: far above the longest legitimate hold (a growth switch that copies a full 800 MiB ring
-    /// takes well under a second), so only a stopped or pathologically slow holder trips it,
-    /// and short enough that a frozen process costs an event loop seconds, not forever (the
-    /// figure lua-resty-lock and bbolt use). Waiting for another process's loader in a lease
-    /// (`getOrSet`) is bounded by the lease's own time instead. Handles of one map in one
-    /// process share one attachment, and with it the first handle's timeout (a known limit).
+    /// `set_if` at once) has one per shard. Default 5 s: far above the longest legitimate hold
+    /// (a growth switch that copies a full 800 MiB ring takes well under a second), so only a
+    /// stopped or pathologically slow holder trips it, and short enough that a frozen process
+    /// costs an event loop seconds, not forever (the figure lua-resty-lock and bbolt use).
+    /// Waiting for another process's loader in a lease (`getOrSet`) is bounded by the lease's
+    /// own time instead. Handles of one map in one process share one attachment, and with it
+    /// the first handle's timeout (a known limit).
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
         self

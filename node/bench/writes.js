@@ -59,26 +59,28 @@ async function writeScaleJob(m, waitGo) {
   }
   const keys = Array.from({ length: m.keys }, (_, i) => `${m.prefix}:${i}`);
   const value = 'v'.repeat(m.valueBytes);
+  // One loop for the warm-up and the timed window, so that the warm-up warms what is timed.
+  const loop = (ms) => {
+    let i = 0, misses = 0, now;
+    const start = performance.now(), end = start + ms;
+    if (m.read) {
+      do {
+        for (const stop = i + 256; i < stop; i++) if (c.get(keys[i % m.keys]) === undefined) misses++;
+      } while ((now = performance.now()) < end);
+    } else {
+      do {
+        for (const stop = i + 256; i < stop; i++) c.set(keys[i % m.keys], value);
+      } while ((now = performance.now()) < end);
+    }
+    return { ops: i, ms: now - start, misses };
+  };
   await waitGo();
-  const op = m.read ? (k) => c.get(k) : (k) => c.set(k, value);
-  for (let j = 0, until = performance.now() + (m.warmMs || 0); performance.now() < until;) {
-    for (const stop = j + 256; j < stop; j++) op(keys[j % m.keys]);
-  }
+  if (m.warmMs) loop(m.warmMs);
   const switched = c.switches();
-  let i = 0, misses = 0, now;
-  const start = performance.now(), end = start + m.ms;
-  if (m.read) {
-    do {
-      for (const stop = i + 256; i < stop; i++) if (c.get(keys[i % m.keys]) === undefined) misses++;
-    } while ((now = performance.now()) < end);
-  } else {
-    do {
-      for (const stop = i + 256; i < stop; i++) c.set(keys[i % m.keys], value);
-    } while ((now = performance.now()) < end);
-  }
+  const timed = loop(m.ms);
   const switches = c.switches() - switched;
   await c.close();
-  return { ops: i, ms: now - start, misses, switches };
+  return { ...timed, switches };
 }
 
 // {t: 'stall', ...}: fill one map, timing every set (a histogram from report.js, `Hist`).
